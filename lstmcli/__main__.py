@@ -1,0 +1,3 @@
+from lstmcli.cli import app
+
+app(prog_name="lstm")

@@ -1,0 +1,339 @@
+"""The ``lstm`` command: parse, call one library function, render with rich, map errors to exit codes.
+
+Torch and the library are imported inside the commands, so ``lstm --help`` answers at once.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from lstmcli.errors import LstmcliError
+
+if TYPE_CHECKING:
+    from lstmcli.config import Config
+    from lstmcli.train import EpochReport
+
+app = typer.Typer(
+    name="lstm",
+    help="Train stacked LSTMs on CSV time series, evaluate them against naive baselines, "
+    "forecast from saved runs, and inspect them gate by gate.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+)
+out = Console()
+err = Console(stderr=True)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+SetOption = Annotated[
+    list[str] | None,
+    typer.Option("--set", "-s", metavar="KEY.PATH=VALUE", help="Override a config value (VALUE is YAML); repeatable."),
+]
+
+
+def handle_errors(fn: F) -> F:
+    """Turn library errors into one line on stderr and the error's exit code."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except LstmcliError as exc:
+            err.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True, highlight=False, soft_wrap=True)
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            err.print("interrupted", highlight=False)
+            raise typer.Exit(130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _load(config: Path, overrides: list[str] | None) -> Config:
+    from lstmcli.config import load_config
+
+    return load_config(config, overrides or [])
+
+
+# ---------------------------------------------------------------------------------------------
+# lstm config
+
+
+@app.command("config")
+@handle_errors
+def config_cmd(
+    config: Annotated[Path, typer.Argument(help="YAML config file.")],
+    set_: SetOption = None,
+) -> None:
+    """Validate a config and print it resolved: defaults filled in, overrides applied."""
+    cfg = _load(config, set_)
+    print(cfg.to_yaml(), end="")
+
+
+# ---------------------------------------------------------------------------------------------
+# lstm train
+
+
+@app.command()
+@handle_errors
+def train(
+    config: Annotated[Path, typer.Argument(help="YAML config file.")],
+    set_: SetOption = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing run directory.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+    print_config: Annotated[bool, typer.Option("--print-config", help="Print the resolved config first.")] = False,
+) -> None:
+    """Train a stacked LSTM on the config's CSV, evaluate it on the test split, save a run directory."""
+    from lstmcli.runtime import stable_malloc
+
+    stable_malloc()
+    cfg = _load(config, set_)
+    if print_config:
+        err.print(cfg.to_yaml(), end="", highlight=False)
+    from lstmcli.config import default_run_dir
+    from lstmcli.pipeline import train_run
+
+    progress = _Progress(quiet)
+    with progress:
+        summary = train_run(
+            cfg, default_run_dir(config, cfg), overwrite=overwrite, on_start=progress.start, on_epoch_end=progress.update
+        )
+    m = summary.metrics
+    out.print(
+        f"best epoch {m['best_epoch']} of {m['epochs_run']}"
+        f"{' (early stop)' if m['stopped_early'] else ''}, {m['train_seconds']:.1f} s on {m['device']}",
+        highlight=False,
+    )
+    out.print(metrics_table(m["test"], f"Test split: {m['windows']['test']} windows, original units"))
+    out.print(f"run saved to {summary.run_dir}", highlight=False)
+
+
+class _Progress:
+    """A rich bar on a terminal, one plain line per epoch otherwise, nothing with --quiet."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.live = not quiet and err.is_terminal
+        self.bar: Any = None
+        self.task: Any = None
+
+    def __enter__(self) -> _Progress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+    def start(self, ds: Any) -> None:
+        counts = ds.split.counts()
+        if not self.quiet:
+            err.print(
+                f"{ds.table.path}: {ds.table.n_rows} rows; windows train {counts['train']}, "
+                f"val {counts['val']}, test {counts['test']}",
+                highlight=False,
+            )
+        if self.live:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self.bar = Progress(
+                TextColumn("epoch"),
+                MofNCompleteColumn(),
+                BarColumn(),
+                TextColumn("{task.fields[stats]}"),
+                TimeRemainingColumn(),
+                console=err,
+                transient=False,
+            )
+            self.bar.start()
+            self.task = None
+
+    def update(self, r: EpochReport) -> None:
+        stats = (
+            f"train {r.train_loss:.4f}  val {r.val_loss:.4f}  best {r.best_val:.4f}@{r.best_epoch}  "
+            f"lr {r.lr:.2g}  {r.windows_per_s:,.0f} win/s"
+        )
+        if self.bar is not None:
+            if self.task is None:
+                self.task = self.bar.add_task("train", total=r.epochs, stats=stats)
+            self.bar.update(self.task, completed=r.epoch, stats=stats)
+        elif not self.quiet:
+            mark = " *" if r.improved else ""
+            err.print(f"epoch {r.epoch}/{r.epochs}  {stats}  {r.seconds:.2f}s{mark}", highlight=False, soft_wrap=True)
+
+
+def metrics_table(metrics: dict[str, Any], title: str) -> Table:
+    """Model and baselines side by side; MASE < 1 beats seasonal naive."""
+    table = Table(title=title, title_justify="left")
+    table.add_column("forecast")
+    for name in ("MAE", "RMSE", "sMAPE", "MASE"):
+        table.add_column(name, justify="right")
+    for key, label in (("model", "LSTM"), ("naive", "naive"), ("seasonal_naive", "seasonal naive")):
+        row = metrics[key]
+        cells = [_fmt(row["MAE"]), _fmt(row["RMSE"]), f"{row['sMAPE']:.2f}%", _fmt(row["MASE"], 3)]
+        table.add_row(f"[bold]{label}[/]" if key == "model" else label, *cells)
+    return table
+
+
+def _fmt(value: float | None, digits: int = 4) -> str:
+    return "—" if value is None else f"{value:.{digits}g}"
+
+
+# ---------------------------------------------------------------------------------------------
+# lstm inspect
+
+
+@app.command()
+@handle_errors
+def inspect(
+    target: Annotated[Path, typer.Argument(help="A YAML config, or a run directory made by `lstm train`.")],
+    set_: SetOption = None,
+    check: Annotated[
+        bool, typer.Option("--check", help="Prove the textbook gate equations equal nn.LSTM (float64); exit 1 if > 1e-10.")
+    ] = False,
+    units: Annotated[bool, typer.Option("--units", help="Show the per-unit view: unit k owns row k of each gate.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the facts as JSON for scripts.")] = False,
+) -> None:
+    """Show a stacked LSTM the way the textbook draws it: four gate sub-layers per layer."""
+    from lstmcli import shapes
+
+    model, run = _inspect_model(target, set_)
+    facts = shapes.describe(model, stats=run is not None)
+    if check:
+        facts["check"] = {"max_abs_diff": shapes.check_equivalence(model.lstm), "tolerance": 1e-10}
+    if units:
+        facts["units"] = {str(layer): shapes.unit_view(model, layer) for layer in range(1, model.layers + 1)}
+    if run is not None:
+        facts["metrics"] = run.metrics()
+    if as_json:
+        print(json.dumps(facts, indent=2))
+    else:
+        _render_inspect(facts)
+    if check and facts["check"]["max_abs_diff"] > 1e-10:
+        raise typer.Exit(1)
+
+
+def _inspect_model(target: Path, overrides: list[str] | None) -> tuple[Any, Any]:
+    if target.is_dir():
+        if overrides:
+            raise typer.BadParameter("--set applies to configs, not to a trained run", param_hint="--set")
+        from lstmcli.checkpoint import load_run
+
+        run = load_run(target)
+        return run.model, run
+    import torch
+
+    from lstmcli.model import LSTMForecaster
+
+    cfg = _load(target, overrides)
+    torch.manual_seed(cfg.train.seed)
+    return LSTMForecaster.from_config(cfg), None
+
+
+def _render_inspect(f: dict[str, Any]) -> None:
+    from lstmcli.shapes import TORCH_ORDER
+
+    n, m = f["n"], f["m"]
+    sizes = " → ".join([f"x_t ({n})", *[f"layer {lay['layer']} y_t ({m})" for lay in f["layers"]]])
+    out.print(
+        f"[bold]Stacked LSTM[/]: n = {n} inputs per step, m = {m} units per layer, {f['num_layers']} layer(s), "
+        f"head → {f['horizon']} steps × {f['targets']} target(s)"
+    )
+    out.print(f"{sizes} → head ({f['head']['output'][0]})\n", highlight=False)
+    for lay in f["layers"]:
+        k, n_l = lay["layer"], lay["input_size"]
+        t = Table(
+            title=escape(
+                f"Layer {k}: input n_{k} = {n_l}, [x_t, y_(t-1)] = {n_l} + {m} = {lay['concat_size']}, "
+                f"state c_t = {m}, output y_t = {m}"
+            ),
+            title_justify="left",
+        )
+        for col in ("gate", "sub-layer", "act", "W", "b", "rows in weight_ih / weight_hh / biases"):
+            t.add_column(col)
+        stats = "stats" in next(iter(lay["gates"].values()))
+        if stats:
+            for col in ("|W_x|", "|W_y|", "b mean [min, max]"):
+                t.add_column(col, justify="right")
+        for gate, g in lay["gates"].items():
+            lo, hi = g["torch_rows"]
+            row = [
+                gate,
+                g["name"],
+                g["activation"],
+                f"{g['W'][0]}×{g['W'][1]}",
+                f"{g['b'][0]}",
+                f"{lo}:{hi}",
+            ]
+            if stats:
+                s = g["stats"]
+                row += [f"{s['W_input_norm']:.3f}", f"{s['W_recurrent_norm']:.3f}", f"{s['b_mean']:+.3f} [{s['b_min']:+.2f}, {s['b_max']:+.2f}]"]
+            t.add_row(*row)
+        out.print(t)
+        tensors = ", ".join(f"{x['name']} {'×'.join(map(str, x['shape']))}" for x in lay["torch_tensors"])
+        out.print(f"  PyTorch packs rows in order {', '.join(TORCH_ORDER)}: {tensors}", highlight=False)
+        out.print(
+            f"  parameters: textbook 4·m·(n_l+m) + 4·m = {lay['parameters_textbook']:,}; "
+            f"PyTorch 4·m·(n_l+m) + 8·m = {lay['parameters_torch']:,} "
+            f"(+{lay['parameters_torch'] - lay['parameters_textbook']:,}: two bias vectors b_ih + b_hh whose sum is the textbook b)\n",
+            highlight=False,
+        )
+    h = f["head"]
+    out.print(
+        f"Head: Linear y_t ({m}) → {h['output'][0]} = horizon × targets; weight {h['weight'][0]}×{h['weight'][1]} "
+        f"+ bias {h['bias'][0]} = {h['parameters']:,} parameters",
+        highlight=False,
+    )
+    textbook = sum(lay["parameters_textbook"] for lay in f["layers"]) + h["parameters"]
+    out.print(
+        f"[bold]Total parameters: {f['total_parameters']:,}[/] (sum of the model's tensors; textbook count "
+        f"{textbook:,} without the duplicate biases)",
+        highlight=False,
+    )
+    if "units" in f:
+        _render_units(f)
+    if f.get("metrics"):
+        out.print(metrics_table(f["metrics"]["test"], "Test metrics of this run"))
+    if "check" in f:
+        diff = f["check"]["max_abs_diff"]
+        ok = diff <= f["check"]["tolerance"]
+        verdict = "[green]same function[/]" if ok else "[red]MISMATCH[/]"
+        out.print(
+            f"check: textbook gate equations vs fused nn.LSTM (float64, random input): "
+            f"max |difference| = {diff:.3e} ≤ 1e-10 → {verdict}"
+            if ok
+            else f"check: max |difference| = {diff:.3e} > 1e-10 → {verdict}"
+        )
+
+
+def _render_units(f: dict[str, Any]) -> None:
+    for layer, units in f["units"].items():
+        n_l = f["layers"][int(layer) - 1]["input_size"]
+        t = Table(
+            title=f"Layer {layer} units: unit k owns row k of W_f, W_i, W_g, W_o "
+            f"(4·(n_l+m) = 4·({n_l}+{f['m']}) weights) and 4 biases",
+            title_justify="left",
+        )
+        for col in ("unit", "weights", "biases", "torch row f / i / g / o", "b_f", "b_i", "b_g", "b_o"):
+            t.add_column(col, justify="right")
+        for u in units:
+            rows = " / ".join(str(u["torch_rows"][g]) for g in ("f", "i", "g", "o"))
+            t.add_row(str(u["unit"]), str(u["weights"]), str(u["biases"]), rows, *(f"{u['b'][g]:+.3f}" for g in ("f", "i", "g", "o")))
+        out.print(t)
+
+
+def main() -> None:  # pragma: no cover - console entry for debugging
+    app(prog_name="lstm")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,35 @@
+"""Errors meant for users: the CLI prints each as one line and exits with its code."""
+
+from __future__ import annotations
+
+
+class LstmcliError(Exception):
+    """Base class; ``exit_code`` 2 means bad input, 1 a runtime failure."""
+
+    exit_code = 2
+
+
+class ConfigError(LstmcliError):
+    """A config file, key or override is malformed or out of range."""
+
+
+class DataError(LstmcliError):
+    """A CSV file is unreadable, lacks a column, or holds a bad cell."""
+
+
+class CheckpointError(LstmcliError):
+    """A run directory is incomplete, tampered with or does not match its config."""
+
+
+class TrainingError(LstmcliError):
+    """Training failed at run time (for example the loss diverged)."""
+
+    exit_code = 1
+
+
+class Interrupted(LstmcliError):
+    """Training stopped on a signal after leaving a consistent run directory."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code

@@ -1,0 +1,74 @@
+"""The stacked LSTM forecaster: fused ``nn.LSTM`` plus a linear head. No I/O, no printing."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from lstmcli.config import Config
+
+
+class LSTMForecaster(nn.Module):
+    """Map a window of L input steps (B, L, n) to H forecast steps of k targets (B, H, k).
+
+    The targets are the first ``k`` input columns. With ``normalize`` set, each window's level
+    (its last or mean value per target) is subtracted from the target inputs and added back to
+    the forecast, so the LSTM sees shapes rather than absolute levels; this is what lets it
+    forecast trending series beyond the range of the training rows.
+    """
+
+    def __init__(
+        self,
+        n: int,
+        m: int,
+        layers: int,
+        horizon: int,
+        n_targets: int,
+        dropout: float = 0.0,
+        normalize: str = "last",
+    ) -> None:
+        super().__init__()
+        if not 1 <= n_targets <= n:
+            raise ValueError(f"n_targets must be in 1..n={n}, got {n_targets}")
+        self.n, self.m, self.layers = n, m, layers
+        self.horizon, self.n_targets, self.normalize = horizon, n_targets, normalize
+        # The textbook's n, m, layers become torch's names here and nowhere else.
+        self.lstm = nn.LSTM(
+            input_size=n,
+            hidden_size=m,
+            num_layers=layers,
+            batch_first=True,
+            dropout=dropout if layers > 1 else 0.0,
+        )
+        self.head = nn.Linear(m, horizon * n_targets)
+
+    @classmethod
+    def from_config(cls, cfg: Config) -> LSTMForecaster:
+        return cls(
+            n=cfg.model.n,
+            m=cfg.model.m,
+            layers=cfg.model.layers,
+            horizon=cfg.data.horizon,
+            n_targets=len(cfg.data.target),
+            dropout=cfg.model.dropout,
+            normalize=cfg.model.normalize,
+        )
+
+    def level(self, x: torch.Tensor) -> torch.Tensor:
+        """Per-window level of the targets, shape (B, 1, k); zeros when normalize is 'none'."""
+        targets = x[:, :, : self.n_targets]  # (B, L, k)
+        if self.normalize == "last":
+            return targets[:, -1:, :]
+        if self.normalize == "mean":
+            return targets.mean(dim=1, keepdim=True)
+        return torch.zeros_like(targets[:, -1:, :])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # x: (B, L, n) scaled inputs, targets in the first k columns
+        k = self.n_targets
+        level = self.level(x)  # (B, 1, k)
+        if self.normalize != "none":
+            x = torch.cat([x[:, :, :k] - level, x[:, :, k:]], dim=2)
+        y, _ = self.lstm(x)  # y: (B, L, m), every y_t of the last layer
+        out = self.head(y[:, -1, :])  # (B, H*k) from the last step's y_t
+        return out.view(-1, self.horizon, k) + level  # (B, H, k)

@@ -1,0 +1,29 @@
+"""Process set-up that decides speed: a stable allocator before torch allocates anything."""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import sys
+
+# glibc's default mmap threshold grows and shrinks with the workload, and a training loop that
+# frees and reallocates batch-sized buffers can fall into a page-fault storm: the same run came out
+# 2x slower from one process to the next (shared/FINDINGS.md). Fixed thresholds make it stable.
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
+
+
+def stable_malloc() -> bool:
+    """Pin glibc's mmap/trim thresholds (32 MiB / 4 GiB); a no-op elsewhere. True if applied."""
+    if not sys.platform.startswith("linux"):
+        return False
+    name = ctypes.util.find_library("c")
+    if not name:
+        return False
+    try:
+        libc = ctypes.CDLL(name)
+        ok_mmap = libc.mallopt(_M_MMAP_THRESHOLD, 32 * 1024 * 1024)
+        ok_trim = libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1)
+    except (OSError, AttributeError):
+        return False
+    return bool(ok_mmap and ok_trim)

@@ -1,0 +1,211 @@
+"""The textbook view of a stacked LSTM, sliced from PyTorch's packed tensors, and the proof.
+
+A layer l of an LSTM is four feed-forward sub-layers acting on [x_t, y_{t-1}] (size n_l + m):
+
+    f_t = σ(W_f [x_t, y_{t-1}] + b_f)    i_t = σ(W_i [..] + b_i)
+    g_t = tanh(W_g [..] + b_g)           o_t = σ(W_o [..] + b_o)
+    c_t = f_t ⊙ c_{t-1} + i_t ⊙ g_t      y_t = o_t ⊙ tanh(c_t)
+
+PyTorch packs the gates row-wise in the order i, f, g, o into ``weight_ih_l{k}`` (4m × n_l) and
+``weight_hh_l{k}`` (4m × m), with two biases whose sum is the textbook b. This module slices them
+apart, runs the equations above step by step (a reference only; training uses the fused kernel),
+and collects the facts ``lstm inspect`` shows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+TORCH_ORDER = ("i", "f", "g", "o")  # row blocks of the packed tensors
+TEXTBOOK_ORDER = ("f", "i", "g", "o")  # the order the equations are usually written in
+GATE_NAMES = {"f": "forget gate", "i": "input gate", "g": "candidate", "o": "output gate"}
+ACTIVATION = {"f": "σ", "i": "σ", "g": "tanh", "o": "σ"}
+
+
+@dataclass(frozen=True)
+class LayerGates:
+    """One layer in textbook form: W[gate] is (m, n_l + m), b[gate] is (m,)."""
+
+    input_size: int  # n_l
+    W: dict[str, torch.Tensor]
+    b: dict[str, torch.Tensor]
+
+    @property
+    def m(self) -> int:
+        return self.W["f"].shape[0]
+
+
+def gate_rows(gate: str, m: int) -> tuple[int, int]:
+    """Row range [start, stop) of ``gate`` in PyTorch's packed (4m, ·) tensors."""
+    start = TORCH_ORDER.index(gate) * m
+    return start, start + m
+
+
+def gate_view(lstm: nn.LSTM) -> list[LayerGates]:
+    """Slice every layer's packed weights into per-gate W = [W_x | W_y] and b = b_ih + b_hh."""
+    if lstm.bidirectional or lstm.proj_size:
+        raise ValueError("the gate view covers unidirectional LSTMs without projections")
+    m = lstm.hidden_size
+    layers = []
+    for k in range(lstm.num_layers):
+        w_ih = getattr(lstm, f"weight_ih_l{k}").detach()  # (4m, n_l)
+        w_hh = getattr(lstm, f"weight_hh_l{k}").detach()  # (4m, m)
+        if lstm.bias:
+            bias = (getattr(lstm, f"bias_ih_l{k}") + getattr(lstm, f"bias_hh_l{k}")).detach()  # (4m,)
+        else:
+            bias = torch.zeros(4 * m, dtype=w_ih.dtype, device=w_ih.device)
+        W, b = {}, {}
+        for gate in TORCH_ORDER:
+            lo, hi = gate_rows(gate, m)
+            W[gate] = torch.cat([w_ih[lo:hi], w_hh[lo:hi]], dim=1)  # (m, n_l + m)
+            b[gate] = bias[lo:hi]  # (m,)
+        layers.append(LayerGates(input_size=w_ih.shape[1], W=W, b=b))
+    return layers
+
+
+def reference_forward(layers: list[LayerGates], x: torch.Tensor) -> torch.Tensor:
+    """Run the gate equations literally, one time step at a time; x (B, T, n) -> y (B, T, m).
+
+    Slow by design: this is the definition the fused kernel is checked against, never a
+    training path.
+    """
+    out = x
+    for layer in layers:
+        batch, steps, _ = out.shape
+        m = layer.m
+        y = out.new_zeros(batch, m)  # y_0
+        c = out.new_zeros(batch, m)  # c_0
+        ys = []
+        for t in range(steps):
+            z = torch.cat([out[:, t, :], y], dim=1)  # [x_t, y_{t-1}]: (B, n_l + m)
+            f = torch.sigmoid(z @ layer.W["f"].T + layer.b["f"])
+            i = torch.sigmoid(z @ layer.W["i"].T + layer.b["i"])
+            g = torch.tanh(z @ layer.W["g"].T + layer.b["g"])
+            o = torch.sigmoid(z @ layer.W["o"].T + layer.b["o"])
+            c = f * c + i * g
+            y = o * torch.tanh(c)
+            ys.append(y)
+        out = torch.stack(ys, dim=1)  # (B, T, m): the next layer's input
+    return out
+
+
+def check_equivalence(lstm: nn.LSTM, steps: int = 12, batch: int = 3, seed: int = 0) -> float:
+    """Largest |fused − reference| over all outputs, on random input, in float64."""
+    ref = _float64_copy(lstm)
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(batch, steps, ref.input_size, generator=gen, dtype=torch.float64)
+    with torch.no_grad():
+        fused, _ = ref(x)
+        textbook = reference_forward(gate_view(ref), x)
+    return float((fused - textbook).abs().max())
+
+
+def _float64_copy(lstm: nn.LSTM) -> nn.LSTM:
+    copy = nn.LSTM(
+        lstm.input_size, lstm.hidden_size, lstm.num_layers, bias=lstm.bias, batch_first=True
+    ).double()
+    copy.load_state_dict({k: v.detach().double().cpu() for k, v in lstm.state_dict().items()})
+    copy.eval()  # no dropout between layers in the comparison
+    return copy
+
+
+def textbook_parameters(n_l: int, m: int) -> int:
+    """4 gates × (W: m × (n_l + m) and b: m)."""
+    return 4 * m * (n_l + m) + 4 * m
+
+
+def torch_parameters(n_l: int, m: int) -> int:
+    """The same weights, plus PyTorch's second bias vector (bias_hh) per gate."""
+    return 4 * m * (n_l + m) + 8 * m
+
+
+def describe(model: nn.Module, *, stats: bool = False) -> dict[str, Any]:
+    """Facts about a forecaster's shapes for ``lstm inspect`` (JSON-ready).
+
+    With ``stats``, add per-gate statistics of the learned weights: the norm of W's input
+    columns and of its recurrent columns, and the mean and range of b.
+    """
+    lstm: nn.LSTM = model.lstm  # type: ignore[assignment]
+    head: nn.Linear = model.head  # type: ignore[assignment]
+    m = lstm.hidden_size
+    layers = []
+    for k, layer in enumerate(gate_view(lstm)):
+        n_l = layer.input_size
+        gates: dict[str, Any] = {}
+        for gate in TEXTBOOK_ORDER:
+            lo, hi = gate_rows(gate, m)
+            entry: dict[str, Any] = {
+                "name": GATE_NAMES[gate],
+                "activation": ACTIVATION[gate],
+                "W": [m, n_l + m],
+                "b": [m],
+                "torch_rows": [lo, hi],
+            }
+            if stats:
+                W, b = layer.W[gate].double(), layer.b[gate].double()
+                entry["stats"] = {
+                    "W_input_norm": float(W[:, :n_l].norm()),
+                    "W_recurrent_norm": float(W[:, n_l:].norm()),
+                    "b_mean": float(b.mean()),
+                    "b_min": float(b.min()),
+                    "b_max": float(b.max()),
+                }
+            gates[gate] = entry
+        packed = [
+            (f"{name}_l{k}", getattr(lstm, f"{name}_l{k}"))
+            for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+            if hasattr(lstm, f"{name}_l{k}")
+        ]
+        tensors = [{"name": f"lstm.{name}", "shape": list(t.shape)} for name, t in packed]
+        layers.append(
+            {
+                "layer": k + 1,
+                "input_size": n_l,
+                "concat_size": n_l + m,
+                "gates": gates,
+                "state": {"c": [m], "y": [m]},
+                "torch_tensors": tensors,
+                "parameters_textbook": textbook_parameters(n_l, m),
+                "parameters_torch": sum(t.numel() for _, t in packed),
+            }
+        )
+    head_params = sum(p.numel() for p in head.parameters())
+    return {
+        "n": lstm.input_size,
+        "m": m,
+        "num_layers": lstm.num_layers,
+        "horizon": getattr(model, "horizon", None),
+        "targets": getattr(model, "n_targets", None),
+        "layers": layers,
+        "head": {
+            "input": [m],
+            "output": [head.out_features],
+            "weight": list(head.weight.shape),
+            "bias": [head.out_features],
+            "parameters": head_params,
+        },
+        "total_parameters": sum(p.numel() for p in model.parameters()),
+    }
+
+
+def unit_view(model: nn.Module, layer: int) -> list[dict[str, Any]]:
+    """Per-unit facts for ``layer`` (1-based): unit k owns row k of W_f, W_i, W_g, W_o and b."""
+    lstm: nn.LSTM = model.lstm  # type: ignore[assignment]
+    gates = gate_view(lstm)[layer - 1]
+    n_l, m = gates.input_size, gates.m
+    units = []
+    for k in range(m):
+        units.append(
+            {
+                "unit": k + 1,
+                "weights": 4 * (n_l + m),
+                "biases": 4,
+                "torch_rows": {g: gate_rows(g, m)[0] + k for g in TEXTBOOK_ORDER},
+                "b": {g: float(gates.b[g][k]) for g in TEXTBOOK_ORDER},
+            }
+        )
+    return units

@@ -1,0 +1,27 @@
+"""Windows as index gathers over one series tensor kept on the training device."""
+
+from __future__ import annotations
+
+import torch
+
+
+class Windows:
+    """Gather (x, y) batches for window origins without ever materialising all windows.
+
+    An origin o has inputs rows [o - L, o) (all n columns) and targets rows [o, o + H) (the first
+    k columns). Memory is the series itself plus one batch, whatever L is.
+    """
+
+    def __init__(self, series: torch.Tensor, lookback: int, horizon: int, n_targets: int) -> None:
+        self.series = series  # (N, n) on the training device
+        self.n_targets = n_targets
+        self.in_offsets = torch.arange(-lookback, 0, device=series.device)  # (L,)
+        self.out_offsets = torch.arange(horizon, device=series.device)  # (H,)
+
+    def inputs(self, origins: torch.Tensor) -> torch.Tensor:
+        """(B,) origins -> (B, L, n) inputs."""
+        return self.series[origins[:, None] + self.in_offsets]
+
+    def targets(self, origins: torch.Tensor) -> torch.Tensor:
+        """(B,) origins -> (B, H, k) targets."""
+        return self.series[origins[:, None] + self.out_offsets, : self.n_targets]
