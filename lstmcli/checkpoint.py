@@ -211,8 +211,10 @@ def load_run(run_dir: str | Path) -> Run:
         )
     cfg = validate_config(parse_yaml(config_text, str(run_dir / CONFIG)), str(run_dir / CONFIG))
     model = LSTMForecaster.from_config(cfg)
+    # Shapes first: weights copied from another run fail here, naming the tensor that differs,
+    # rather than at the checksum, which would only say "altered".
+    check_shapes(model, read_weights(run_dir / WEIGHTS), run_dir / WEIGHTS)
     tensors = read_weights(run_dir / WEIGHTS, meta.get("weights_sha256"))
-    check_shapes(model, tensors, run_dir / WEIGHTS)
     model.load_state_dict(tensors)
     model.eval()
     return Run(path=run_dir, cfg=cfg, meta=meta, model=model)
