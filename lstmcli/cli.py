@@ -9,6 +9,7 @@ import functools
 import json
 import sys
 from collections.abc import Callable
+from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
@@ -329,6 +330,76 @@ def _render_units(f: dict[str, Any]) -> None:
             rows = " / ".join(str(u["torch_rows"][g]) for g in ("f", "i", "g", "o"))
             t.add_row(str(u["unit"]), str(u["weights"]), str(u["biases"]), rows, *(f"{u['b'][g]:+.3f}" for g in ("f", "i", "g", "o")))
         out.print(t)
+
+
+# ---------------------------------------------------------------------------------------------
+# lstm predict
+
+
+class SplitChoice(str, Enum):
+    all = "all"
+    train = "train"
+    val = "val"
+    test = "test"
+
+
+@app.command()
+@handle_errors
+def predict(
+    run: Annotated[Path, typer.Argument(help="A run directory made by `lstm train`.")],
+    data: Annotated[Path, typer.Option("--data", "-d", exists=True, dir_okay=False, help="CSV with the run's columns (any order).")],
+    out_file: Annotated[Path | None, typer.Option("--out", "-o", dir_okay=False, help="Write the forecast (or backtest) as CSV.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of a table.")] = False,
+    steps: Annotated[int | None, typer.Option("--steps", "-k", min=1, help="Steps to forecast (default H); more than H feeds forecasts back in.")] = None,
+    future: Annotated[Path | None, typer.Option("--future", exists=True, dir_okay=False, help="CSV of the features' future values (for --steps > H).")] = None,
+    backtest: Annotated[bool, typer.Option("--backtest", help="Forecast from every origin of the file and score it like train.")] = False,
+    split: Annotated[SplitChoice, typer.Option("--split", help="Backtest origins: all, or the run's train/val/test split.")] = SplitChoice.all,
+    plot: Annotated[Path | None, typer.Option("--plot", dir_okay=False, help="Write a PNG of history, forecast (and actuals).")] = None,
+) -> None:
+    """Forecast the next H steps after the last row of a CSV with a trained run, or backtest it."""
+    from lstmcli import plots
+    from lstmcli import predict as pr
+    from lstmcli.checkpoint import atomic_write
+
+    if not backtest and split is not SplitChoice.all:
+        raise typer.BadParameter("--split applies to --backtest", param_hint="--split")
+    if backtest and (steps is not None or future is not None):
+        raise typer.BadParameter("a backtest forecasts the run's H steps from each origin", param_hint="--steps/--future")
+    result = pr.backtest(run, data, split.value) if backtest else pr.forecast(run, data, steps, future)
+    if out_file is not None:
+        atomic_write(out_file, result.to_csv())
+    if plot is not None:
+        (plots.backtest_plot if backtest else plots.forecast_plot)(result, plot)
+    if as_json:
+        print(json.dumps(result.to_dict(), indent=2))
+    else:
+        _render_prediction(result, backtest)
+    for path, what in ((out_file, "CSV"), (plot, "plot")):
+        if path is not None:
+            err.print(f"{what} written to {path}", highlight=False, soft_wrap=True)
+
+
+def _render_prediction(result: Any, backtest: bool) -> None:
+    d = result.to_dict()
+    if backtest:
+        out.print(
+            f"Backtest of {d['run']} on {d['data']}: {d['windows']} windows, origins {d['first_origin']} … "
+            f"{d['last_origin']}\norigins: {d['split']} ({d['split_source']})",
+            highlight=False,
+            soft_wrap=True,
+        )
+        out.print(metrics_table(d["metrics"], f"H = {d['horizon']} steps from each origin, original units"))
+        return
+    how = f" (recursive: {d['steps']} > H = {d['horizon']}, forecasts fed back in)" if d["recursive"] else ""
+    after = f"after {d['last_date']}" if d["last_date"] else f"after row {d['rows']}"
+    out.print(f"Forecast from {d['run']} on {d['data']}: {d['steps']} steps {after}{how}", highlight=False, soft_wrap=True)
+    t = Table()
+    t.add_column(d["index_name"])
+    for name in d["forecast"]:
+        t.add_column(escape(name), justify="right")
+    for i, label in enumerate(d["index"]):
+        t.add_row(label, *(f"{vals[i]:.6g}" for vals in d["forecast"].values()))
+    out.print(t)
 
 
 def main() -> None:  # pragma: no cover - console entry for debugging
