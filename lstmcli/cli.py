@@ -215,6 +215,7 @@ def inspect(
         facts["units"] = {str(layer): shapes.unit_view(model, layer) for layer in range(1, model.layers + 1)}
     if run is not None:
         facts["metrics"] = run.metrics()
+        facts["run"] = shapes.run_summary(run.path, run.cfg, run.meta, facts["metrics"])
     if as_json:
         print(json.dumps(facts, indent=2))
     else:
@@ -244,6 +245,8 @@ def _render_inspect(f: dict[str, Any]) -> None:
     from lstmcli.shapes import TORCH_ORDER
 
     n, m = f["n"], f["m"]
+    if "run" in f:
+        _render_run(f["run"])
     sizes = " → ".join([f"x_t ({n})", *[f"layer {lay['layer']} y_t ({m})" for lay in f["layers"]]])
     out.print(
         f"[bold]Stacked LSTM[/]: n = {n} inputs per step, m = {m} units per layer, {f['num_layers']} layer(s), "
@@ -280,6 +283,14 @@ def _render_inspect(f: dict[str, Any]) -> None:
                 row += [f"{s['W_input_norm']:.3f}", f"{s['W_recurrent_norm']:.3f}", f"{s['b_mean']:+.3f} [{s['b_min']:+.2f}, {s['b_max']:+.2f}]"]
             t.add_row(*row)
         out.print(t)
+        if "forget_bias" in lay:
+            fb = lay["forget_bias"]
+            out.print(
+                f"  [bold]learned forget-gate bias b_f[/]: mean {fb['mean']:+.3f}, range [{fb['min']:+.3f}, {fb['max']:+.3f}] "
+                f"(untrained: within ±2/√m = ±{fb['init_bound']:.3f}); with zero input the forget gate keeps "
+                f"σ(mean b_f) = {fb['sigmoid_of_mean']:.3f} of c_(t-1)",
+                highlight=False,
+            )
         tensors = ", ".join(f"{x['name']} {'×'.join(map(str, x['shape']))}" for x in lay["torch_tensors"])
         out.print(f"  PyTorch packs rows in order {', '.join(TORCH_ORDER)}: {tensors}", highlight=False)
         out.print(
@@ -303,7 +314,16 @@ def _render_inspect(f: dict[str, Any]) -> None:
     if "units" in f:
         _render_units(f)
     if f.get("metrics"):
-        out.print(metrics_table(f["metrics"]["test"], "Test metrics of this run"))
+        mt = f["metrics"]
+        windows = mt.get("windows", {})
+        out.print(metrics_table(mt["test"], f"Test metrics of this run ({windows.get('test', '?')} windows, original units)"))
+        if "val" in mt:
+            v = mt["val"]["model"]
+            out.print(
+                f"validation ({windows.get('val', '?')} windows): MAE {_fmt(v['MAE'])}, RMSE {_fmt(v['RMSE'])}, "
+                f"sMAPE {v['sMAPE']:.2f}%, MASE {_fmt(v['MASE'], 3)}",
+                highlight=False,
+            )
     if "check" in f:
         diff = f["check"]["max_abs_diff"]
         ok = diff <= f["check"]["tolerance"]
@@ -313,6 +333,23 @@ def _render_inspect(f: dict[str, Any]) -> None:
             f"max |difference| = {diff:.3e} ≤ 1e-10 → {verdict}"
             if ok
             else f"check: max |difference| = {diff:.3e} > 1e-10 → {verdict}"
+        )
+
+
+def _render_run(r: dict[str, Any]) -> None:
+    dates = f", {r['first_date']} … {r['last_date']} ({r['frequency']})" if r.get("first_date") else ""
+    feats = f"; features {', '.join(r['features'])}" if r["features"] else ""
+    out.print(f"[bold]Run[/] {escape(r['path'])}: trained on {escape(str(r['data']))} ({r['rows']} rows{dates})", highlight=False)
+    out.print(
+        f"  target {', '.join(r['target'])}{feats}; L = {r['lookback']}, H = {r['horizon']}, s = {r['season']}",
+        highlight=False,
+    )
+    if r.get("best_epoch") is not None:
+        stop = " (early stop)" if r.get("stopped_early") else ""
+        out.print(
+            f"  best epoch {r['best_epoch']} of {r['epochs_run']}{stop}, best val loss {r['best_val_loss']:.4g}, "
+            f"{r['train_seconds']:.1f} s on {r['device']} ({r['precision']})\n",
+            highlight=False,
         )
 
 

@@ -227,3 +227,20 @@ def test_predict_help_does_not_import_torch() -> None:
         "assert 'torch' not in sys.modules, 'torch was imported'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
+def test_inspect_run_shows_learned_gates_and_metrics(run_dir: Path) -> None:
+    from lstmcli.checkpoint import load_run
+    from lstmcli.shapes import gate_view
+
+    result = runner.invoke(app, ["inspect", str(run_dir)])
+    assert result.exit_code == 0, result.output
+    for text in ("learned forget-gate bias b_f", "Test metrics of this run", "best epoch", "|W_x|", "validation ("):
+        assert text in result.output, text
+    facts = json.loads(runner.invoke(app, ["inspect", str(run_dir), "--json"]).stdout)
+    b_f = gate_view(load_run(run_dir).model.lstm)[0].b["f"].double()
+    assert facts["layers"][0]["forget_bias"]["mean"] == pytest.approx(float(b_f.mean()))
+    assert facts["layers"][0]["gates"]["f"]["stats"]["b_max"] == pytest.approx(float(b_f.max()))
+    saved = json.loads((run_dir / "metrics.json").read_text())
+    assert facts["metrics"]["test"] == saved["test"]
+    assert facts["run"]["best_epoch"] == saved["best_epoch"] and facts["run"]["target"] == ["y"]
