@@ -439,6 +439,32 @@ def _render_prediction(result: Any, backtest: bool) -> None:
     out.print(t)
 
 
+# ---------------------------------------------------------------------------------------------
+# lstm init
+
+
+@app.command()
+@handle_errors
+def init(
+    csv_file: Annotated[Path, typer.Argument(metavar="CSV", exists=True, dir_okay=False, help="The CSV time series.")],
+    target: Annotated[str | None, typer.Option("--target", "-t", help="Column to forecast (default: the first numeric one).")] = None,
+    feature: Annotated[list[str] | None, typer.Option("--feature", "-f", help="Another numeric column to use as an input; repeatable.")] = None,
+    out_file: Annotated[Path | None, typer.Option("--out", "-o", dir_okay=False, help="Config to write (default: <CSV name>.yaml here).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing config file.")] = False,
+) -> None:
+    """Write a starter config for a CSV: date column, target, season, lookback and horizon chosen for you."""
+    from lstmcli import starter
+
+    st = starter.propose(csv_file, out_file or starter.default_out(csv_file), target, feature)
+    starter.write(st, force)
+    freq = f", frequency {st.frequency}" if st.frequency else ""
+    date = f"date column {st.date_column}" if st.date_column else "no date column"
+    out.print(f"{st.csv}: {st.rows} rows, {date}{freq}; numeric columns: {', '.join(st.numeric)}", highlight=False)
+    for reason in st.reasons:
+        out.print(f"  • {reason}", highlight=False)
+    out.print(f"wrote {st.out}; next: lstm train {st.out}", highlight=False)
+
+
 def main() -> None:  # pragma: no cover - console entry for debugging
     app(prog_name="lstm")
 

@@ -216,12 +216,12 @@ def test_not_a_run_directory(tmp_path: Path, tiny_csv: Path) -> None:
     assert "run directory not found" in text
 
 
-def test_predict_help_does_not_import_torch() -> None:
+def test_predict_and_init_help_do_not_import_torch() -> None:
     code = (
         "import sys\n"
         "from typer.testing import CliRunner\n"
         "from lstmcli.cli import app\n"
-        "for args in (['predict', '--help'],):\n"
+        "for args in (['predict', '--help'], ['init', '--help']):\n"
         "    r = CliRunner().invoke(app, args)\n"
         "    assert r.exit_code == 0, r.output\n"
         "assert 'torch' not in sys.modules, 'torch was imported'\n"
