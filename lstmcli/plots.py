@@ -76,7 +76,7 @@ def forecast_plot(fc: Any, path: Path, tail: int | None = None) -> None:
         ax.plot(hist_x, fc.history[-tail:, j], color="black", lw=1.4, label="history")
         # Join the forecast to the last observed point so the two lines read as one series.
         ax.plot([hist_x[-1], *fut_x], [fc.history[-1, j], *fc.values[:, j]], color="tab:orange", lw=1.8,
-                marker="o", ms=3, label=f"forecast ({steps} steps{', recursive' if fc.recursive else ''})")
+                marker="o", ms=3, markevery=list(range(1, steps + 1)), label=f"forecast ({steps} steps{', recursive' if fc.recursive else ''})")
         ax.axvline(hist_x[-1], color="grey", ls=":", lw=1)
         ax.set_ylabel(name)
         ax.legend(loc="upper left", fontsize=8)
