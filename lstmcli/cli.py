@@ -426,6 +426,8 @@ def _render_prediction(result: Any, backtest: bool) -> None:
             soft_wrap=True,
         )
         out.print(metrics_table(d["metrics"], f"H = {d['horizon']} steps from each origin, original units"))
+        for name, per in d["metrics"].get("per_target", {}).items():
+            out.print(metrics_table(per, f"target {escape(name)}"))
         return
     how = f" (recursive: {d['steps']} > H = {d['horizon']}, forecasts fed back in)" if d["recursive"] else ""
     after = f"after {d['last_date']}" if d["last_date"] else f"after row {d['rows']}"
