@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -218,8 +219,7 @@ def render(st: Starter, data_path: str, candidates: list[str]) -> str:
 
 
 def _yaml_str(value: str) -> str:
-    import json
-
+    """A plain YAML scalar for simple names and paths, else a quoted (JSON) string."""
     return value if value.replace("_", "").replace("-", "").replace(".", "").replace("/", "").isalnum() else json.dumps(value)
 
 
