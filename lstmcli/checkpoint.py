@@ -185,10 +185,22 @@ def refuse_pickles(run_dir: Path) -> None:
 
 
 def _looks_pickled(path: Path) -> bool:
-    # Pickle protocols 2-5 start with PROTO (0x80) and the protocol number.
+    # Pickle protocols 2-5 start with PROTO (0x80) and the protocol number. A safetensors file
+    # starts with its header length as a little-endian u64, which can begin with the same two
+    # bytes (a 896-byte header is 80 03 00 ...), so that layout is recognised first.
     with open(path, "rb") as fh:
-        head = fh.read(2)
-    return len(head) == 2 and head[0] == 0x80 and 2 <= head[1] <= 5
+        head = fh.read(9)
+        if _is_safetensors(head, path.stat().st_size):
+            return False
+    return len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5
+
+
+def _is_safetensors(head: bytes, size: int) -> bool:
+    """An 8-byte little-endian header length that fits the file, then the JSON header's '{'."""
+    if len(head) < 9:
+        return False
+    length = int.from_bytes(head[:8], "little")
+    return head[8:9] == b"{" and 2 <= length <= size - 8
 
 
 def load_run(run_dir: str | Path) -> Run:
@@ -211,8 +223,10 @@ def load_run(run_dir: str | Path) -> Run:
         )
     cfg = validate_config(parse_yaml(config_text, str(run_dir / CONFIG)), str(run_dir / CONFIG))
     model = LSTMForecaster.from_config(cfg)
+    # Shapes first: weights copied from another run fail here, naming the tensor that differs,
+    # rather than at the checksum, which would only say "altered".
+    check_shapes(model, read_weights(run_dir / WEIGHTS), run_dir / WEIGHTS)
     tensors = read_weights(run_dir / WEIGHTS, meta.get("weights_sha256"))
-    check_shapes(model, tensors, run_dir / WEIGHTS)
     model.load_state_dict(tensors)
     model.eval()
     return Run(path=run_dir, cfg=cfg, meta=meta, model=model)

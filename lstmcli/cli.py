@@ -9,6 +9,7 @@ import functools
 import json
 import sys
 from collections.abc import Callable
+from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
@@ -214,6 +215,7 @@ def inspect(
         facts["units"] = {str(layer): shapes.unit_view(model, layer) for layer in range(1, model.layers + 1)}
     if run is not None:
         facts["metrics"] = run.metrics()
+        facts["run"] = shapes.run_summary(run.path, run.cfg, run.meta, facts["metrics"])
     if as_json:
         print(json.dumps(facts, indent=2))
     else:
@@ -243,6 +245,8 @@ def _render_inspect(f: dict[str, Any]) -> None:
     from lstmcli.shapes import TORCH_ORDER
 
     n, m = f["n"], f["m"]
+    if "run" in f:
+        _render_run(f["run"])
     sizes = " → ".join([f"x_t ({n})", *[f"layer {lay['layer']} y_t ({m})" for lay in f["layers"]]])
     out.print(
         f"[bold]Stacked LSTM[/]: n = {n} inputs per step, m = {m} units per layer, {f['num_layers']} layer(s), "
@@ -279,6 +283,14 @@ def _render_inspect(f: dict[str, Any]) -> None:
                 row += [f"{s['W_input_norm']:.3f}", f"{s['W_recurrent_norm']:.3f}", f"{s['b_mean']:+.3f} [{s['b_min']:+.2f}, {s['b_max']:+.2f}]"]
             t.add_row(*row)
         out.print(t)
+        if "forget_bias" in lay:
+            fb = lay["forget_bias"]
+            out.print(
+                f"  [bold]learned forget-gate bias b_f[/]: mean {fb['mean']:+.3f}, range [{fb['min']:+.3f}, {fb['max']:+.3f}] "
+                f"(untrained: within ±2/√m = ±{fb['init_bound']:.3f}); with zero input the forget gate keeps "
+                f"σ(mean b_f) = {fb['sigmoid_of_mean']:.3f} of c_(t-1)",
+                highlight=False,
+            )
         tensors = ", ".join(f"{x['name']} {'×'.join(map(str, x['shape']))}" for x in lay["torch_tensors"])
         out.print(f"  PyTorch packs rows in order {', '.join(TORCH_ORDER)}: {tensors}", highlight=False)
         out.print(
@@ -302,7 +314,16 @@ def _render_inspect(f: dict[str, Any]) -> None:
     if "units" in f:
         _render_units(f)
     if f.get("metrics"):
-        out.print(metrics_table(f["metrics"]["test"], "Test metrics of this run"))
+        mt = f["metrics"]
+        windows = mt.get("windows", {})
+        out.print(metrics_table(mt["test"], f"Test metrics of this run ({windows.get('test', '?')} windows, original units)"))
+        if "val" in mt:
+            v = mt["val"]["model"]
+            out.print(
+                f"validation ({windows.get('val', '?')} windows): MAE {_fmt(v['MAE'])}, RMSE {_fmt(v['RMSE'])}, "
+                f"sMAPE {v['sMAPE']:.2f}%, MASE {_fmt(v['MASE'], 3)}",
+                highlight=False,
+            )
     if "check" in f:
         diff = f["check"]["max_abs_diff"]
         ok = diff <= f["check"]["tolerance"]
@@ -312,6 +333,23 @@ def _render_inspect(f: dict[str, Any]) -> None:
             f"max |difference| = {diff:.3e} ≤ 1e-10 → {verdict}"
             if ok
             else f"check: max |difference| = {diff:.3e} > 1e-10 → {verdict}"
+        )
+
+
+def _render_run(r: dict[str, Any]) -> None:
+    dates = f", {r['first_date']} … {r['last_date']} ({r['frequency']})" if r.get("first_date") else ""
+    feats = f"; features {', '.join(r['features'])}" if r["features"] else ""
+    out.print(f"[bold]Run[/] {escape(r['path'])}: trained on {escape(str(r['data']))} ({r['rows']} rows{dates})", highlight=False)
+    out.print(
+        f"  target {', '.join(r['target'])}{feats}; L = {r['lookback']}, H = {r['horizon']}, s = {r['season']}",
+        highlight=False,
+    )
+    if r.get("best_epoch") is not None:
+        stop = " (early stop)" if r.get("stopped_early") else ""
+        out.print(
+            f"  best epoch {r['best_epoch']} of {r['epochs_run']}{stop}, best val loss {r['best_val_loss']:.4g}, "
+            f"{r['train_seconds']:.1f} s on {r['device']} ({r['precision']})\n",
+            highlight=False,
         )
 
 
@@ -329,6 +367,104 @@ def _render_units(f: dict[str, Any]) -> None:
             rows = " / ".join(str(u["torch_rows"][g]) for g in ("f", "i", "g", "o"))
             t.add_row(str(u["unit"]), str(u["weights"]), str(u["biases"]), rows, *(f"{u['b'][g]:+.3f}" for g in ("f", "i", "g", "o")))
         out.print(t)
+
+
+# ---------------------------------------------------------------------------------------------
+# lstm predict
+
+
+class SplitChoice(str, Enum):
+    all = "all"
+    train = "train"
+    val = "val"
+    test = "test"
+
+
+@app.command()
+@handle_errors
+def predict(
+    run: Annotated[Path, typer.Argument(help="A run directory made by `lstm train`.")],
+    data: Annotated[Path, typer.Option("--data", "-d", exists=True, dir_okay=False, help="CSV with the run's columns (any order).")],
+    out_file: Annotated[Path | None, typer.Option("--out", "-o", dir_okay=False, help="Write the forecast (or backtest) as CSV.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of a table.")] = False,
+    steps: Annotated[int | None, typer.Option("--steps", "-k", min=1, help="Steps to forecast (default H); more than H feeds forecasts back in.")] = None,
+    future: Annotated[Path | None, typer.Option("--future", exists=True, dir_okay=False, help="CSV of the features' future values (for --steps > H).")] = None,
+    backtest: Annotated[bool, typer.Option("--backtest", help="Forecast from every origin of the file and score it like train.")] = False,
+    split: Annotated[SplitChoice, typer.Option("--split", help="Backtest origins: all, or the run's train/val/test split.")] = SplitChoice.all,
+    plot: Annotated[Path | None, typer.Option("--plot", dir_okay=False, help="Write a PNG of history, forecast (and actuals).")] = None,
+) -> None:
+    """Forecast the next H steps after the last row of a CSV with a trained run, or backtest it."""
+    from lstmcli import plots
+    from lstmcli import predict as pr
+    from lstmcli.checkpoint import atomic_write
+
+    if not backtest and split is not SplitChoice.all:
+        raise typer.BadParameter("--split applies to --backtest", param_hint="--split")
+    if backtest and (steps is not None or future is not None):
+        raise typer.BadParameter("a backtest forecasts the run's H steps from each origin", param_hint="--steps/--future")
+    result = pr.backtest(run, data, split.value) if backtest else pr.forecast(run, data, steps, future)
+    if out_file is not None:
+        atomic_write(out_file, result.to_csv())
+    if plot is not None:
+        (plots.backtest_plot if backtest else plots.forecast_plot)(result, plot)
+    if as_json:
+        print(json.dumps(result.to_dict(), indent=2))
+    else:
+        _render_prediction(result, backtest)
+    for path, what in ((out_file, "CSV"), (plot, "plot")):
+        if path is not None:
+            err.print(f"{what} written to {path}", highlight=False, soft_wrap=True)
+
+
+def _render_prediction(result: Any, backtest: bool) -> None:
+    d = result.to_dict()
+    if backtest:
+        out.print(
+            f"Backtest of {d['run']} on {d['data']}: {d['windows']} windows, origins {d['first_origin']} … "
+            f"{d['last_origin']}\norigins: {d['split']} ({d['split_source']})",
+            highlight=False,
+            soft_wrap=True,
+        )
+        out.print(metrics_table(d["metrics"], f"H = {d['horizon']} steps from each origin, original units"))
+        for name, per in d["metrics"].get("per_target", {}).items():
+            out.print(metrics_table(per, f"target {escape(name)}"))
+        return
+    how = f" (recursive: {d['steps']} > H = {d['horizon']}, forecasts fed back in)" if d["recursive"] else ""
+    after = f"after {d['last_date']}" if d["last_date"] else f"after row {d['rows']}"
+    out.print(f"Forecast from {d['run']} on {d['data']}: {d['steps']} steps {after}{how}", highlight=False, soft_wrap=True)
+    t = Table()
+    t.add_column(d["index_name"])
+    for name in d["forecast"]:
+        t.add_column(escape(name), justify="right")
+    for i, label in enumerate(d["index"]):
+        t.add_row(label, *(f"{vals[i]:.6g}" for vals in d["forecast"].values()))
+    out.print(t)
+
+
+# ---------------------------------------------------------------------------------------------
+# lstm init
+
+
+@app.command()
+@handle_errors
+def init(
+    csv_file: Annotated[Path, typer.Argument(metavar="CSV", exists=True, dir_okay=False, help="The CSV time series.")],
+    target: Annotated[str | None, typer.Option("--target", "-t", help="Column to forecast (default: the first numeric one).")] = None,
+    feature: Annotated[list[str] | None, typer.Option("--feature", "-f", help="Another numeric column to use as an input; repeatable.")] = None,
+    out_file: Annotated[Path | None, typer.Option("--out", "-o", dir_okay=False, help="Config to write (default: <CSV name>.yaml here).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing config file.")] = False,
+) -> None:
+    """Write a starter config for a CSV: date column, target, season, lookback and horizon chosen for you."""
+    from lstmcli import starter
+
+    st = starter.propose(csv_file, out_file or starter.default_out(csv_file), target, feature)
+    starter.write(st, force)
+    freq = f", frequency {st.frequency}" if st.frequency else ""
+    date = f"date column {st.date_column}" if st.date_column else "no date column"
+    out.print(f"{st.csv}: {st.rows} rows, {date}{freq}; numeric columns: {', '.join(st.numeric)}", highlight=False)
+    for reason in st.reasons:
+        out.print(f"  • {reason}", highlight=False)
+    out.print(f"wrote {st.out}; next: lstm train {st.out}", highlight=False)
 
 
 def main() -> None:  # pragma: no cover - console entry for debugging

@@ -41,3 +41,69 @@ def loss_curve(history: list[dict[str, float]], best_epoch: int, path: Path) -> 
     ax.legend()
     ax.grid(alpha=0.3)
     _save(fig, path)
+
+
+def _time_axis(ax: Any, dated: bool) -> None:
+    if dated:
+        import matplotlib.dates as mdates
+
+        locator = mdates.AutoDateLocator(minticks=4, maxticks=9)
+        ax.xaxis.set_major_locator(locator)
+        ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
+    else:
+        ax.set_xlabel("row")
+    ax.grid(alpha=0.3)
+
+
+def _as_x(index: Any) -> Any:
+    # numpy datetime64 -> datetime objects, which matplotlib's date axis reads directly.
+    return index.astype("datetime64[s]").astype(object) if index.dtype.kind == "M" else index
+
+
+def forecast_plot(fc: Any, path: Path, tail: int | None = None) -> None:
+    """The tail of the history and the forecast after it, one panel per target.
+
+    ``fc`` is a ``predict.Forecast``; ``tail`` defaults to max(4·H, steps, 48) rows of history.
+    """
+    plt = _pyplot()
+    k = len(fc.targets)
+    steps = fc.values.shape[0]
+    tail = tail or max(4 * fc.horizon, steps, 48)
+    hist_x = _as_x(fc.history_index[-tail:])
+    fut_x = _as_x(fc.index if fc.date_column else fc.history_index[-1] + fc.index)
+    fig, axes = plt.subplots(k, 1, figsize=(9, 3.6 * k), squeeze=False, sharex=True)
+    for j, (ax, name) in enumerate(zip(axes[:, 0], fc.targets, strict=True)):
+        ax.plot(hist_x, fc.history[-tail:, j], color="black", lw=1.4, label="history")
+        # Join the forecast to the last observed point so the two lines read as one series.
+        ax.plot([hist_x[-1], *fut_x], [fc.history[-1, j], *fc.values[:, j]], color="tab:orange", lw=1.8,
+                marker="o", ms=3, markevery=list(range(1, steps + 1)), label=f"forecast ({steps} steps{', recursive' if fc.recursive else ''})")
+        ax.axvline(hist_x[-1], color="grey", ls=":", lw=1)
+        ax.set_ylabel(name)
+        ax.legend(loc="upper left", fontsize=8)
+        _time_axis(ax, bool(fc.date_column))
+    axes[0, 0].set_title(f"Forecast from {Path(fc.run).name} after the last row of {Path(fc.data).name}")
+    _save(fig, path)
+
+
+def backtest_plot(bt: Any, path: Path) -> None:
+    """Actuals over the backtest range, the 1-step-ahead forecast from every origin, and the
+    full H-step forecast from the last origin, one panel per target (``bt`` is a ``predict.Backtest``)."""
+    plt = _pyplot()
+    k, H = len(bt.targets), bt.horizon
+    lo = max(0, int(bt.origins[0]) - 2 * H)
+    x = _as_x(bt.history_index)
+    fig, axes = plt.subplots(k, 1, figsize=(10, 3.8 * k), squeeze=False, sharex=True)
+    last = int(bt.origins[-1])
+    for j, (ax, name) in enumerate(zip(axes[:, 0], bt.targets, strict=True)):
+        ax.plot(x[lo:], bt.history[lo:, j], color="black", lw=1.4, label="actual")
+        ax.plot(x[bt.origins], bt.forecasts[:, 0, j], color="tab:blue", lw=1.2, alpha=0.8,
+                label=f"1-step-ahead forecast ({bt.origins.size} origins)")
+        ax.plot(x[last : last + H], bt.forecasts[-1, :, j], color="tab:orange", lw=1.8, marker="o", ms=3,
+                label=f"{H}-step forecast from the last origin")
+        ax.axvspan(x[int(bt.origins[0])], x[last + H - 1], color="tab:blue", alpha=0.06)
+        mae = bt.metrics["per_target"][name]["model"]["MAE"] if k > 1 else bt.metrics["model"]["MAE"]
+        ax.set_ylabel(name)
+        ax.legend(loc="upper left", fontsize=8, title=f"model MAE {mae:.4g} over all {H} steps", title_fontsize=8)
+        _time_axis(ax, bool(bt.date_column))
+    axes[0, 0].set_title(f"Backtest of {Path(bt.run).name} on {Path(bt.data).name} ({bt.split} origins)")
+    _save(fig, path)

@@ -161,8 +161,12 @@ def describe(model: nn.Module, *, stats: bool = False) -> dict[str, Any]:
             if hasattr(lstm, f"{name}_l{k}")
         ]
         tensors = [{"name": f"lstm.{name}", "shape": list(t.shape)} for name, t in packed]
+        extra: dict[str, Any] = {}
+        if stats:
+            extra["forget_bias"] = forget_bias(layer.b["f"], m)
         layers.append(
             {
+                **extra,
                 "layer": k + 1,
                 "input_size": n_l,
                 "concat_size": n_l + m,
@@ -209,3 +213,41 @@ def unit_view(model: nn.Module, layer: int) -> list[dict[str, Any]]:
             }
         )
     return units
+
+
+def forget_bias(b_f: torch.Tensor, m: int) -> dict[str, float]:
+    """The learned forget-gate bias b_f of one layer, next to what initialisation gives.
+
+    With zero input and state, the forget gate keeps σ(b_f) of c_(t-1); PyTorch draws b_ih and
+    b_hh uniformly from ±1/√m, so an untrained b_f lies within ±2/√m around 0.
+    """
+    b = b_f.double()
+    return {
+        "mean": float(b.mean()),
+        "min": float(b.min()),
+        "max": float(b.max()),
+        "sigmoid_of_mean": float(torch.sigmoid(b.mean())),
+        "init_bound": 2.0 / m**0.5,
+    }
+
+
+def run_summary(path: Any, cfg: Any, meta: dict[str, Any], metrics: dict[str, Any] | None) -> dict[str, Any]:
+    """What a trained run was trained on and how training went, for ``lstm inspect RUN``."""
+    data = meta.get("data", {})
+    summary: dict[str, Any] = {
+        "path": str(path),
+        "data": data.get("path"),
+        "rows": data.get("rows"),
+        "first_date": data.get("first_date"),
+        "last_date": data.get("last_date"),
+        "frequency": data.get("frequency"),
+        "target": list(cfg.data.target),
+        "features": list(cfg.data.features),
+        "lookback": cfg.data.lookback,
+        "horizon": cfg.data.horizon,
+        "season": cfg.data.season,
+    }
+    if metrics:
+        for key in ("best_epoch", "epochs_run", "stopped_early", "best_val_loss", "train_seconds", "device", "precision", "windows"):
+            summary[key] = metrics.get(key)
+    return summary

@@ -1,0 +1,400 @@
+"""Use a trained run on new data: forecast the next steps, or backtest every origin of a file.
+
+Everything is read from the run directory (``checkpoint.load_run``): the model is rebuilt from the
+stored config, the CSV is scaled with the stored scaler (never refitted), and the forecasts go
+through the same code as ``train``'s evaluation (``evaluate.forecast_scaled``), so a backtest over
+the training CSV's test origins reproduces ``metrics.json``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from lstmcli.checkpoint import Run, load_run
+from lstmcli.data import (
+    Scaler,
+    Split,
+    Table,
+    continue_dates,
+    format_dates,
+    infer_frequency,
+    read_table,
+)
+from lstmcli.data import _read_text as read_text
+from lstmcli.errors import CheckpointError, ConfigError, DataError
+from lstmcli.evaluate import evaluate_forecasts, forecast_scaled
+from lstmcli.train import resolve_device
+from lstmcli.windows import Windows
+
+BACKTEST_SPLITS = ("all", "train", "val", "test")
+
+
+@dataclass(frozen=True)
+class Series:
+    """A CSV read with a run's columns and scaled with the run's stored scaler."""
+
+    table: Table  # original units, columns in model order (targets first)
+    scaled: np.ndarray  # (N, n) float32, exactly as train scales its series
+    scaler: Scaler
+
+
+@dataclass(frozen=True)
+class Forecast:
+    """The next ``steps`` values of every target after the last row of the data."""
+
+    run: Path
+    data: str
+    targets: list[str]
+    date_column: str | None
+    history_index: np.ndarray  # (N,) dates, or row numbers 1..N without dates
+    history: np.ndarray  # (N, k) targets in original units
+    index: np.ndarray  # (K,) dates continued at the series' frequency, or steps 1..K
+    values: np.ndarray  # (K, k) forecasts in original units
+    frequency: str | None
+    horizon: int  # H: steps per model call
+    recursive: bool  # True when forecasts were fed back in (K > H)
+
+    def index_labels(self) -> list[str]:
+        return format_dates(self.index) if self.date_column else [str(int(i)) for i in self.index]
+
+    def to_dict(self) -> dict[str, Any]:
+        last = format_dates(self.history_index[-1:])[0] if self.date_column else None
+        return {
+            "run": str(self.run),
+            "data": self.data,
+            "rows": int(self.history.shape[0]),
+            "last_date": last,
+            "frequency": self.frequency,
+            "horizon": self.horizon,
+            "steps": int(self.values.shape[0]),
+            "recursive": self.recursive,
+            "index_name": self.date_column or "step",
+            "index": self.index_labels(),
+            "forecast": {t: self.values[:, j].tolist() for j, t in enumerate(self.targets)},
+        }
+
+    def to_csv(self) -> str:
+        """A date (or step) column, then one column per target."""
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow([self.date_column or "step", *self.targets])
+        for label, row in zip(self.index_labels(), self.values, strict=True):
+            writer.writerow([label, *(repr(float(v)) for v in row)])
+        return buf.getvalue()
+
+
+@dataclass(frozen=True)
+class Backtest:
+    """Forecasts from every chosen origin of a file, scored like ``train``'s evaluation."""
+
+    run: Path
+    data: str
+    targets: list[str]
+    date_column: str | None
+    split: str  # all | train | val | test
+    split_source: str  # how the origins were chosen, in words
+    history_index: np.ndarray  # (N,) dates or row numbers 1..N
+    history: np.ndarray  # (N, k) targets in original units
+    origins: np.ndarray  # (W,) row of each window's first target
+    forecasts: np.ndarray  # (W, H, k) original units
+    metrics: dict[str, Any]  # as metrics.json's "test": model, naive, seasonal_naive (+ per_target)
+
+    @property
+    def horizon(self) -> int:
+        return int(self.forecasts.shape[1])
+
+    def to_dict(self) -> dict[str, Any]:
+        first, last = (self._label(int(o)) for o in self.origins[[0, -1]])
+        return {
+            "run": str(self.run),
+            "data": self.data,
+            "split": self.split,
+            "split_source": self.split_source,
+            "windows": int(self.origins.size),
+            "horizon": self.horizon,
+            "first_origin": first,
+            "last_origin": last,
+            "metrics": self.metrics,
+        }
+
+    def _label(self, row: int) -> str:
+        """The date (or 1-based row number) of row ``row``."""
+        if self.date_column:
+            return format_dates(self.history_index[row : row + 1])[0]
+        return str(int(self.history_index[row]))
+
+    def to_csv(self) -> str:
+        """One row per origin and step: origin, h, date (or row), and forecast and actual per target."""
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        where = self.date_column or "row"
+        cols = [c for t in self.targets for c in (t, f"{t}_actual")]
+        writer.writerow([f"origin_{where}", "h", where, *cols])
+        labels = format_dates(self.history_index) if self.date_column else [str(int(i)) for i in self.history_index]
+        for w, o in enumerate(self.origins):
+            for h in range(self.horizon):
+                cells = [repr(float(v)) for j in range(len(self.targets)) for v in (self.forecasts[w, h, j], self.history[o + h, j])]
+                writer.writerow([labels[o], h + 1, labels[o + h], *cells])
+        return buf.getvalue()
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading new data with a run's columns and scaler
+
+
+def read_series(run: Run, path: str | Path, min_rows: int, purpose: str) -> Series:
+    """Read the run's columns from ``path`` (any order) and scale them with the stored scaler.
+
+    The run's date column is used when the file has it; without it, rows are numbered.
+    """
+    cfg = run.cfg.data
+    path = str(path)
+    header = read_header(path)
+    missing = [c for c in cfg.columns if c not in header]
+    if missing:
+        raise DataError(
+            f"{path}: lacks column(s) {', '.join(repr(c) for c in missing)} that run {run.path} was trained on "
+            f"(target {', '.join(cfg.target)}{'; features ' + ', '.join(cfg.features) if cfg.features else ''}); "
+            f"the file has: {', '.join(header)}"
+        )
+    date_column = cfg.date_column if cfg.date_column in header else None
+    table = read_table(path, cfg.columns, date_column, cfg.missing)
+    if table.n_rows < min_rows:
+        raise DataError(f"{path}: has {table.n_rows} row(s), but {purpose}")
+    scaler = stored_scaler(run)
+    _check_log_columns(table, scaler)
+    scaled = scaler.transform(table.values).astype(np.float32)  # as data.prepare does
+    return Series(table=table, scaled=scaled, scaler=scaler)
+
+
+def read_header(path: str) -> list[str]:
+    """The CSV's column names (stripped), so every missing column can be named at once."""
+    text = read_text(path)
+    header = next(csv.reader(io.StringIO(text, newline="")), None)
+    if not header:
+        raise DataError(f"{path}: file is empty; expected a header row naming the columns")
+    return [h.strip() for h in header]
+
+
+def stored_scaler(run: Run) -> Scaler:
+    """The scaler fitted on the run's training rows, as recorded in meta.json."""
+    try:
+        scaler = Scaler.from_dict(run.meta["scaler"])
+    except (KeyError, TypeError, ValueError):
+        raise CheckpointError(f"{run.path / 'meta.json'}: has no readable scaler statistics") from None
+    n = run.cfg.model.n
+    if not (scaler.mean.shape == scaler.std.shape == scaler.log.shape == (n,)):
+        raise CheckpointError(f"{run.path / 'meta.json'}: scaler statistics are not for n = {n} columns")
+    return scaler
+
+
+def _check_log_columns(table: Table, scaler: Scaler) -> None:
+    bad = np.argwhere((table.values <= 0) & scaler.log)
+    if bad.size:
+        i, j = bad[0]
+        raise DataError(
+            f"{table.path}: row {i + 1}, column '{table.columns[j]}': {table.values[i, j]:g} is not positive, "
+            "but the run models this column as log(x) (data.transform: log)"
+        )
+
+
+def _device(run: Run) -> torch.device:
+    """The device training would pick, so backtests match metrics.json; the CPU if that is absent."""
+    try:
+        return resolve_device(run.cfg.train.device)
+    except ConfigError:
+        return torch.device("cpu")
+
+
+def _history_index(table: Table) -> np.ndarray:
+    return table.dates if table.dates is not None else np.arange(1, table.n_rows + 1)
+
+
+# ---------------------------------------------------------------------------------------------
+# Forecasting the future
+
+
+def forecast(
+    run_dir: str | Path, data: str | Path, steps: int | None = None, future: str | Path | None = None
+) -> Forecast:
+    """Forecast ``steps`` (default H) values of each target after the last row of ``data``.
+
+    More than H steps are forecast recursively: each H-step forecast is appended to the inputs
+    and the model is called again. That needs every input column to be forecast, so a run with
+    covariate features needs their future values from ``future``.
+    """
+    run = load_run(run_dir)
+    cfg = run.cfg.data
+    L, H, k = cfg.lookback, cfg.horizon, len(cfg.target)
+    K = H if steps is None else steps
+    if K < 1:
+        raise DataError(f"--steps must be at least 1, got {K}")
+    series = read_series(run, data, L, f"run {run.path} needs at least L = {L} rows (its lookback) to forecast")
+    table = series.table
+    frequency = infer_frequency(table.dates) or run.meta.get("data", {}).get("frequency")
+    calls = math.ceil(K / H)
+    future_scaled = None
+    if calls > 1 and cfg.features:
+        future_scaled = _read_future(run, future, table, frequency, (calls - 1) * H, K)
+    elif future is not None and not cfg.features:
+        raise DataError(f"--future: run {run.path} has no feature columns; it needs no future values")
+
+    device = _device(run)
+    model = run.model.to(device)
+    inputs = torch.as_tensor(series.scaled[-L:], device=device)  # (L, n)
+    chunks = []
+    with torch.no_grad():
+        for c in range(calls):
+            pred = model(inputs[None])[0].float()  # (H, k) scaled
+            chunks.append(pred.cpu().double().numpy())
+            if c + 1 < calls:  # feed the forecast back in, with the features' future values
+                rows = torch.zeros(H, inputs.shape[1], device=device)
+                rows[:, :k] = pred
+                if future_scaled is not None:
+                    rows[:, k:] = torch.as_tensor(future_scaled[c * H : (c + 1) * H], device=device)
+                inputs = torch.cat([inputs, rows])[-L:]
+    values = series.scaler.inverse(np.concatenate(chunks)[:K], slice(0, k))  # (K, k) original units
+    if table.dates is not None and frequency:
+        index = continue_dates(table.dates[-1], frequency, K)
+    else:
+        index = np.arange(1, K + 1)
+    return Forecast(
+        run=run.path,
+        data=table.path,
+        targets=list(cfg.target),
+        date_column=cfg.date_column if table.dates is not None and frequency else None,
+        history_index=_history_index(table),
+        history=table.values[:, :k],
+        index=index,
+        values=values,
+        frequency=frequency,
+        horizon=H,
+        recursive=calls > 1,
+    )
+
+
+def _read_future(
+    run: Run, future: str | Path | None, table: Table, frequency: str | None, need: int, steps: int
+) -> np.ndarray:
+    """Scaled feature values for the ``need`` rows after the data, from the --future CSV."""
+    cfg = run.cfg.data
+    feats = ", ".join(cfg.features)
+    if future is None:
+        raise DataError(
+            f"--steps {steps} is more than the run's horizon H = {cfg.horizon}, so forecasts are fed back in as "
+            f"inputs; the run also takes feature column(s) {feats}, which it does not forecast. Pass --future CSV "
+            f"with their values for the {need} step(s) after the last row of {table.path}, or use --steps {cfg.horizon}"
+        )
+    path = str(future)
+    header = read_header(path)
+    missing = [c for c in cfg.features if c not in header]
+    if missing:
+        raise DataError(f"{path}: lacks feature column(s) {', '.join(repr(c) for c in missing)}; the file has: {', '.join(header)}")
+    date_column = cfg.date_column if cfg.date_column in header and table.dates is not None else None
+    fut = read_table(path, list(cfg.features), date_column, cfg.missing)
+    if fut.n_rows < need:
+        raise DataError(
+            f"{path}: has {fut.n_rows} row(s) of {feats}, but --steps {steps} needs their values for the {need} "
+            f"step(s) after the last row of {table.path}"
+        )
+    if fut.dates is not None and frequency and table.dates is not None:
+        expected = continue_dates(table.dates[-1], frequency, 1)[0]
+        if fut.dates[0] != expected:
+            raise DataError(
+                f"{path}: starts at {format_dates(fut.dates[:1])[0]}, but the future values must start at "
+                f"{format_dates(np.array([expected]))[0]}, the step after the last row of {table.path}"
+            )
+    k = len(cfg.target)
+    full = np.ones((fut.n_rows, run.cfg.model.n))  # target columns are placeholders (log(1) = 0 is safe)
+    full[:, k:] = fut.values
+    return stored_scaler(run).transform(full)[:, k:].astype(np.float32)
+
+
+# ---------------------------------------------------------------------------------------------
+# Backtesting
+
+
+def backtest(run_dir: str | Path, data: str | Path, split: str = "all") -> Backtest:
+    """Forecast from every origin of ``data`` (or of one split) and score it as ``train`` does.
+
+    ``split`` test/val/train picks that split's origins: the run's stored split rows when
+    ``data`` is the training CSV (same rows and dates), else the config's fractions applied to
+    ``data``. On the training CSV, ``split="test"`` reproduces metrics.json's test metrics.
+    """
+    if split not in BACKTEST_SPLITS:
+        raise DataError(f"--split must be one of {', '.join(BACKTEST_SPLITS)}, got {split!r}")
+    run = load_run(run_dir)
+    cfg = run.cfg.data
+    L, H, s, k = cfg.lookback, cfg.horizon, cfg.season, len(cfg.target)
+    first = max(L, s)  # inputs need L rows before the origin; seasonal naive needs s
+    series = read_series(
+        run, data, first + H, f"one backtest window of run {run.path} needs {first + H} (max(L = {L}, s = {s}) + H = {H})"
+    )
+    table = series.table
+    origins, source = _origins(run, table, split)
+    origins = origins[origins >= first]
+    if origins.size == 0:
+        raise DataError(f"{table.path}: the {split} split has no window with {first} rows before its origin")
+    device = _device(run)
+    model = run.model.to(device)
+    windows = Windows(torch.as_tensor(series.scaled, device=device), L, H, k)  # as train's evaluation
+    forecasts = series.scaler.inverse(forecast_scaled(model, windows, origins), slice(0, k))
+    values = table.values[:, :k]
+    metrics = evaluate_forecasts(values, origins, H, s, forecasts, list(cfg.target))
+    return Backtest(
+        run=run.path,
+        data=table.path,
+        targets=list(cfg.target),
+        date_column=cfg.date_column if table.dates is not None else None,
+        split=split,
+        split_source=source,
+        history_index=_history_index(table),
+        history=values,
+        origins=origins,
+        forecasts=forecasts,
+        metrics=metrics,
+    )
+
+
+def _origins(run: Run, table: Table, split: str) -> tuple[np.ndarray, str]:
+    cfg = run.cfg.data
+    L, H, N = cfg.lookback, cfg.horizon, table.n_rows
+    if split == "all":
+        return np.arange(L, N - H + 1, dtype=np.int64), "every origin of the file"
+    stored = run.meta.get("split", {})
+    if _is_training_data(run, table) and stored.get("n_rows") == N:
+        rows = Split(N, int(stored["train_end"]), int(stored["val_end"]), L, H)
+        source = f"the run's stored {split} split (rows {_rows(rows, split)} of the training data)"
+    else:
+        train_end = math.floor(cfg.split.train * N)
+        val_end = math.floor((cfg.split.train + cfg.split.val) * N)
+        rows = Split(N, train_end, val_end, L, H)
+        source = (
+            f"not the training data, so the config's split fractions are applied to its {N} rows "
+            f"({split} rows {_rows(rows, split)})"
+        )
+    return rows.origins(split), source
+
+
+def _rows(split: Split, name: str) -> str:
+    lo, hi = {"train": (0, split.train_end), "val": (split.train_end, split.val_end), "test": (split.val_end, split.n_rows)}[name]
+    return f"{lo + 1}-{hi}"
+
+
+def _is_training_data(run: Run, table: Table) -> bool:
+    """Same row count and (with dates) the same first and last date as the run's training CSV."""
+    data = run.meta.get("data", {})
+    if data.get("rows") != table.n_rows:
+        return False
+    if table.dates is None:
+        return data.get("first_date") is None
+    first, last = format_dates(table.dates[[0, -1]])
+    return bool(data.get("first_date") == first and data.get("last_date") == last)

@@ -1,0 +1,239 @@
+"""``lstm init``: look at a CSV and write a starter config that ``lstm train`` accepts.
+
+Detects the date column and the numeric columns, infers the frequency and a seasonal period s
+from the dates, and derives L and H from s. Every choice is returned with its reason, for the CLI
+to print.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from lstmcli.checkpoint import atomic_write
+from lstmcli.config import ModelConfig, parse_yaml, validate_config
+from lstmcli.data import _read_text as read_text
+from lstmcli.data import infer_frequency, prepare, read_table
+from lstmcli.errors import ConfigError, DataError
+
+# Seasonal period per inferred frequency (infer_frequency's names; hourly is '3600s').
+SEASONS = {"MS": (12, "monthly"), "W": (52, "weekly"), "D": (7, "daily"), "QS": (4, "quarterly"),
+           "3600s": (24, "hourly"), "YS": (1, "yearly")}
+_DATE_NAMES = {"date", "time", "datetime", "timestamp", "ds", "day", "week", "month", "year", "period"}
+_MISSING = {"", "na", "nan", "null", "none", "n/a"}
+
+
+@dataclass
+class Starter:
+    """The chosen settings, the reasons, and the YAML text of the config."""
+
+    csv: str
+    out: Path
+    date_column: str | None
+    numeric: list[str]
+    target: str
+    features: list[str]
+    frequency: str | None
+    season: int
+    lookback: int
+    horizon: int
+    rows: int
+    missing: str
+    reasons: list[str] = field(default_factory=list)
+    text: str = ""
+
+
+def read_cells(path: str) -> tuple[list[str], list[list[str]]]:
+    """Header and data rows as strings (blank lines skipped)."""
+    rows = list(csv.reader(io.StringIO(read_text(path), newline="")))
+    if not rows or not any(h.strip() for h in rows[0]):
+        raise DataError(f"{path}: file is empty; expected a header row naming the columns")
+    header = [h.strip() for h in rows[0]]
+    body = [r for r in rows[1:] if r and not (len(r) == 1 and not r[0].strip())]
+    if not body:
+        raise DataError(f"{path}: has a header but no data rows")
+    return header, body
+
+
+def _is_number(cell: str) -> bool:
+    try:
+        float(cell)
+    except ValueError:
+        return False
+    return True
+
+
+def _is_date(cell: str) -> bool:
+    try:
+        return not np.isnat(np.datetime64(cell.strip(), "s"))
+    except ValueError:
+        return False
+
+
+def classify(header: list[str], body: list[list[str]]) -> tuple[str | None, list[str], dict[str, int], list[str]]:
+    """(date column, numeric columns, gaps per numeric column, other columns)."""
+    date_column, numeric, gaps, other = None, [], {}, []
+    for j, name in enumerate(header):
+        cells = [r[j].strip() if j < len(r) else "" for r in body]
+        present = [c for c in cells if c.lower() not in _MISSING]
+        if not present:
+            other.append(name)
+            continue
+        numbers = all(_is_number(c) for c in present)
+        # A numeric column is a date column only when named like one (years such as 1949 are numbers too).
+        dated = all(_is_date(c) for c in cells) and (not numbers or name.lower() in _DATE_NAMES)
+        if dated and date_column is None:
+            date_column = name
+        elif numbers:
+            numeric.append(name)
+            gaps[name] = len(cells) - len(present)
+        else:
+            other.append(name)
+    return date_column, numeric, gaps, other
+
+
+def propose(
+    csv_path: str | Path, out: str | Path, target: str | None = None, features: list[str] | None = None
+) -> Starter:
+    """Choose date column, target, features, s, L and H for ``csv_path``; build the YAML text."""
+    path = str(csv_path)
+    header, body = read_cells(path)
+    date_column, numeric, gaps, other = classify(header, body)
+    reasons: list[str] = []
+    if not numeric:
+        raise DataError(f"{path}: no numeric column to forecast; columns are: {', '.join(header)}")
+    if target is None:
+        target = numeric[0]
+        reasons.append(f"target {target}: the first numeric column (choose another with --target)")
+    elif target not in numeric:
+        why = "is the date column" if target == date_column else "is not a numeric column" if target in header else "is not in the file"
+        raise DataError(f"{path}: --target {target!r} {why}; numeric columns are: {', '.join(numeric)}")
+    else:
+        reasons.append(f"target {target}: as asked")
+    candidates = [c for c in numeric if c != target]
+    if features is None:
+        features = []
+        if candidates:
+            reasons.append(
+                f"features: none; the other numeric column(s) {', '.join(candidates)} are left out, because a run "
+                "with covariates needs their future values to forecast beyond one horizon (predict --future); "
+                "add them with --feature COL when they help"
+            )
+    else:
+        bad = [f for f in features if f not in candidates]
+        if bad:
+            raise DataError(f"{path}: --feature {bad[0]!r} is not another numeric column; choose from: {', '.join(candidates)}")
+        reasons.append(f"features: {', '.join(features)} (as asked): inputs besides the target")
+    if other:
+        reasons.append(f"ignored (not numeric): {', '.join(other)}")
+    columns = [target, *features]
+    missing = "interpolate" if any(gaps[c] for c in columns) else "error"
+    if missing == "interpolate":
+        holes = ", ".join(f"{c} ({gaps[c]})" for c in columns if gaps[c])
+        reasons.append(f"missing: interpolate, because of empty cells in {holes}")
+
+    table = read_table(path, columns, date_column, missing)  # every cell and date checked as train will
+    frequency = infer_frequency(table.dates)
+    if date_column is None:
+        season, why = 1, "no date column, so no seasonal period is assumed (set data.season if there is one)"
+    elif frequency in SEASONS:
+        season, name = SEASONS[frequency]
+        why = f"dates in {date_column} are {name}" + (f", so the seasonal period is {season}" if season > 1 else ", so no seasonal period")
+    else:
+        season, why = 1, f"dates in {date_column} step by {frequency}, which has no standard seasonal period"
+    reasons.append(f"s = {season}: {why}")
+    if season > 1:
+        lookback, horizon = min(2 * season, 48), min(season, 24)
+        reasons.append(f"L = min(2s, 48) = {lookback} input steps, H = min(s, 24) = {horizon} forecast steps")
+    else:
+        lookback, horizon = 16, 4
+        reasons.append("L = 16 input steps, H = 4 forecast steps (the defaults without a season)")
+    lookback, horizon = _fit_length(table.n_rows, lookback, horizon, reasons)
+    if season > max(lookback, int(0.70 * table.n_rows)):
+        reasons.append(f"s = 1 after all: the series is too short to look {season} steps back from the validation split")
+        season = 1
+
+    out_path = Path(out)
+    data_rel = os.path.relpath(Path(path).resolve(), out_path.resolve().parent)
+    st = Starter(
+        csv=path, out=out_path, date_column=date_column, numeric=numeric, target=target, features=features,
+        frequency=frequency, season=season, lookback=lookback, horizon=horizon, rows=table.n_rows,
+        missing=missing, reasons=reasons,
+    )
+    st.text = render(st, data_rel, candidates)
+    cfg = validate_config(parse_yaml(st.text, str(out_path)), str(out_path))  # what train will accept
+    prepare(table, cfg.data)  # the split and season checks train makes
+    return st
+
+
+def _fit_length(rows: int, lookback: int, horizon: int, reasons: list[str]) -> tuple[int, int]:
+    """Shrink H, then L, until the default 70/15/15 split gives every split a window."""
+    train_rows = int(0.70 * rows)
+    eval_rows = min(int(0.85 * rows) - train_rows, rows - int(0.85 * rows))  # validation and test
+    L, H = lookback, max(1, min(horizon, eval_rows))
+    while L > 1 and L + H > train_rows:
+        L = max(1, L // 2)
+    if L + H > train_rows or H > eval_rows:
+        raise DataError(f"{rows} rows are too few for a train/validation/test split with any window; use a longer series")
+    if (L, H) != (lookback, horizon):
+        reasons.append(f"shortened to L = {L}, H = {H}: {rows} rows must leave a window in each of train, validation and test")
+    return L, H
+
+
+def render(st: Starter, data_path: str, candidates: list[str]) -> str:
+    """The config as commented YAML; model size and training settings are left at their defaults."""
+    n = 1 + len(st.features)
+    m = ModelConfig.model_fields["m"].default
+    layers = ModelConfig.model_fields["layers"].default
+    lines = [
+        f"# Starter config written by `lstm init` for {Path(st.csv).name} ({st.rows} rows).",
+        "# Train it with `lstm train` on this file; every key is documented in the README.",
+        "model:",
+        f"  n: {n}            # inputs per time step: the target plus {len(st.features)} feature column(s)",
+        f"  m: {m}           # units per layer",
+        f"  layers: {layers}",
+        "data:",
+        f"  path: {_yaml_str(data_path)}   # relative to this config file",
+    ]
+    if st.date_column:
+        lines.append(f"  date_column: {_yaml_str(st.date_column)}")
+    lines.append(f"  target: {_yaml_str(st.target)}")
+    feats = "[" + ", ".join(_yaml_str(f) for f in st.features) + "]"
+    unused = [c for c in candidates if c not in st.features]
+    lines.append(f"  features: {feats}" + (f"   # other numeric columns: {', '.join(unused)}" if unused else ""))
+    lines += [
+        f"  lookback: {st.lookback}       # L: input steps per window",
+        f"  horizon: {st.horizon}        # H: forecast steps per window",
+        f"  season: {st.season}         # s: seasonal period for the seasonal-naive baseline (1 = none)",
+    ]
+    if st.missing != "error":
+        lines.append(f"  missing: {st.missing}")
+    lines += ["train:", "  epochs: 200", "  seed: 0", ""]
+    return "\n".join(lines)
+
+
+def _yaml_str(value: str) -> str:
+    """A plain YAML scalar for simple names and paths, else a quoted (JSON) string."""
+    return value if value.replace("_", "").replace("-", "").replace(".", "").replace("/", "").isalnum() else json.dumps(value)
+
+
+def write(st: Starter, force: bool = False) -> None:
+    """Write the config atomically; never replace an existing file without ``force``."""
+    if st.out.exists() and not force:
+        raise ConfigError(f"{st.out}: already exists; pass --force to replace it, or choose another --out")
+    if st.out.is_dir():
+        raise ConfigError(f"{st.out}: is a directory; --out takes a file name")
+    st.out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(st.out, st.text)
+
+
+def default_out(csv_path: str | Path) -> Path:
+    """``<csv name>.yaml`` in the working directory."""
+    return Path(Path(csv_path).stem + ".yaml")
+

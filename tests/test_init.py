@@ -1,0 +1,91 @@
+"""`lstm init CSV`: a starter config that `lstm train` accepts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from typer.testing import CliRunner
+
+from lstmcli.cli import app
+from lstmcli.config import load_config
+
+from .conftest import ROOT, write_csv
+
+runner = CliRunner()
+
+
+def test_init_seatbelts_writes_a_config_that_train_accepts(tmp_path: Path) -> None:
+    out = tmp_path / "cfg" / "seatbelts.yaml"
+    result = runner.invoke(app, ["init", str(ROOT / "data" / "seatbelts.csv"), "--target", "drivers", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "monthly" in result.output and "features: none" in result.output and "lstm train" in result.output
+    raw = yaml.safe_load(out.read_text())
+    # data.path is relative to the config's own directory.
+    assert not Path(raw["data"]["path"]).is_absolute()
+    assert (out.parent / raw["data"]["path"]).resolve() == (ROOT / "data" / "seatbelts.csv").resolve()
+    cfg = load_config(out)
+    assert cfg.data.target == ["drivers"] and cfg.data.date_column == "date" and cfg.model.n == 1
+    assert (cfg.data.season, cfg.data.lookback, cfg.data.horizon) == (12, 24, 12)
+    run = tmp_path / "run"
+    trained = runner.invoke(
+        app, ["train", str(out), "-q", "--set", "train.epochs=1", "--set", "model.m=4", "--set", f"output.dir={run}"]
+    )
+    assert trained.exit_code == 0, trained.output
+    assert (run / "metrics.json").exists()
+
+
+def test_init_never_overwrites_without_force(tmp_path: Path) -> None:
+    csv = write_csv(tmp_path / "s.csv")
+    out = tmp_path / "s.yaml"
+    out.write_text("keep me\n")
+    result = runner.invoke(app, ["init", str(csv), "--out", str(out)])
+    assert result.exit_code == 2 and "--force" in result.output and "Traceback" not in result.output
+    assert out.read_text() == "keep me\n"
+    assert runner.invoke(app, ["init", str(csv), "--out", str(out), "--force"]).exit_code == 0
+    assert load_config(out).data.target == ["y"]
+
+
+def test_init_features_and_default_target(tmp_path: Path) -> None:
+    csv = write_csv(tmp_path / "m.csv", columns=("a", "b", "c"))
+    out = tmp_path / "m.yaml"
+    result = runner.invoke(app, ["init", str(csv), "--feature", "c", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    cfg = load_config(out)
+    assert cfg.data.target == ["a"] and cfg.data.features == ["c"] and cfg.model.n == 2
+    assert "the first numeric column" in result.output
+
+
+def test_init_without_dates_uses_s1_defaults(tmp_path: Path) -> None:
+    csv = tmp_path / "plain.csv"
+    csv.write_text("value,label\n" + "".join(f"{i % 7 + 0.5 * i},row{i}\n" for i in range(120)))
+    out = tmp_path / "plain.yaml"
+    result = runner.invoke(app, ["init", str(csv), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    cfg = load_config(out)
+    assert cfg.data.date_column is None and cfg.data.target == ["value"]
+    assert (cfg.data.season, cfg.data.lookback, cfg.data.horizon) == (1, 16, 4)
+    assert "ignored (not numeric): label" in result.output
+
+
+def test_init_weekly_and_daily_periods(tmp_path: Path) -> None:
+    import numpy as np
+
+    for step, days, s, lookback, horizon in (("weekly", 7, 52, 48, 24), ("daily", 1, 7, 14, 7)):
+        dates = np.datetime64("2001-01-01") + np.arange(400) * days
+        csv = tmp_path / f"{step}.csv"
+        csv.write_text("day,v\n" + "".join(f"{d},{i % 5}\n" for i, d in enumerate(dates)))
+        out = tmp_path / f"{step}.yaml"
+        result = runner.invoke(app, ["init", str(csv), "--out", str(out)])
+        assert result.exit_code == 0, result.output
+        cfg = load_config(out)
+        assert (cfg.data.season, cfg.data.lookback, cfg.data.horizon) == (s, lookback, horizon), step
+        assert step in result.output
+
+
+def test_init_bad_target_is_one_line(tmp_path: Path) -> None:
+    csv = write_csv(tmp_path / "s.csv")
+    result = runner.invoke(app, ["init", str(csv), "--target", "nope", "--out", str(tmp_path / "x.yaml")])
+    assert result.exit_code == 2
+    assert len(result.output.strip().splitlines()) == 1 and "--target 'nope'" in result.output
+    assert not (tmp_path / "x.yaml").exists()
