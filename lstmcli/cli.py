@@ -92,22 +92,42 @@ def train(
     overwrite: Annotated[bool, typer.Option(help="Replace an existing run directory.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
     print_config: Annotated[bool, typer.Option("--print-config", help="Print the resolved config first.")] = False,
+    nproc: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Train data-parallel in this many processes (launches torchrun; gloo on CPU, nccl on GPU). "
+            "train.batch_size stays the global batch.",
+        ),
+    ] = 1,
 ) -> None:
     """Train a stacked LSTM on the config's CSV, evaluate it on the test split, save a run directory."""
+    from lstmcli.distributed import from_env, launch
     from lstmcli.runtime import stable_malloc
 
+    dist = from_env()
+    if nproc > 1 and not dist.enabled:
+        flags = [f"--set={s}" for s in set_ or []] + ["--overwrite"] * overwrite + ["--quiet"] * quiet
+        raise typer.Exit(launch(nproc, ["train", str(config), *flags, *["--print-config"] * print_config]))
     stable_malloc()
     cfg = _load(config, set_)
-    if print_config:
+    if print_config and dist.is_main:
         err.print(cfg.to_yaml(), end="", highlight=False)
     from lstmcli.config import default_run_dir
     from lstmcli.pipeline import train_run
 
-    progress = _Progress(quiet)
+    progress = _Progress(quiet or not dist.is_main)
     with progress:
         summary = train_run(
-            cfg, default_run_dir(config, cfg), overwrite=overwrite, on_start=progress.start, on_epoch_end=progress.update
+            cfg,
+            default_run_dir(config, cfg),
+            overwrite=overwrite,
+            on_start=progress.start,
+            on_epoch_end=progress.update,
+            dist=dist,
         )
+    if not dist.is_main:
+        return
     m = summary.metrics
     out.print(
         f"best epoch {m['best_epoch']} of {m['epochs_run']}"

@@ -13,6 +13,7 @@ from typing import Any
 from lstmcli import checkpoint as ck
 from lstmcli.config import Config
 from lstmcli.data import Dataset, describe_dates, load_dataset
+from lstmcli.distributed import Dist, shutdown
 from lstmcli.evaluate import evaluate_split
 from lstmcli.plots import loss_curve
 from lstmcli.train import EpochReport, TrainResult, fit
@@ -31,12 +32,19 @@ def train_run(
     overwrite: bool = False,
     on_start: Callable[[Dataset], None] | None = None,
     on_epoch_end: Callable[[EpochReport], None] | None = None,
+    dist: Dist | None = None,
 ) -> TrainSummary:
     """Train ``cfg`` into ``run_dir`` and return the test metrics.
 
-    The data is read and checked before the run directory is touched.
+    The data is read and checked before the run directory is touched. Under torchrun every rank
+    trains; rank 0 alone writes the run directory and evaluates (other ranks return no metrics).
     """
+    dist = dist or Dist()
     ds = load_dataset(cfg.data)
+    if not dist.is_main:
+        result = fit(cfg, ds, dist=dist)
+        shutdown(dist)
+        return TrainSummary(run_dir=run_dir, metrics={}, result=result)
     ck.claim_run_dir(run_dir, overwrite)
     cfg = cfg.model_copy(
         update={"data": cfg.data.model_copy(update={"path": str(Path(cfg.data.path).resolve())})}
@@ -47,7 +55,8 @@ def train_run(
         on_start(ds)
 
     start = time.perf_counter()
-    result = fit(cfg, ds, on_epoch_end=on_epoch_end)
+    result = fit(cfg, ds, on_epoch_end=on_epoch_end, dist=dist)
+    shutdown(dist)  # the other ranks are done; rank 0 evaluates and writes alone
     seconds = time.perf_counter() - start
     windows = result.windows  # evaluated on the device it was trained on
     metrics = {
@@ -61,6 +70,7 @@ def train_run(
         "train_seconds": round(seconds, 3),
         "device": result.device,
         "precision": result.precision,
+        "processes": dist.world,
     }
     weights_sha = ck.save_model(run_dir, result.model, ck.sha256(config_text))
     meta = ck.run_meta(
