@@ -135,6 +135,8 @@ def train(
         highlight=False,
     )
     out.print(metrics_table(m["test"], f"Test split: {m['windows']['test']} windows, original units"))
+    if "per_series" in m["test"]:
+        out.print(series_table(m["test"]["per_series"]))
     out.print(f"run saved to {summary.run_dir}", highlight=False)
 
 
@@ -155,10 +157,11 @@ class _Progress:
             self.bar.stop()
 
     def start(self, ds: Any) -> None:
-        counts = ds.split.counts()
+        counts = ds.counts()
         if not self.quiet:
+            many = f" in {len(ds.series)} series" if len(ds.series) > 1 else ""
             err.print(
-                f"{ds.table.path}: {ds.table.n_rows} rows; windows train {counts['train']}, "
+                f"{ds.table.path}: {ds.table.n_rows} rows{many}; windows train {counts['train']}, "
                 f"val {counts['val']}, test {counts['test']}",
                 highlight=False,
             )
@@ -201,6 +204,22 @@ def metrics_table(metrics: dict[str, Any], title: str) -> Table:
         row = metrics[key]
         cells = [_fmt(row["MAE"]), _fmt(row["RMSE"]), f"{row['sMAPE']:.2f}%", _fmt(row["MASE"], 3)]
         table.add_row(f"[bold]{label}[/]" if key == "model" else label, *cells)
+    return table
+
+
+def series_table(per_series: dict[str, Any]) -> Table:
+    """Test MAE of the model and baselines, and MASE, for every series."""
+    table = Table(title="Test split per series, original units", title_justify="left")
+    for col in ("series", "LSTM MAE", "naive MAE", "seasonal naive MAE", "MASE"):
+        table.add_column(col, justify="left" if col == "series" else "right")
+    for sid, m in per_series.items():
+        table.add_row(
+            escape(str(sid)),
+            _fmt(m["model"]["MAE"]),
+            _fmt(m["naive"]["MAE"]),
+            _fmt(m["seasonal_naive"]["MAE"]),
+            _fmt(m["model"]["MASE"], 3),
+        )
     return table
 
 

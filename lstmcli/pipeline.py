@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import io
 import csv
+import io
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -62,7 +62,7 @@ def train_run(
     metrics = {
         "test": evaluate_split(result.model, windows, ds, "test", cfg.data.season),
         "val": evaluate_split(result.model, windows, ds, "val", cfg.data.season),
-        "windows": ds.split.counts(),
+        "windows": ds.counts(),
         "best_epoch": result.state.best_epoch,
         "epochs_run": result.state.epoch,
         "stopped_early": result.state.stopped_early,
@@ -78,8 +78,7 @@ def train_run(
         config_text,
         {
             "weights_sha256": weights_sha,
-            "scaler": ds.scaler.to_dict(),
-            "split": {"n_rows": ds.split.n_rows, "train_end": ds.split.train_end, "val_end": ds.split.val_end},
+            **series_meta(ds),
             "data": {"path": cfg.data.path, "rows": ds.table.n_rows, **describe_dates(ds.table.dates)},
         },
     )
@@ -88,6 +87,23 @@ def train_run(
     loss_curve(result.state.history, result.state.best_epoch, run_dir / ck.LOSS_PLOT)
     ck.atomic_write_json(run_dir / ck.METRICS, metrics)  # last: its presence marks a finished run
     return TrainSummary(run_dir=run_dir, metrics=metrics, result=result)
+
+
+def series_meta(ds: Dataset) -> dict[str, Any]:
+    """Scaler and split rows per series; a single series also keeps them at the top level."""
+    series = [
+        {
+            "id": s.id,
+            "rows": s.stop - s.start,
+            "scaler": s.scaler.to_dict(),
+            "split": {"n_rows": s.split.n_rows, "train_end": s.split.train_end, "val_end": s.split.val_end},
+            **describe_dates(None if ds.table.dates is None else ds.table.dates[s.start : s.stop]),
+        }
+        for s in ds.series
+    ]
+    if len(series) == 1:
+        return {"scaler": series[0]["scaler"], "split": series[0]["split"], "series": series}
+    return {"series": series}
 
 
 def history_csv(history: list[dict[str, float]]) -> str:

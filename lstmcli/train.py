@@ -103,8 +103,8 @@ class Trainer:
             self.net = DistributedDataParallel(self.model, device_ids=ids)
         series = torch.as_tensor(ds.scaled, device=self.device)  # (N, n): the only copy of the data
         self.windows = Windows(series, cfg.data.lookback, cfg.data.horizon, ds.n_targets)
-        self.train_origins = torch.as_tensor(ds.split.origins("train"), device=self.device)
-        self.val_origins = torch.as_tensor(ds.split.origins("val"), device=self.device)
+        self.train_origins = torch.as_tensor(ds.origins("train"), device=self.device)
+        self.val_origins = torch.as_tensor(ds.origins("val"), device=self.device)
         self.optimizer = make_optimizer(self.model, self.tc)
         self.scheduler = make_scheduler(self.optimizer, self.tc)
         # The shuffle has its own generator so that its stream is saved and restored on resume.
