@@ -93,22 +93,42 @@ def train(
     overwrite: Annotated[bool, typer.Option(help="Replace an existing run directory.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
     print_config: Annotated[bool, typer.Option("--print-config", help="Print the resolved config first.")] = False,
+    nproc: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Train data-parallel in this many processes (launches torchrun; gloo on CPU, nccl on GPU). "
+            "train.batch_size stays the global batch.",
+        ),
+    ] = 1,
 ) -> None:
     """Train a stacked LSTM on the config's CSV, evaluate it on the test split, save a run directory."""
+    from lstmcli.distributed import from_env, launch
     from lstmcli.runtime import stable_malloc
 
+    dist = from_env()
+    if nproc > 1 and not dist.enabled:
+        flags = [f"--set={s}" for s in set_ or []] + ["--overwrite"] * overwrite + ["--quiet"] * quiet
+        raise typer.Exit(launch(nproc, ["train", str(config), *flags, *["--print-config"] * print_config]))
     stable_malloc()
     cfg = _load(config, set_)
-    if print_config:
+    if print_config and dist.is_main:
         err.print(cfg.to_yaml(), end="", highlight=False)
     from lstmcli.config import default_run_dir
     from lstmcli.pipeline import train_run
 
-    progress = _Progress(quiet)
+    progress = _Progress(quiet or not dist.is_main)
     with progress:
         summary = train_run(
-            cfg, default_run_dir(config, cfg), overwrite=overwrite, on_start=progress.start, on_epoch_end=progress.update
+            cfg,
+            default_run_dir(config, cfg),
+            overwrite=overwrite,
+            on_start=progress.start,
+            on_epoch_end=progress.update,
+            dist=dist,
         )
+    if not dist.is_main:
+        return
     m = summary.metrics
     out.print(
         f"best epoch {m['best_epoch']} of {m['epochs_run']}"
@@ -116,6 +136,8 @@ def train(
         highlight=False,
     )
     out.print(metrics_table(m["test"], f"Test split: {m['windows']['test']} windows, original units"))
+    if "per_series" in m["test"]:
+        out.print(series_table(m["test"]["per_series"]))
     out.print(f"run saved to {summary.run_dir}", highlight=False)
 
 
@@ -136,10 +158,11 @@ class _Progress:
             self.bar.stop()
 
     def start(self, ds: Any) -> None:
-        counts = ds.split.counts()
+        counts = ds.counts()
         if not self.quiet:
+            many = f" in {len(ds.series)} series" if len(ds.series) > 1 else ""
             err.print(
-                f"{ds.table.path}: {ds.table.n_rows} rows; windows train {counts['train']}, "
+                f"{ds.table.path}: {ds.table.n_rows} rows{many}; windows train {counts['train']}, "
                 f"val {counts['val']}, test {counts['test']}",
                 highlight=False,
             )
@@ -182,6 +205,22 @@ def metrics_table(metrics: dict[str, Any], title: str) -> Table:
         row = metrics[key]
         cells = [_fmt(row["MAE"]), _fmt(row["RMSE"]), f"{row['sMAPE']:.2f}%", _fmt(row["MASE"], 3)]
         table.add_row(f"[bold]{label}[/]" if key == "model" else label, *cells)
+    return table
+
+
+def series_table(per_series: dict[str, Any]) -> Table:
+    """Test MAE of the model and baselines, and MASE, for every series."""
+    table = Table(title="Test split per series, original units", title_justify="left")
+    for col in ("series", "LSTM MAE", "naive MAE", "seasonal naive MAE", "MASE"):
+        table.add_column(col, justify="left" if col == "series" else "right")
+    for sid, m in per_series.items():
+        table.add_row(
+            escape(str(sid)),
+            _fmt(m["model"]["MAE"]),
+            _fmt(m["naive"]["MAE"]),
+            _fmt(m["seasonal_naive"]["MAE"]),
+            _fmt(m["model"]["MASE"], 3),
+        )
     return table
 
 

@@ -50,6 +50,9 @@ class DataConfig(_Section):
 
     path: str = Field(description="CSV file, relative to the config file")
     date_column: str | None = Field(None, description="optional date column (ISO dates), checked to be increasing")
+    series_column: str | None = Field(
+        None, description="long format: column naming the series of each row; one global model over all series"
+    )
     target: list[str] = Field(min_length=1, description="column(s) to forecast")
     features: list[str] = Field(default_factory=list, description="extra input columns (covariates)")
     lookback: int = Field(gt=0, description="L: input steps per window")
@@ -75,8 +78,12 @@ class DataConfig(_Section):
             if name in seen:
                 raise ValueError(f"column '{name}' is listed twice in target/features")
             seen.add(name)
-        if self.date_column is not None and self.date_column in seen:
-            raise ValueError(f"date_column '{self.date_column}' cannot also be a target or feature")
+        for key in ("date_column", "series_column"):
+            value = getattr(self, key)
+            if value is not None and value in seen:
+                raise ValueError(f"{key} '{value}' cannot also be a target or feature")
+        if self.series_column is not None and self.series_column == self.date_column:
+            raise ValueError("series_column and date_column must be different columns")
         return self
 
     @property

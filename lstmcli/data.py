@@ -10,7 +10,7 @@ import csv
 import difflib
 import io
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,10 +30,17 @@ class Table:
     columns: list[str]
     values: np.ndarray  # (N, n) float64
     dates: np.ndarray | None  # (N,) datetime64, or None without a date column
+    # Long format: (series id, first row, end row) of each series, rows grouped by series in the
+    # order the ids first appear. None: the whole table is one series.
+    parts: tuple[tuple[str, int, int], ...] | None = None
 
     @property
     def n_rows(self) -> int:
         return int(self.values.shape[0])
+
+    def series_parts(self) -> list[tuple[str | None, int, int]]:
+        """(id, start, stop) of every series; one part with id None for a single series."""
+        return list(self.parts) if self.parts is not None else [(None, 0, self.n_rows)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -45,9 +52,12 @@ def read_table(
     columns: list[str],
     date_column: str | None = None,
     missing: str = "error",
+    series_column: str | None = None,
 ) -> Table:
     """Read ``columns`` (and ``date_column``) from a CSV with a header row, checking every cell.
 
+    With ``series_column`` the file is in long format (series id, date, values): rows are grouped
+    by series, keeping each series' rows in file order, and dates must increase within a series.
     Errors name the file, the row (1-based data row, and the line in the file) and the column.
     """
     path = str(path)
@@ -58,7 +68,8 @@ def read_table(
         raise DataError(f"{path}: file is empty; expected a header row naming the columns")
     header = [h.strip() for h in header]
     _check_delimiter(path, header, columns)
-    index = _column_index(path, header, [*([date_column] if date_column else []), *columns])
+    keys = [c for c in (series_column, date_column) if c]
+    index = _column_index(path, header, [*keys, *columns])
 
     raw_rows: list[list[str]] = []
     for row_no, row in enumerate(reader, start=1):
@@ -78,13 +89,49 @@ def read_table(
         col = index[name]
         for i, row in enumerate(raw_rows):
             values[i, j] = _parse_number(path, row[col], i + 1, name, missing)
-    if missing != "error":
-        values = _fill_missing(path, values, columns, missing)
-
     dates = None
     if date_column:
         dates = _parse_dates(path, [row[index[date_column]] for row in raw_rows], date_column)
-    return Table(path=path, columns=list(columns), values=values, dates=dates)
+    if series_column is None:
+        if dates is not None:
+            _check_increasing(path, dates, np.arange(1, len(dates) + 1), date_column)  # type: ignore[arg-type]
+        if missing != "error":
+            values = _fill_missing(path, values, columns, missing)
+        return Table(path=path, columns=list(columns), values=values, dates=dates)
+    return _group_series(path, [row[index[series_column]].strip() for row in raw_rows], series_column,
+                         values, dates, columns, date_column, missing)
+
+
+def _group_series(
+    path: str,
+    ids: list[str],
+    series_column: str,
+    values: np.ndarray,
+    dates: np.ndarray | None,
+    columns: list[str],
+    date_column: str | None,
+    missing: str,
+) -> Table:
+    """Stack a long-format table series by series (stable: rows keep their file order)."""
+    for i, sid in enumerate(ids, start=1):
+        if not sid:
+            raise DataError(f"{path}: row {i} (line {i + 1}), column '{series_column}': empty series id")
+    first: dict[str, int] = {}
+    code = np.array([first.setdefault(sid, len(first)) for sid in ids])
+    order = np.argsort(code, kind="stable")
+    rows = order + 1  # 1-based file rows, for messages
+    values, code = values[order], code[order]
+    dates = dates[order] if dates is not None else None
+    bounds = np.flatnonzero(np.diff(code)) + 1
+    starts = [0, *bounds.tolist()]
+    stops = [*bounds.tolist(), len(code)]
+    parts = tuple((sid, start, stop) for sid, start, stop in zip(first, starts, stops, strict=True))
+    for sid, start, stop in parts:
+        if dates is not None:
+            _check_increasing(path, dates[start:stop], rows[start:stop], date_column or "", f" in series '{sid}'")
+        if missing != "error":
+            values[start:stop] = _fill_missing(f"{path} series '{sid}'", values[start:stop], columns, missing)
+    return Table(path=path, columns=list(columns), values=values, dates=dates, parts=parts)
 
 
 def _read_text(path: str) -> str:
@@ -192,16 +239,22 @@ def _parse_dates(path: str, cells: list[str], column: str) -> np.ndarray:
     if np.isnat(dates).any():
         i = int(np.flatnonzero(np.isnat(dates))[0]) + 1
         raise DataError(f"{path}: row {i} (line {i + 1}), column '{column}': empty date")
+    return dates
+
+
+def _check_increasing(path: str, dates: np.ndarray, rows: np.ndarray, column: str, where: str = "") -> None:
+    """Dates must increase strictly; ``rows`` are the 1-based file rows of ``dates``."""
     steps = np.diff(dates)
     bad = np.flatnonzero(steps <= np.timedelta64(0, "s"))
     if bad.size:
-        i = int(bad[0]) + 2  # 1-based row of the later date
+        j = int(bad[0]) + 1  # the later of the two dates
+        i = int(rows[j])
         kind = "repeats" if steps[bad[0]] == np.timedelta64(0, "s") else "goes back before"
+        shown = format_dates(dates[[j - 1, j]])
         raise DataError(
-            f"{path}: row {i} (line {i + 1}), column '{column}': date {cells[i - 1].strip()} {kind} "
-            f"the previous row's {cells[i - 2].strip()}; rows must be in increasing date order"
+            f"{path}: row {i} (line {i + 1}), column '{column}': date {shown[1]} {kind} the previous "
+            f"row's {shown[0]}{where}; rows must be in increasing date order"
         )
-    return dates
 
 
 # ---------------------------------------------------------------------------------------------
@@ -314,35 +367,83 @@ def fit_scaler(table: Table, train_end: int, n_targets: int, transform: str = "n
 
 
 @dataclass(frozen=True)
+class Series:
+    """One series of the table: rows [start, stop) of the stacked arrays, its split and scaler."""
+
+    id: str | None
+    start: int
+    stop: int
+    split: Split  # row numbers relative to ``start``
+    scaler: Scaler  # fitted on this series' training rows alone
+
+    def origins(self, name: str) -> np.ndarray:
+        """Window origins of split ``name`` as rows of the stacked arrays."""
+        return self.start + self.split.origins(name)
+
+
+@dataclass(frozen=True)
 class Dataset:
-    """A validated table, its split, the train-fitted scaler and the scaled series."""
+    """A validated table, split by time within each series, scaled per series, stacked.
+
+    One series is the common case; a long-format file holds several, stacked one after another
+    in ``scaled``. Windows never cross a series boundary because every origin o of a series has
+    o - L >= start and o + H <= stop.
+    """
 
     table: Table
-    split: Split
-    scaler: Scaler
+    series: list[Series]
     scaled: np.ndarray  # (N, n) float32, targets in the first k columns
     n_targets: int
+
+    def origins(self, name: str) -> np.ndarray:
+        """Every origin of split ``name`` across all series."""
+        return np.concatenate([s.origins(name) for s in self.series])
+
+    def counts(self) -> dict[str, int]:
+        return {name: int(sum(s.split.counts()[name] for s in self.series)) for name in SPLITS}
+
+    @property
+    def split(self) -> Split:
+        """The split of a single-series dataset."""
+        return self._only().split
+
+    @property
+    def scaler(self) -> Scaler:
+        """The scaler of a single-series dataset."""
+        return self._only().scaler
+
+    def _only(self) -> Series:
+        if len(self.series) != 1:
+            raise ValueError(f"the dataset holds {len(self.series)} series; pick one from .series")
+        return self.series[0]
 
 
 def load_dataset(cfg: DataConfig, path: str | Path | None = None) -> Dataset:
     """Read ``cfg.path`` (or ``path``), split it, fit the scaler on training rows, scale."""
-    table = read_table(path or cfg.path, cfg.columns, cfg.date_column, cfg.missing)
+    table = read_table(path or cfg.path, cfg.columns, cfg.date_column, cfg.missing, cfg.series_column)
     return prepare(table, cfg)
 
 
 def prepare(table: Table, cfg: DataConfig) -> Dataset:
-    """Split ``table`` and scale it with statistics from its training rows alone."""
-    split = make_split(table.n_rows, cfg, table.path)
+    """Split each series by time and scale it with statistics from its own training rows."""
     k = len(cfg.target)
-    first_eval = min(int(split.origins("val")[0]), int(split.origins("test")[0]))
-    if cfg.season > first_eval:
-        raise DataError(
-            f"{table.path}: data.season {cfg.season} reaches before the first row from the first "
-            f"validation window (row {first_eval}); use a smaller season or a longer series"
-        )
-    scaler = fit_scaler(table, split.train_end, k, cfg.transform)
-    scaled = scaler.transform(table.values).astype(np.float32)
-    return Dataset(table=table, split=split, scaler=scaler, scaled=scaled, n_targets=k)
+    scaled = np.empty(table.values.shape, dtype=np.float32)
+    series = []
+    for sid, start, stop in table.series_parts():
+        source = table.path if sid is None else f"{table.path}: series '{sid}'"
+        part = replace(table, path=source, values=table.values[start:stop], parts=None,
+                       dates=None if table.dates is None else table.dates[start:stop])
+        split = make_split(stop - start, cfg, source)
+        first_eval = int(split.origins("val")[0])
+        if cfg.season > first_eval:
+            raise DataError(
+                f"{source}: data.season {cfg.season} reaches before the first row from the first "
+                f"validation window (row {first_eval}); use a smaller season or a longer series"
+            )
+        scaler = fit_scaler(part, split.train_end, k, cfg.transform)
+        scaled[start:stop] = scaler.transform(part.values)
+        series.append(Series(id=sid, start=start, stop=stop, split=split, scaler=scaler))
+    return Dataset(table=table, series=series, scaled=scaled, n_targets=k)
 
 
 # ---------------------------------------------------------------------------------------------

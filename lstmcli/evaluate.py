@@ -74,12 +74,45 @@ def compare(
 def evaluate_split(
     model: nn.Module, windows: Windows, ds: Dataset, name: str, season: int
 ) -> dict[str, Any]:
-    """Metrics of the model and both baselines on every window of split ``name``."""
-    origins = ds.split.origins(name)
-    k, horizon = ds.n_targets, ds.split.horizon
+    """Metrics of the model and both baselines on every window of split ``name``.
+
+    With several series: pooled over all of them, plus ``per_series`` (each with its own
+    baselines, in its own units).
+    """
+    k, targets = ds.n_targets, ds.table.columns[: ds.n_targets]
     values = ds.table.values[:, :k]  # original units
-    model_f = ds.scaler.inverse(forecast_scaled(model, windows, origins), slice(0, k))
-    return evaluate_forecasts(values, origins, horizon, season, model_f, ds.table.columns[:k])
+    parts = []
+    for s in ds.series:
+        origins = s.origins(name)
+        model_f = s.scaler.inverse(forecast_scaled(model, windows, origins), slice(0, k))
+        parts.append(forecast_set(values, origins, s.split.horizon, season, model_f))
+    actual = np.concatenate([a for a, _ in parts])
+    pooled = {key: np.concatenate([f[key] for _, f in parts]) for key in parts[0][1]}
+    result = summarize(actual, pooled, targets)
+    if len(ds.series) > 1:
+        result["per_series"] = {s.id: summarize(a, f, targets) for s, (a, f) in zip(ds.series, parts, strict=True)}
+    return result
+
+
+def forecast_set(
+    values: np.ndarray, origins: np.ndarray, horizon: int, season: int, model_forecast: np.ndarray
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Actuals (W, H, k) and the model's and both baselines' forecasts for ``origins``."""
+    return actuals(values, origins, horizon), {
+        "model": model_forecast,
+        "naive": naive(values, origins, horizon),
+        "seasonal_naive": seasonal_naive(values, origins, horizon, season),
+    }
+
+
+def summarize(actual: np.ndarray, forecasts: dict[str, np.ndarray], targets: list[str]) -> dict[str, Any]:
+    """Metrics pooled over every value, plus ``per_target`` when there are several targets."""
+    result: dict[str, Any] = compare(actual, forecasts)
+    if len(targets) > 1:
+        result["per_target"] = {
+            t: compare(actual[..., j], {n: f[..., j] for n, f in forecasts.items()}) for j, t in enumerate(targets)
+        }
+    return result
 
 
 def evaluate_forecasts(
@@ -91,15 +124,5 @@ def evaluate_forecasts(
     targets: list[str],
 ) -> dict[str, Any]:
     """Pooled and per-target metrics for a model forecast (W, H, k) and both baselines."""
-    actual = actuals(values, origins, horizon)
-    forecasts = {
-        "model": model_forecast,
-        "naive": naive(values, origins, horizon),
-        "seasonal_naive": seasonal_naive(values, origins, horizon, season),
-    }
-    result: dict[str, Any] = compare(actual, forecasts)
-    if len(targets) > 1:
-        result["per_target"] = {
-            t: compare(actual[..., j], {n: f[..., j] for n, f in forecasts.items()}) for j, t in enumerate(targets)
-        }
-    return result
+    actual, forecasts = forecast_set(values, origins, horizon, season, model_forecast)
+    return summarize(actual, forecasts, targets)

@@ -13,6 +13,7 @@ from typing import Any
 from lstmcli import checkpoint as ck
 from lstmcli.config import Config
 from lstmcli.data import Dataset, describe_dates, load_dataset
+from lstmcli.distributed import Dist, shutdown
 from lstmcli.evaluate import evaluate_split
 from lstmcli.plots import loss_curve
 from lstmcli.train import EpochReport, TrainResult, fit
@@ -31,12 +32,19 @@ def train_run(
     overwrite: bool = False,
     on_start: Callable[[Dataset], None] | None = None,
     on_epoch_end: Callable[[EpochReport], None] | None = None,
+    dist: Dist | None = None,
 ) -> TrainSummary:
     """Train ``cfg`` into ``run_dir`` and return the test metrics.
 
-    The data is read and checked before the run directory is touched.
+    The data is read and checked before the run directory is touched. Under torchrun every rank
+    trains; rank 0 alone writes the run directory and evaluates (other ranks return no metrics).
     """
+    dist = dist or Dist()
     ds = load_dataset(cfg.data)
+    if not dist.is_main:
+        result = fit(cfg, ds, dist=dist)
+        shutdown(dist)
+        return TrainSummary(run_dir=run_dir, metrics={}, result=result)
     ck.claim_run_dir(run_dir, overwrite)
     cfg = cfg.model_copy(
         update={"data": cfg.data.model_copy(update={"path": str(Path(cfg.data.path).resolve())})}
@@ -47,13 +55,14 @@ def train_run(
         on_start(ds)
 
     start = time.perf_counter()
-    result = fit(cfg, ds, on_epoch_end=on_epoch_end)
+    result = fit(cfg, ds, on_epoch_end=on_epoch_end, dist=dist)
+    shutdown(dist)  # the other ranks are done; rank 0 evaluates and writes alone
     seconds = time.perf_counter() - start
     windows = result.windows  # evaluated on the device it was trained on
     metrics = {
         "test": evaluate_split(result.model, windows, ds, "test", cfg.data.season),
         "val": evaluate_split(result.model, windows, ds, "val", cfg.data.season),
-        "windows": ds.split.counts(),
+        "windows": ds.counts(),
         "best_epoch": result.state.best_epoch,
         "epochs_run": result.state.epoch,
         "stopped_early": result.state.stopped_early,
@@ -61,6 +70,7 @@ def train_run(
         "train_seconds": round(seconds, 3),
         "device": result.device,
         "precision": result.precision,
+        "processes": dist.world,
     }
     weights_sha = ck.save_model(run_dir, result.model, ck.sha256(config_text))
     meta = ck.run_meta(
@@ -68,8 +78,7 @@ def train_run(
         config_text,
         {
             "weights_sha256": weights_sha,
-            "scaler": ds.scaler.to_dict(),
-            "split": {"n_rows": ds.split.n_rows, "train_end": ds.split.train_end, "val_end": ds.split.val_end},
+            **series_meta(ds),
             "data": {"path": cfg.data.path, "rows": ds.table.n_rows, **describe_dates(ds.table.dates)},
         },
     )
@@ -78,6 +87,23 @@ def train_run(
     loss_curve(result.state.history, result.state.best_epoch, run_dir / ck.LOSS_PLOT)
     ck.atomic_write_json(run_dir / ck.METRICS, metrics)  # last: its presence marks a finished run
     return TrainSummary(run_dir=run_dir, metrics=metrics, result=result)
+
+
+def series_meta(ds: Dataset) -> dict[str, Any]:
+    """Scaler and split rows per series; a single series also keeps them at the top level."""
+    series = [
+        {
+            "id": s.id,
+            "rows": s.stop - s.start,
+            "scaler": s.scaler.to_dict(),
+            "split": {"n_rows": s.split.n_rows, "train_end": s.split.train_end, "val_end": s.split.val_end},
+            **describe_dates(None if ds.table.dates is None else ds.table.dates[s.start : s.stop]),
+        }
+        for s in ds.series
+    ]
+    if len(series) == 1:
+        return {"scaler": series[0]["scaler"], "split": series[0]["split"], "series": series}
+    return {"series": series}
 
 
 def history_csv(history: list[dict[str, float]]) -> str:

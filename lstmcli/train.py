@@ -15,6 +15,7 @@ from torch import nn
 
 from lstmcli.config import Config, TrainConfig
 from lstmcli.data import Dataset
+from lstmcli.distributed import Dist, init
 from lstmcli.errors import ConfigError, TrainingError
 from lstmcli.model import LSTMForecaster
 from lstmcli.windows import Windows
@@ -82,17 +83,28 @@ def seed_everything(seed: int) -> None:
 class Trainer:
     """Named parts of the loop: setup, one epoch, validation, the early-stopping bookkeeping."""
 
-    def __init__(self, cfg: Config, ds: Dataset, device: torch.device | None = None) -> None:
+    def __init__(self, cfg: Config, ds: Dataset, device: torch.device | None = None, dist: Dist | None = None) -> None:
         self.cfg, self.tc = cfg, cfg.train
+        self.dist = dist or Dist()
         if self.tc.threads:
             torch.set_num_threads(self.tc.threads)
         self.device = device or resolve_device(self.tc.device)
-        seed_everything(self.tc.seed)
+        if self.device.type == "cuda" and self.dist.enabled:
+            self.device = torch.device("cuda", self.dist.local_rank)
+        init(self.dist, self.device)
+        seed_everything(self.tc.seed)  # every rank builds the same initial weights
         self.model = LSTMForecaster.from_config(cfg).to(self.device)
+        # The module that trains: DDP averages gradients across ranks; evaluation uses self.model.
+        self.net: nn.Module = self.model
+        if self.dist.enabled:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.net = DistributedDataParallel(self.model, device_ids=ids)
         series = torch.as_tensor(ds.scaled, device=self.device)  # (N, n): the only copy of the data
         self.windows = Windows(series, cfg.data.lookback, cfg.data.horizon, ds.n_targets)
-        self.train_origins = torch.as_tensor(ds.split.origins("train"), device=self.device)
-        self.val_origins = torch.as_tensor(ds.split.origins("val"), device=self.device)
+        self.train_origins = torch.as_tensor(ds.origins("train"), device=self.device)
+        self.val_origins = torch.as_tensor(ds.origins("val"), device=self.device)
         self.optimizer = make_optimizer(self.model, self.tc)
         self.scheduler = make_scheduler(self.optimizer, self.tc)
         # The shuffle has its own generator so that its stream is saved and restored on resume.
@@ -105,22 +117,32 @@ class Trainer:
     def precision(self) -> str:
         return {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(self.autocast_dtype, "fp32")  # type: ignore[arg-type]
 
-    def _forward(self, origins: torch.Tensor) -> torch.Tensor:
+    def _sq_error(self, net: nn.Module, origins: torch.Tensor) -> torch.Tensor:
+        """Sum of squared errors (scaled units) over the windows at ``origins``."""
         x = self.windows.inputs(origins)  # (B, L, n)
         y = self.windows.targets(origins)  # (B, H, k)
         with torch.autocast(self.device.type, dtype=self.autocast_dtype or torch.float32, enabled=self.autocast_dtype is not None):
-            pred = self.model(x)  # (B, H, k)
-        return nn.functional.mse_loss(pred.float(), y)
+            pred = net(x)  # (B, H, k)
+        return nn.functional.mse_loss(pred.float(), y, reduction="sum")
 
     def train_epoch(self) -> float:
-        """One pass over the shuffled training windows; the loss is read back once, at the end."""
-        self.model.train()
+        """One pass over the shuffled training windows; the loss is read back once, at the end.
+
+        Each step's loss is the mean over the global batch; with K ranks each differentiates its
+        shard's share times K, so DDP's gradient average is that mean's gradient.
+        """
+        self.net.train()
         order = torch.randperm(len(self.train_origins), generator=self.shuffle).to(self.device)
         total = torch.zeros((), device=self.device)
-        bs = self.tc.batch_size
+        bs, world = self.tc.batch_size, self.dist.world
+        per_window = self.windows.out_offsets.numel() * self.windows.n_targets  # H * k values
+        seen = 0
         for start in range(0, len(order), bs):
-            origins = self.train_origins[order[start : start + bs]]
-            loss = self._forward(origins)
+            batch = self.train_origins[order[start : start + bs]]
+            if len(batch) < world:
+                break  # a last batch too small to give every rank a window is skipped by all
+            sq = self._sq_error(self.net, self.dist.shard(batch))
+            loss = sq * (world / (len(batch) * per_window))
             self.optimizer.zero_grad(set_to_none=True)
             if self.grad_scaler is not None:
                 self.grad_scaler.scale(loss).backward()
@@ -132,8 +154,9 @@ class Trainer:
                 loss.backward()
                 self._clip()
                 self.optimizer.step()
-            total += loss.detach() * len(origins)
-        return float(total) / len(order)
+            total += sq.detach()
+            seen += len(batch)
+        return float(self.dist.sum(total)) / (seen * per_window)
 
     def _clip(self) -> None:
         if self.tc.grad_clip:
@@ -144,11 +167,12 @@ class Trainer:
         """Mean squared error over every validation window (scaled units)."""
         self.model.eval()
         total = torch.zeros((), device=self.device)
-        for start in range(0, len(self.val_origins), 4096):
-            origins = self.val_origins[start : start + 4096]
-            total += self._forward(origins) * len(origins)
+        mine = self.dist.shard(self.val_origins)
+        for start in range(0, len(mine), 4096):
+            total += self._sq_error(self.model, mine[start : start + 4096])
         self.model.train()
-        return float(total) / len(self.val_origins)
+        per_window = self.windows.out_offsets.numel() * self.windows.n_targets
+        return float(self.dist.sum(total)) / (len(self.val_origins) * per_window)
 
     def end_epoch(self, train_loss: float, val_loss: float, seconds: float) -> EpochReport:
         """Record the epoch, keep the best weights, step the schedule, decide on stopping."""
@@ -203,13 +227,14 @@ def fit(
     on_epoch_end: Callable[[EpochReport], None] | None = None,
     after_epoch: Callable[[Trainer], None] | None = None,
     trainer: Trainer | None = None,
+    dist: Dist | None = None,
 ) -> TrainResult:
     """Train until ``epochs`` or early stopping, then restore the best validation weights.
 
     ``on_epoch_end`` receives each epoch's report (progress display); ``after_epoch`` receives the
     trainer itself (checkpointing). Pass a ``trainer`` restored from a checkpoint to resume.
     """
-    tr = trainer or Trainer(cfg, ds)
+    tr = trainer or Trainer(cfg, ds, dist=dist)
     while not tr.done:
         start = time.perf_counter()
         train_loss = tr.train_epoch()

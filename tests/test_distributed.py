@@ -1,0 +1,63 @@
+"""Two gloo processes on loopback train the same model as one process with the same global batch."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from typer.testing import CliRunner
+
+from lstmcli.cli import app
+from lstmcli.config import load_config
+from lstmcli.distributed import Dist
+from lstmcli.model import LSTMForecaster
+
+from .conftest import ROOT, write_config
+
+
+def test_shards_partition_each_global_batch_in_order() -> None:
+    batch = torch.arange(11)
+    parts = [Dist(rank=r, world=3).shard(batch) for r in range(3)]
+    assert torch.equal(torch.cat(parts), batch)
+    assert [len(p) for p in parts] == [4, 4, 3]
+    assert torch.equal(Dist().shard(batch), batch)
+
+
+@pytest.mark.slow
+def test_two_processes_match_one_process_after_an_epoch(tmp_path: Path, tiny_csv: Path) -> None:
+    # 42 training windows, global batch 16: batches 16, 16, 10 -> per-rank 8, 8, 5
+    cfg = write_config(tmp_path / "c.yaml", train={"epochs": 1, "batch_size": 16})
+    one = CliRunner().invoke(app, ["train", str(cfg), "-q", "--set", f"output.dir={tmp_path / 'one'}"])
+    assert one.exit_code == 0, one.output
+    two = subprocess.run(
+        [sys.executable, "-m", "lstmcli", "train", str(cfg), "-q", "--nproc", "2", "--set", f"output.dir={tmp_path / 'two'}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert two.returncode == 0, two.stderr
+    a = load_file(tmp_path / "one" / "model.safetensors")
+    b = load_file(tmp_path / "two" / "model.safetensors")
+    torch.manual_seed(0)  # the initial weights both runs started from: training must have moved them
+    initial = LSTMForecaster.from_config(load_config(cfg)).state_dict()
+    assert (a["lstm.weight_hh_l0"] - initial["lstm.weight_hh_l0"]).abs().max() > 1e-4
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.allclose(a[name], b[name], atol=1e-6, rtol=0), name
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_dir()) == ["one", "two"]
+
+
+@pytest.mark.slow
+def test_failure_in_a_rank_gives_one_line_and_its_exit_code(tmp_path: Path, tiny_csv: Path) -> None:
+    cfg = write_config(tmp_path / "c.yaml", model={"n": 2})
+    two = subprocess.run(
+        [sys.executable, "-m", "lstmcli", "train", str(cfg), "--nproc", "2"], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert two.returncode == 2
+    assert "Traceback" not in two.stderr
+    assert "model.n is 2" in two.stderr
