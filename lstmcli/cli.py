@@ -431,6 +431,7 @@ def predict(
     backtest: Annotated[bool, typer.Option("--backtest", help="Forecast from every origin of the file and score it like train.")] = False,
     split: Annotated[SplitChoice, typer.Option("--split", help="Backtest origins: all, or the run's train/val/test split.")] = SplitChoice.all,
     plot: Annotated[Path | None, typer.Option("--plot", dir_okay=False, help="Write a PNG of history, forecast (and actuals).")] = None,
+    series: Annotated[str | None, typer.Option("--series", help="Multi-series runs: only this series (default: every series in the file).")] = None,
 ) -> None:
     """Forecast the next H steps after the last row of a CSV with a trained run, or backtest it."""
     from lstmcli import plots
@@ -441,15 +442,20 @@ def predict(
         raise typer.BadParameter("--split applies to --backtest", param_hint="--split")
     if backtest and (steps is not None or future is not None):
         raise typer.BadParameter("a backtest forecasts the run's H steps from each origin", param_hint="--steps/--future")
-    result = pr.backtest(run, data, split.value) if backtest else pr.forecast(run, data, steps, future)
+    result = pr.backtest(run, data, split.value, series) if backtest else pr.forecast(run, data, steps, future, series)
+    if plot is not None and len(result.items) > 1:
+        raise typer.BadParameter(f"the file holds {len(result.items)} series; pick one with --series to plot", param_hint="--plot")
     if out_file is not None:
         atomic_write(out_file, result.to_csv())
     if plot is not None:
-        (plots.backtest_plot if backtest else plots.forecast_plot)(result, plot)
+        (plots.backtest_plot if backtest else plots.forecast_plot)(result.items[0], plot)
     if as_json:
         print(json.dumps(result.to_dict(), indent=2))
     else:
-        _render_prediction(result, backtest)
+        for item in result.items:
+            _render_prediction(item, backtest)
+        if result.metrics is not None:
+            out.print(metrics_table(result.metrics, f"Pooled over {len(result.items)} series, original units"))
     for path, what in ((out_file, "CSV"), (plot, "plot")):
         if path is not None:
             err.print(f"{what} written to {path}", highlight=False, soft_wrap=True)
@@ -457,6 +463,8 @@ def predict(
 
 def _render_prediction(result: Any, backtest: bool) -> None:
     d = result.to_dict()
+    if result.series is not None:
+        out.print(f"[bold]series {escape(result.series)}[/]")
     if backtest:
         out.print(
             f"Backtest of {d['run']} on {d['data']}: {d['windows']} windows, origins {d['first_origin']} … "

@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,7 @@ from lstmcli.data import (
 )
 from lstmcli.data import _read_text as read_text
 from lstmcli.errors import CheckpointError, ConfigError, DataError
-from lstmcli.evaluate import evaluate_forecasts, forecast_scaled
+from lstmcli.evaluate import forecast_scaled, forecast_set, summarize
 from lstmcli.train import resolve_device
 from lstmcli.windows import Windows
 
@@ -44,6 +44,8 @@ class Series:
     table: Table  # original units, columns in model order (targets first)
     scaled: np.ndarray  # (N, n) float32, exactly as train scales its series
     scaler: Scaler
+    id: str | None = None  # the series id in a multi-series (long-format) run
+    stored: dict[str, Any] | None = None  # what meta.json recorded of this series in training
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,7 @@ class Forecast:
     frequency: str | None
     horizon: int  # H: steps per model call
     recursive: bool  # True when forecasts were fed back in (K > H)
+    series: str | None = None
 
     def index_labels(self) -> list[str]:
         return format_dates(self.index) if self.date_column else [str(int(i)) for i in self.index]
@@ -106,6 +109,9 @@ class Backtest:
     origins: np.ndarray  # (W,) row of each window's first target
     forecasts: np.ndarray  # (W, H, k) original units
     metrics: dict[str, Any]  # as metrics.json's "test": model, naive, seasonal_naive (+ per_target)
+    actual: np.ndarray | None = None  # (W, H, k) original units, for pooling over series
+    baselines: dict[str, np.ndarray] | None = None  # naive and seasonal naive forecasts, (W, H, k)
+    series: str | None = None
 
     @property
     def horizon(self) -> int:
@@ -150,29 +156,66 @@ class Backtest:
 # Reading new data with a run's columns and scaler
 
 
-def read_series(run: Run, path: str | Path, min_rows: int, purpose: str) -> Series:
-    """Read the run's columns from ``path`` (any order) and scale them with the stored scaler.
+def read_series(run: Run, path: str | Path, min_rows: int, purpose: str, only: str | None = None) -> list[Series]:
+    """Read the run's columns from ``path`` (any order) and scale them with the stored scaler(s).
 
-    The run's date column is used when the file has it; without it, rows are numbered.
+    The run's date column is used when the file has it; without it, rows are numbered. A
+    multi-series run reads the file in long format and returns every series (or ``only`` one),
+    each scaled with the statistics that series had in training.
     """
     cfg = run.cfg.data
     path = str(path)
     header = read_header(path)
-    missing = [c for c in cfg.columns if c not in header]
+    keys = [cfg.series_column] if cfg.series_column else []
+    missing = [c for c in [*keys, *cfg.columns] if c not in header]
     if missing:
         raise DataError(
             f"{path}: lacks column(s) {', '.join(repr(c) for c in missing)} that run {run.path} was trained on "
-            f"(target {', '.join(cfg.target)}{'; features ' + ', '.join(cfg.features) if cfg.features else ''}); "
-            f"the file has: {', '.join(header)}"
+            f"(target {', '.join(cfg.target)}{'; features ' + ', '.join(cfg.features) if cfg.features else ''}"
+            f"{'; series column ' + cfg.series_column if cfg.series_column else ''}); the file has: {', '.join(header)}"
         )
+    if only is not None and not cfg.series_column:
+        raise DataError(f"--series {only}: run {run.path} was trained on a single series (no data.series_column)")
     date_column = cfg.date_column if cfg.date_column in header else None
-    table = read_table(path, cfg.columns, date_column, cfg.missing)
-    if table.n_rows < min_rows:
-        raise DataError(f"{path}: has {table.n_rows} row(s), but {purpose}")
-    scaler = stored_scaler(run)
-    _check_log_columns(table, scaler)
-    scaled = scaler.transform(table.values).astype(np.float32)  # as data.prepare does
-    return Series(table=table, scaled=scaled, scaler=scaler)
+    table = read_table(path, cfg.columns, date_column, cfg.missing, cfg.series_column)
+    parts = table.series_parts()
+    if only is not None:
+        parts = [p for p in parts if p[0] == only]
+        if not parts:
+            found = ", ".join(str(p[0]) for p in table.series_parts())
+            raise DataError(f"{path}: has no rows of series '{only}' (column '{cfg.series_column}'); it has: {found}")
+    result = []
+    for sid, start, stop in parts:
+        part = table if sid is None else replace(
+            table,
+            path=f"{path}: series '{sid}'",
+            values=table.values[start:stop],
+            dates=None if table.dates is None else table.dates[start:stop],
+            parts=None,
+        )
+        if part.n_rows < min_rows:
+            raise DataError(f"{part.path}: has {part.n_rows} row(s), but {purpose}")
+        stored = stored_series(run, sid)
+        scaler = stored_scaler(run, stored)
+        _check_log_columns(part, scaler)
+        scaled = scaler.transform(part.values).astype(np.float32)  # as data.prepare does
+        result.append(Series(table=part, scaled=scaled, scaler=scaler, id=sid, stored=stored))
+    return result
+
+
+def stored_series(run: Run, sid: str | None) -> dict[str, Any]:
+    """meta.json's record of series ``sid`` (scaler, split rows, dates); the top level for one series."""
+    meta = run.meta
+    if sid is None:
+        return {"scaler": meta.get("scaler"), "split": meta.get("split", {}), **meta.get("data", {})}
+    for entry in meta.get("series", []):
+        if isinstance(entry, dict) and entry.get("id") == sid:
+            return entry
+    trained = ", ".join(str(e.get("id")) for e in meta.get("series", []) if isinstance(e, dict))
+    raise DataError(
+        f"series '{sid}' was not in the training data of run {run.path} (trained on: {trained}); "
+        "its scaling statistics are unknown, so the run cannot forecast it"
+    )
 
 
 def read_header(path: str) -> list[str]:
@@ -184,10 +227,10 @@ def read_header(path: str) -> list[str]:
     return [h.strip() for h in header]
 
 
-def stored_scaler(run: Run) -> Scaler:
-    """The scaler fitted on the run's training rows, as recorded in meta.json."""
+def stored_scaler(run: Run, stored: dict[str, Any] | None = None) -> Scaler:
+    """The scaler fitted on the run's (or one series') training rows, as recorded in meta.json."""
     try:
-        scaler = Scaler.from_dict(run.meta["scaler"])
+        scaler = Scaler.from_dict((stored if stored is not None else run.meta)["scaler"])
     except (KeyError, TypeError, ValueError):
         raise CheckpointError(f"{run.path / 'meta.json'}: has no readable scaler statistics") from None
     n = run.cfg.model.n
@@ -222,22 +265,68 @@ def _history_index(table: Table) -> np.ndarray:
 # Forecasting the future
 
 
+@dataclass(frozen=True)
+class Results:
+    """Forecasts or backtests of every series in the file (one for a single-series run)."""
+
+    items: list[Any]  # Forecast or Backtest, one per series
+    series_column: str | None  # set for a multi-series run
+    metrics: dict[str, Any] | None = None  # backtests: pooled over all series, as metrics.json
+
+    def to_dict(self) -> dict[str, Any]:
+        if self.series_column is None:
+            return self.items[0].to_dict()
+        d: dict[str, Any] = {"series_column": self.series_column, "series": {i.series: i.to_dict() for i in self.items}}
+        if self.metrics is not None:
+            d["metrics"] = self.metrics
+        return d
+
+    def to_csv(self) -> str:
+        """One item's CSV; several series in long format, the series column first."""
+        if self.series_column is None:
+            return self.items[0].to_csv()
+        lines = []
+        for n, item in enumerate(self.items):
+            header, *rows = item.to_csv().splitlines()
+            if n == 0:
+                lines.append(f"{self.series_column},{header}")
+            lines += [f"{item.series},{row}" for row in rows]
+        return "\n".join(lines) + "\n"
+
+
 def forecast(
-    run_dir: str | Path, data: str | Path, steps: int | None = None, future: str | Path | None = None
-) -> Forecast:
+    run_dir: str | Path,
+    data: str | Path,
+    steps: int | None = None,
+    future: str | Path | None = None,
+    series: str | None = None,
+) -> Results:
     """Forecast ``steps`` (default H) values of each target after the last row of ``data``.
 
     More than H steps are forecast recursively: each H-step forecast is appended to the inputs
     and the model is called again. That needs every input column to be forecast, so a run with
-    covariate features needs their future values from ``future``.
+    covariate features needs their future values from ``future``. A multi-series run forecasts
+    every series in the file (or ``series`` alone).
     """
     run = load_run(run_dir)
     cfg = run.cfg.data
-    L, H, k = cfg.lookback, cfg.horizon, len(cfg.target)
+    L, H = cfg.lookback, cfg.horizon
     K = H if steps is None else steps
     if K < 1:
         raise DataError(f"--steps must be at least 1, got {K}")
-    series = read_series(run, data, L, f"run {run.path} needs at least L = {L} rows (its lookback) to forecast")
+    if cfg.series_column and cfg.features and K > H:
+        raise DataError(
+            f"--steps {K} > H = {H}: recursive forecasting of a multi-series run with feature columns is not "
+            "supported; use --steps {H}"
+        )
+    parts = read_series(run, data, L, f"run {run.path} needs at least L = {L} rows (its lookback) to forecast", series)
+    items = [_forecast_one(run, s, K, future) for s in parts]
+    return Results(items=items, series_column=cfg.series_column)
+
+
+def _forecast_one(run: Run, series: Series, K: int, future: str | Path | None) -> Forecast:
+    cfg = run.cfg.data
+    L, H, k = cfg.lookback, cfg.horizon, len(cfg.target)
     table = series.table
     frequency = infer_frequency(table.dates) or run.meta.get("data", {}).get("frequency")
     calls = math.ceil(K / H)
@@ -278,6 +367,7 @@ def forecast(
         frequency=frequency,
         horizon=H,
         recursive=calls > 1,
+        series=series.id,
     )
 
 
@@ -322,24 +412,39 @@ def _read_future(
 # Backtesting
 
 
-def backtest(run_dir: str | Path, data: str | Path, split: str = "all") -> Backtest:
+def backtest(run_dir: str | Path, data: str | Path, split: str = "all", series: str | None = None) -> Results:
     """Forecast from every origin of ``data`` (or of one split) and score it as ``train`` does.
 
     ``split`` test/val/train picks that split's origins: the run's stored split rows when
     ``data`` is the training CSV (same rows and dates), else the config's fractions applied to
-    ``data``. On the training CSV, ``split="test"`` reproduces metrics.json's test metrics.
+    ``data``. On the training CSV, ``split="test"`` reproduces metrics.json's test metrics; for a
+    multi-series run, pooled over the series as training pools them.
     """
     if split not in BACKTEST_SPLITS:
         raise DataError(f"--split must be one of {', '.join(BACKTEST_SPLITS)}, got {split!r}")
     run = load_run(run_dir)
     cfg = run.cfg.data
-    L, H, s, k = cfg.lookback, cfg.horizon, cfg.season, len(cfg.target)
+    L, H, s = cfg.lookback, cfg.horizon, cfg.season
     first = max(L, s)  # inputs need L rows before the origin; seasonal naive needs s
-    series = read_series(
-        run, data, first + H, f"one backtest window of run {run.path} needs {first + H} (max(L = {L}, s = {s}) + H = {H})"
+    parts = read_series(
+        run, data, first + H, f"one backtest window of run {run.path} needs {first + H} (max(L = {L}, s = {s}) + H = {H})", series
     )
+    items = [_backtest_one(run, p, split) for p in parts]
+    pooled = None
+    if cfg.series_column:
+        actual = np.concatenate([b.actual for b in items])
+        forecasts = {"model": np.concatenate([b.forecasts for b in items])}
+        forecasts.update({name: np.concatenate([b.baselines[name] for b in items]) for name in items[0].baselines})
+        pooled = summarize(actual, forecasts, list(cfg.target))
+    return Results(items=items, series_column=cfg.series_column, metrics=pooled)
+
+
+def _backtest_one(run: Run, series: Series, split: str) -> Backtest:
+    cfg = run.cfg.data
+    L, H, s, k = cfg.lookback, cfg.horizon, cfg.season, len(cfg.target)
+    first = max(L, s)
     table = series.table
-    origins, source = _origins(run, table, split)
+    origins, source = _origins(run, series, split)
     origins = origins[origins >= first]
     if origins.size == 0:
         raise DataError(f"{table.path}: the {split} split has no window with {first} rows before its origin")
@@ -348,7 +453,8 @@ def backtest(run_dir: str | Path, data: str | Path, split: str = "all") -> Backt
     windows = Windows(torch.as_tensor(series.scaled, device=device), L, H, k)  # as train's evaluation
     forecasts = series.scaler.inverse(forecast_scaled(model, windows, origins), slice(0, k))
     values = table.values[:, :k]
-    metrics = evaluate_forecasts(values, origins, H, s, forecasts, list(cfg.target))
+    actual, sets = forecast_set(values, origins, H, s, forecasts)
+    metrics = summarize(actual, sets, list(cfg.target))
     return Backtest(
         run=run.path,
         data=table.path,
@@ -361,16 +467,21 @@ def backtest(run_dir: str | Path, data: str | Path, split: str = "all") -> Backt
         origins=origins,
         forecasts=forecasts,
         metrics=metrics,
+        actual=actual,
+        baselines={name: f for name, f in sets.items() if name != "model"},
+        series=series.id,
     )
 
 
-def _origins(run: Run, table: Table, split: str) -> tuple[np.ndarray, str]:
+def _origins(run: Run, series: Series, split: str) -> tuple[np.ndarray, str]:
     cfg = run.cfg.data
+    table = series.table
     L, H, N = cfg.lookback, cfg.horizon, table.n_rows
     if split == "all":
         return np.arange(L, N - H + 1, dtype=np.int64), "every origin of the file"
-    stored = run.meta.get("split", {})
-    if _is_training_data(run, table) and stored.get("n_rows") == N:
+    recorded = series.stored or {}
+    stored = recorded.get("split", {})
+    if _is_training_data(recorded, table) and stored.get("n_rows") == N:
         rows = Split(N, int(stored["train_end"]), int(stored["val_end"]), L, H)
         source = f"the run's stored {split} split (rows {_rows(rows, split)} of the training data)"
     else:
@@ -389,9 +500,8 @@ def _rows(split: Split, name: str) -> str:
     return f"{lo + 1}-{hi}"
 
 
-def _is_training_data(run: Run, table: Table) -> bool:
-    """Same row count and (with dates) the same first and last date as the run's training CSV."""
-    data = run.meta.get("data", {})
+def _is_training_data(data: dict[str, Any], table: Table) -> bool:
+    """Same row count and (with dates) the same first and last date as the series in training."""
     if data.get("rows") != table.n_rows:
         return False
     if table.dates is None:

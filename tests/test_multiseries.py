@@ -78,3 +78,34 @@ def test_multi_series_training_reports_per_series_metrics(tmp_path: Path) -> Non
     assert metrics["windows"]["test"] == 7 + 10
     meta = json.loads((run / "meta.json").read_text())
     assert [s["id"] for s in meta["series"]] == ["a", "b"]
+
+
+def test_predict_forecasts_every_series_in_long_format_and_backtest_matches_metrics(tmp_path: Path) -> None:
+    data = write_long(tmp_path / "long.csv", {"a": 60, "b": 80})
+    cfg = long_config(tmp_path)
+    runner = CliRunner()
+    assert runner.invoke(app, ["train", str(cfg), "-q"]).exit_code == 0
+    run = tmp_path / "run"
+    out = tmp_path / "f.csv"
+    result = runner.invoke(app, ["predict", str(run), "--data", str(data), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    lines = out.read_text().splitlines()
+    assert lines[0] == "series,date,y"
+    assert [line.split(",")[0] for line in lines[1:]] == ["a"] * 3 + ["b"] * 3  # H = 3 per series
+    assert lines[1].split(",")[1] == "2005-01-01" and lines[4].split(",")[1] == "2006-09-01"  # each continues its own dates
+
+    bt = runner.invoke(app, ["predict", str(run), "--data", str(data), "--backtest", "--split", "test", "--json"])
+    assert bt.exit_code == 0, bt.output
+    got = json.loads(bt.output)
+    metrics = json.loads((run / "metrics.json").read_text())["test"]
+    for name in ("model", "naive", "seasonal_naive"):
+        for key in ("MAE", "RMSE", "sMAPE", "MASE"):
+            assert got["metrics"][name][key] == pytest.approx(metrics[name][key], abs=1e-6)
+    for sid in ("a", "b"):
+        assert got["series"][sid]["metrics"]["model"]["MAE"] == pytest.approx(metrics["per_series"][sid]["model"]["MAE"], abs=1e-6)
+
+    one = runner.invoke(app, ["predict", str(run), "--data", str(data), "--series", "b", "--json"])
+    assert one.exit_code == 0, one.output
+    assert list(json.loads(one.output)["series"]) == ["b"]
+    unknown = runner.invoke(app, ["predict", str(run), "--data", str(data), "--series", "zz"])
+    assert unknown.exit_code == 2 and "has no rows of series 'zz'" in unknown.output
