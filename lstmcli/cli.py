@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from lstmcli.errors import LstmcliError
+from lstmcli.errors import Interrupted, LstmcliError
 
 if TYPE_CHECKING:
     from lstmcli.config import Config
@@ -49,6 +49,9 @@ def handle_errors(fn: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
+        except Interrupted as exc:
+            err.print(f"[bold yellow]interrupted:[/] {escape(str(exc))}", markup=True, highlight=False, soft_wrap=True)
+            raise typer.Exit(exc.exit_code) from None
         except LstmcliError as exc:
             err.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True, highlight=False, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
@@ -90,12 +93,24 @@ def train(
     config: Annotated[Path, typer.Argument(help="YAML config file.")],
     set_: SetOption = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing run directory.")] = False,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            help="Continue the unfinished run in the config's run directory from its last epoch checkpoint "
+            "(or start it if no epoch was saved); the config must be the one the run started with."
+        ),
+    ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
     print_config: Annotated[bool, typer.Option("--print-config", help="Print the resolved config first.")] = False,
 ) -> None:
-    """Train a stacked LSTM on the config's CSV, evaluate it on the test split, save a run directory."""
+    """Train a stacked LSTM on the config's CSV, evaluate it on the test split, save a run directory.
+
+    Every epoch is checkpointed; after Ctrl-C, SIGTERM or a crash, continue with --resume (or lstm resume RUN).
+    """
     from lstmcli.runtime import stable_malloc
 
+    if resume and overwrite:
+        raise typer.BadParameter("--resume continues a run and --overwrite replaces it; pass one", param_hint="--resume")
     stable_malloc()
     cfg = _load(config, set_)
     if print_config:
@@ -106,8 +121,39 @@ def train(
     progress = _Progress(quiet)
     with progress:
         summary = train_run(
-            cfg, default_run_dir(config, cfg), overwrite=overwrite, on_start=progress.start, on_epoch_end=progress.update
+            cfg,
+            default_run_dir(config, cfg),
+            overwrite=overwrite,
+            resume=resume,
+            on_start=progress.start,
+            on_epoch_end=progress.update,
+            on_resume=progress.resumed,
         )
+    _print_summary(summary)
+
+
+@app.command()
+@handle_errors
+def resume(
+    run: Annotated[Path, typer.Argument(help="Run directory of an unfinished `lstm train`.")],
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+) -> None:
+    """Continue an interrupted run from its last epoch checkpoint, with the run's own config.yaml.
+
+    On the CPU the result is bit-identical to a run that was never interrupted.
+    """
+    from lstmcli.runtime import stable_malloc
+
+    stable_malloc()
+    from lstmcli.pipeline import resume_run
+
+    progress = _Progress(quiet)
+    with progress:
+        summary = resume_run(run, on_start=progress.start, on_epoch_end=progress.update, on_resume=progress.resumed)
+    _print_summary(summary)
+
+
+def _print_summary(summary: Any) -> None:
     m = summary.metrics
     out.print(
         f"best epoch {m['best_epoch']} of {m['epochs_run']}"
@@ -133,6 +179,10 @@ class _Progress:
     def __exit__(self, *exc: object) -> None:
         if self.bar is not None:
             self.bar.stop()
+
+    def resumed(self, epoch: int) -> None:
+        if not self.quiet:
+            err.print(f"resuming from the checkpoint of epoch {epoch}", highlight=False)
 
     def start(self, ds: Any) -> None:
         counts = ds.split.counts()
