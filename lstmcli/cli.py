@@ -5,10 +5,11 @@ Torch and the library are imported inside the commands, so ``lstm --help`` answe
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
@@ -16,6 +17,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from typer.core import TyperGroup
 
 from lstmcli.errors import Interrupted, LstmcliError
 
@@ -23,17 +25,47 @@ if TYPE_CHECKING:
     from lstmcli.config import Config
     from lstmcli.train import EpochReport
 
+
+out = Console()
+err = Console(stderr=True)
+
+
+@contextlib.contextmanager
+def _one_line_usage_errors() -> Iterator[None]:
+    # Typer draws a usage panel for a bad flag or argument; we print one `error:` line instead,
+    # like every other bad input, and keep exit code 2.
+    try:
+        yield
+    except Exception as exc:
+        if getattr(exc, "exit_code", None) != 2 or not hasattr(exc, "format_message"):
+            raise
+        if type(exc).__name__ == "NoArgsIsHelpError":  # bare `lstm`: help, not an error
+            raise
+        ctx = getattr(exc, "ctx", None)
+        hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+        err.print(f"[bold red]error:[/] {escape(exc.format_message() + hint)}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+
+
+class _Group(TyperGroup):
+    def make_context(self, *args: Any, **kwargs: Any) -> Any:
+        with _one_line_usage_errors():
+            return super().make_context(*args, **kwargs)
+
+    def invoke(self, ctx: Any) -> Any:
+        with _one_line_usage_errors():
+            return super().invoke(ctx)
+
+
 app = typer.Typer(
     name="lstm",
+    cls=_Group,
     help="Train stacked LSTMs on CSV time series, evaluate them against naive baselines, "
     "forecast from saved runs, and inspect them gate by gate.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_show_locals=False,
 )
-out = Console()
-err = Console(stderr=True)
-
 F = TypeVar("F", bound=Callable[..., Any])
 
 SetOption = Annotated[
