@@ -118,12 +118,12 @@ def _poll(stop: StopSignals, trainer: Trainer, run_dir: Path) -> None:
 
 def _prepare_resume(run_dir: Path, config_text: str, data_sha: str) -> ck.TrainCheckpoint | None:
     """Check that ``run_dir`` holds an unfinished run of this very config and data; load its checkpoint."""
+    ck.refuse_pickles(run_dir)
     if (run_dir / ck.METRICS).exists():
         raise CheckpointError(
             f"{run_dir}: this run already finished ({ck.METRICS} is there); nothing to resume "
             "(use --overwrite to train it again)"
         )
-    ck.refuse_pickles(run_dir)
     ck.remove_stale_temps(run_dir)
     config_path = run_dir / ck.CONFIG
     if config_path.exists():
