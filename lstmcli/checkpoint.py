@@ -221,6 +221,11 @@ def load_run(run_dir: str | Path) -> Run:
         raise CheckpointError(f"{run_dir}: run directory not found")
     for name in (CONFIG, META, WEIGHTS):
         if not (run_dir / name).is_file():
+            if (run_dir / CHECKPOINT_DIR / STATE_POINTER).is_file():
+                raise CheckpointError(
+                    f"{run_dir}: {name} is missing: the run has not finished (it stopped after a checkpoint); "
+                    f"continue it with: lstm resume {run_dir}"
+                )
             raise CheckpointError(f"{run_dir}: {name} is missing; not a complete lstm run directory")
     refuse_pickles(run_dir)
     meta = read_json(run_dir / META)

@@ -172,7 +172,7 @@ def resume(
 ) -> None:
     """Continue an interrupted run from its last epoch checkpoint, with the run's own config.yaml.
 
-    On the CPU the result is bit-identical to a run that was never interrupted.
+    On the CPU (same machine, same thread count) the result is bit-identical to a run that was never interrupted.
     """
     from lstmcli.runtime import stable_malloc
 

@@ -26,7 +26,7 @@ def splits(draw: st.DrawFn) -> Split:
     n = draw(st.integers(1, 400))
     lookback = draw(st.integers(1, 60))
     horizon = draw(st.integers(1, 30))
-    train = draw(st.floats(0.05, 0.9))
+    train = draw(st.floats(0.05, 0.85))
     val = draw(st.floats(0.05, 0.95 - train))
     train_end = math.floor(train * n)
     val_end = math.floor((train + val) * n)

@@ -217,3 +217,27 @@ def test_divergence_keeps_the_best_checkpoint_and_exits_1(
     assert f"the best weights (epoch {best}) are kept" in result.output
     assert str(tmp_path / "run" / "checkpoint") in result.output
     assert any(k.startswith("best.") for k in saved.tensors)
+
+
+def test_inspect_of_an_unfinished_run_says_how_to_resume(tmp_path: Path, tiny_csv: Path) -> None:
+    config = write_config(tmp_path / "c.yaml", train={"epochs": 4})
+    with pytest.raises(Crash):
+        train_run(load_config(config), tmp_path / "run", on_epoch_end=crash_after(1))
+    result = runner.invoke(app, ["inspect", str(tmp_path / "run")])
+    assert result.exit_code == 2
+    assert f"continue it with: lstm resume {tmp_path / 'run'}" in result.output
+
+
+def test_resume_help_does_not_import_torch() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from typer.testing import CliRunner\n"
+        "from lstmcli.cli import app\n"
+        "r = CliRunner().invoke(app, ['resume', '--help'])\n"
+        "assert r.exit_code == 0 and 'checkpoint' in r.output, r.output\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
