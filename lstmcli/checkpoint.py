@@ -394,11 +394,16 @@ class RunLock:
 
     def acquire(self) -> None:
         check_run_dir_path(self.run_dir)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise CheckpointError(f"{self.run_dir}: cannot create the run directory ({exc.strerror})") from None
         me = {"pid": os.getpid(), "host": socket.gethostname(), "start": _process_start(os.getpid())}
         for _ in range(3):
             try:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except PermissionError as exc:
+                raise CheckpointError(f"{self.path}: cannot create the lock file ({exc.strerror})") from None
             except FileExistsError:
                 holder = self._read_holder()
                 if holder == {}:

@@ -176,6 +176,8 @@ CASES = [
     Case("season-too-long", cfg(data={"season": 70}), ("series.csv", "data.season 70", "smaller season")),
     Case("config-missing", lambda d: ["train", str(d / "nope.yaml")], ("nope.yaml", "config file not found")),
     Case("config-is-dir", lambda d: ["train", str(d / "cfg.yaml")] if not (d / "cfg.yaml").mkdir() else [], ("cfg.yaml", "is a directory", "YAML config")),
+    Case("output-dir-is-a-file", lambda d: ["train", str(write_config(d / "c.yaml", output={"dir": str(write_csv(d / "series.csv"))})), "-q"], ("series.csv", "exists and is not a directory", "output.dir")),
+    Case("output-dir-under-a-file", lambda d: ["train", str(write_config(d / "c.yaml", output={"dir": str(write_csv(d / "series.csv") / "run")})), "-q"], ("series.csv/run", "cannot create the run directory")),
     # --- --set overrides ----------------------------------------------------------------------
     Case("set-no-equals", overrides("train.lr"), ("--set 'train.lr'", "expected KEY.PATH=VALUE")),
     Case("set-empty-part", overrides("train..lr=1"), ("--set 'train..lr=1'", "expected KEY.PATH=VALUE")),
@@ -287,3 +289,4 @@ def test_a_shipped_config_is_not_touched_by_a_bad_override(tmp_path: Path) -> No
     result = runner.invoke(app, ["train", str(config), "--set", "model.m=-1"])
     assert result.exit_code == 2 and config.read_text() == text
     assert yaml.safe_load(text)["model"]["m"] == 8 and before == {}
+
