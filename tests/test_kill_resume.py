@@ -55,7 +55,7 @@ class Proc:
                 self.lines.put(line)
 
     def wait_for(self, text: str, timeout: float = 60) -> bool:
-        """True once a stderr line contains ``text``; False if the process ended first."""
+        """True once a stderr line starts with ``text``; False if the process ended first."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
@@ -65,7 +65,7 @@ class Proc:
                     return False
                 continue
             self.seen.append(line)
-            if text in line:
+            if line.startswith(text):
                 return True
         raise AssertionError(f"no {text!r} within {timeout} s: {''.join(self.seen)}")
 
@@ -110,7 +110,7 @@ def test_sigkill_at_random_moments_then_resume_gives_identical_weights(tmp_path:
         proc = Proc(["train", str(config), "--resume"], tmp_path)
         if attempt == 0:
             time.sleep(rng.uniform(0.2, 3.0))  # anywhere: start-up, data, lock, config write, training
-        elif not proc.wait_for("epoch "):
+        elif not proc.wait_for("epoch "):  # an epoch line, not "resuming from ... epoch"
             break  # finished before we could kill it
         else:
             time.sleep(rng.uniform(0.0, 0.4))
@@ -121,7 +121,7 @@ def test_sigkill_at_random_moments_then_resume_gives_identical_weights(tmp_path:
             assert proc.p.returncode == 0, out
             break
         assert proc.p.returncode == -signal.SIGKILL
-        kills_mid_training += any("epoch " in line for line in proc.seen)
+        kills_mid_training += any(line.startswith("epoch ") for line in proc.seen)
         if (run / ck.CHECKPOINT_DIR / ck.STATE_POINTER).exists():
             assert ck.load_train_state(run) is not None  # whatever the moment, the pair is consistent
     if not (run / ck.METRICS).exists():
