@@ -64,7 +64,14 @@ def train_run(
                 ck.atomic_write(run_dir / ck.CONFIG, config_text)
             trainer = Trainer(cfg, ds)
             if saved is not None:
-                trainer.restore(saved.tensors, saved.info)
+                try:
+                    trainer.restore(saved.tensors, saved.info)
+                except (KeyError, IndexError, ValueError, TypeError, RuntimeError) as exc:
+                    # A checkpoint with matching checksums but the wrong contents (hand-made or
+                    # from another version): refuse it in one line.
+                    pointer = run_dir / ck.CHECKPOINT_DIR / ck.STATE_POINTER
+                    what = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+                    raise CheckpointError(f"{pointer}: the checkpoint does not fit this run's model and optimizer ({what})") from None
                 if on_resume is not None:
                     on_resume(saved.epoch)
             if on_start is not None:

@@ -241,3 +241,17 @@ def test_resume_help_does_not_import_torch() -> None:
         "assert 'torch' not in sys.modules, 'torch was imported'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_checkpoint_that_does_not_fit_the_model_is_refused(tmp_path: Path, tiny_csv: Path) -> None:
+    config = write_config(tmp_path / "c.yaml", train={"epochs": 4})
+    with pytest.raises(Crash):
+        train_run(load_config(config), tmp_path / "run", on_epoch_end=crash_after(1))
+    # Re-write a consistent pair (checksums match) whose tensors lack the RNG state.
+    saved = ck.load_train_state(tmp_path / "run")
+    assert saved is not None
+    tensors = {k: v for k, v in saved.tensors.items() if k != "rng.torch"}
+    ck.save_train_state(tmp_path / "run", tensors, saved.info)
+    result = runner.invoke(app, ["resume", str(tmp_path / "run")])
+    assert result.exit_code == 2, result.output
+    assert "does not fit this run" in result.output and "Traceback" not in result.output
