@@ -5,10 +5,11 @@ Torch and the library are imported inside the commands, so ``lstm --help`` answe
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
@@ -17,24 +18,55 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from typer.core import TyperGroup
 
-from lstmcli.errors import LstmcliError
+from lstmcli.errors import Interrupted, LstmcliError
 
 if TYPE_CHECKING:
     from lstmcli.config import Config
     from lstmcli.train import EpochReport
 
+
+out = Console()
+err = Console(stderr=True)
+
+
+@contextlib.contextmanager
+def _one_line_usage_errors() -> Iterator[None]:
+    # Typer draws a usage panel for a bad flag or argument; we print one `error:` line instead,
+    # like every other bad input, and keep exit code 2.
+    try:
+        yield
+    except Exception as exc:
+        if getattr(exc, "exit_code", None) != 2 or not hasattr(exc, "format_message"):
+            raise
+        if type(exc).__name__ == "NoArgsIsHelpError":  # bare `lstm`: help, not an error
+            raise
+        ctx = getattr(exc, "ctx", None)
+        hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+        err.print(f"[bold red]error:[/] {escape(exc.format_message() + hint)}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+
+
+class _Group(TyperGroup):
+    def make_context(self, *args: Any, **kwargs: Any) -> Any:
+        with _one_line_usage_errors():
+            return super().make_context(*args, **kwargs)
+
+    def invoke(self, ctx: Any) -> Any:
+        with _one_line_usage_errors():
+            return super().invoke(ctx)
+
+
 app = typer.Typer(
     name="lstm",
+    cls=_Group,
     help="Train stacked LSTMs on CSV time series, evaluate them against naive baselines, "
     "forecast from saved runs, and inspect them gate by gate.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_show_locals=False,
 )
-out = Console()
-err = Console(stderr=True)
-
 F = TypeVar("F", bound=Callable[..., Any])
 
 SetOption = Annotated[
@@ -50,6 +82,9 @@ def handle_errors(fn: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
+        except Interrupted as exc:
+            err.print(f"[bold yellow]interrupted:[/] {escape(str(exc))}", markup=True, highlight=False, soft_wrap=True)
+            raise typer.Exit(exc.exit_code) from None
         except LstmcliError as exc:
             err.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True, highlight=False, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
@@ -91,6 +126,13 @@ def train(
     config: Annotated[Path, typer.Argument(help="YAML config file.")],
     set_: SetOption = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing run directory.")] = False,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            help="Continue the unfinished run in the config's run directory from its last epoch checkpoint "
+            "(or start it if no epoch was saved); the config must be the one the run started with."
+        ),
+    ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
     print_config: Annotated[bool, typer.Option("--print-config", help="Print the resolved config first.")] = False,
     nproc: Annotated[
@@ -102,14 +144,20 @@ def train(
         ),
     ] = 1,
 ) -> None:
-    """Train a stacked LSTM on the config's CSV, evaluate it on the test split, save a run directory."""
+    """Train a stacked LSTM on the config's CSV, evaluate it on the test split, save a run directory.
+
+    Every epoch is checkpointed; after Ctrl-C, SIGTERM or a crash, continue with --resume (or lstm resume RUN).
+    """
     from lstmcli.distributed import from_env, launch
     from lstmcli.runtime import stable_malloc
 
+    if resume and overwrite:
+        raise typer.BadParameter("--resume continues a run and --overwrite replaces it; pass one", param_hint="--resume")
     dist = from_env()
     if nproc > 1 and not dist.enabled:
-        flags = [f"--set={s}" for s in set_ or []] + ["--overwrite"] * overwrite + ["--quiet"] * quiet
-        raise typer.Exit(launch(nproc, ["train", str(config), *flags, *["--print-config"] * print_config]))
+        flags = [f"--set={s}" for s in set_ or []] + ["--overwrite"] * overwrite + ["--resume"] * resume
+        flags += ["--quiet"] * quiet + ["--print-config"] * print_config
+        raise typer.Exit(launch(nproc, ["train", str(config), *flags]))
     stable_malloc()
     cfg = _load(config, set_)
     if print_config and dist.is_main:
@@ -123,12 +171,38 @@ def train(
             cfg,
             default_run_dir(config, cfg),
             overwrite=overwrite,
+            resume=resume,
             on_start=progress.start,
             on_epoch_end=progress.update,
+            on_resume=progress.resumed,
             dist=dist,
         )
-    if not dist.is_main:
-        return
+    if dist.is_main:
+        _print_summary(summary)
+
+
+@app.command()
+@handle_errors
+def resume(
+    run: Annotated[Path, typer.Argument(help="Run directory of an unfinished `lstm train`.")],
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+) -> None:
+    """Continue an interrupted run from its last epoch checkpoint, with the run's own config.yaml.
+
+    On the CPU (same machine, same thread count) the result is bit-identical to a run that was never interrupted.
+    """
+    from lstmcli.runtime import stable_malloc
+
+    stable_malloc()
+    from lstmcli.pipeline import resume_run
+
+    progress = _Progress(quiet)
+    with progress:
+        summary = resume_run(run, on_start=progress.start, on_epoch_end=progress.update, on_resume=progress.resumed)
+    _print_summary(summary)
+
+
+def _print_summary(summary: Any) -> None:
     m = summary.metrics
     out.print(
         f"best epoch {m['best_epoch']} of {m['epochs_run']}"
@@ -156,6 +230,10 @@ class _Progress:
     def __exit__(self, *exc: object) -> None:
         if self.bar is not None:
             self.bar.stop()
+
+    def resumed(self, epoch: int) -> None:
+        if not self.quiet:
+            err.print(f"resuming from the checkpoint of epoch {epoch}", highlight=False)
 
     def start(self, ds: Any) -> None:
         counts = ds.counts()

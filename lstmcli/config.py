@@ -239,7 +239,7 @@ def describe_validation_error(exc: ValidationError) -> str:
     if not key:
         return f"{msg}{more}"
     got = err.get("input")
-    shown = "" if isinstance(got, dict | list) else f", got {got!r}"
+    shown = ", got a mapping" if isinstance(got, dict) else ", got a list" if isinstance(got, list) else f", got {got!r}"
     return f"{key}{index}: {msg[0].lower()}{msg[1:]}{shown}{more}"
 
 

@@ -10,13 +10,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from lstmcli import checkpoint as ck
-from lstmcli.config import Config
+from lstmcli.config import Config, parse_yaml, validate_config
 from lstmcli.data import Dataset, describe_dates, load_dataset
 from lstmcli.distributed import Dist, shutdown
+from lstmcli.errors import CheckpointError, Interrupted, TrainingError
 from lstmcli.evaluate import evaluate_split
+from lstmcli.interrupts import StopSignals
 from lstmcli.plots import loss_curve
-from lstmcli.train import EpochReport, TrainResult, fit
+from lstmcli.train import EpochReport, Trainer, TrainResult, fit
 
 
 @dataclass(frozen=True)
@@ -32,32 +36,167 @@ def train_run(
     overwrite: bool = False,
     on_start: Callable[[Dataset], None] | None = None,
     on_epoch_end: Callable[[EpochReport], None] | None = None,
+    resume: bool = False,
+    on_resume: Callable[[int], None] | None = None,
     dist: Dist | None = None,
 ) -> TrainSummary:
     """Train ``cfg`` into ``run_dir`` and return the test metrics.
 
-    The data is read and checked before the run directory is touched. Under torchrun every rank
-    trains; rank 0 alone writes the run directory and evaluates (other ranks return no metrics).
+    The data is read and checked before the run directory is touched. Every epoch is
+    checkpointed into ``run_dir/checkpoint``; with ``resume`` the run continues from there (or
+    starts, if no epoch was saved yet). SIGINT/SIGTERM stop at the next batch with the last
+    checkpoint intact and raise ``Interrupted``. Under torchrun every rank trains; rank 0 alone
+    locks, checkpoints, evaluates and writes the run directory.
     """
     dist = dist or Dist()
-    ds = load_dataset(cfg.data)
     if not dist.is_main:
-        result = fit(cfg, ds, dist=dist)
-        shutdown(dist)
-        return TrainSummary(run_dir=run_dir, metrics={}, result=result)
-    ck.claim_run_dir(run_dir, overwrite)
-    cfg = cfg.model_copy(
-        update={"data": cfg.data.model_copy(update={"path": str(Path(cfg.data.path).resolve())})}
-    )
-    config_text = cfg.to_yaml()
-    ck.atomic_write(run_dir / ck.CONFIG, config_text)
-    if on_start is not None:
-        on_start(ds)
+        return _follow(cfg, run_dir, resume, dist)
+    with StopSignals() as stop:
+        ds = load_dataset(cfg.data)
+        cfg = cfg.model_copy(
+            update={"data": cfg.data.model_copy(update={"path": str(Path(cfg.data.path).resolve())})}
+        )
+        config_text = cfg.to_yaml()
+        data_sha = ck.sha256(Path(cfg.data.path).read_bytes())
+        if stop.signum:
+            raise Interrupted(f"{stop.name}: stopped before training started; nothing was written", stop.exit_code)
+        with ck.RunLock(run_dir):
+            if resume:
+                saved = _prepare_resume(run_dir, config_text, data_sha)
+            else:
+                ck.claim_run_dir(run_dir, overwrite)
+                saved = None
+            if not (run_dir / ck.CONFIG).exists():
+                ck.atomic_write(run_dir / ck.CONFIG, config_text)
+            trainer = Trainer(cfg, ds, dist=dist)
+            if saved is not None:
+                try:
+                    trainer.restore(saved.tensors, saved.info)
+                except (KeyError, IndexError, ValueError, TypeError, RuntimeError) as exc:
+                    # A checkpoint with matching checksums but the wrong contents (hand-made or
+                    # from another version): refuse it in one line.
+                    pointer = run_dir / ck.CHECKPOINT_DIR / ck.STATE_POINTER
+                    what = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+                    raise CheckpointError(f"{pointer}: the checkpoint does not fit this run's model and optimizer ({what})") from None
+                if on_resume is not None:
+                    on_resume(saved.epoch)
+            if on_start is not None:
+                on_start(ds)
+            trainer.poll = lambda: _poll(stop, trainer, run_dir)
 
-    start = time.perf_counter()
-    result = fit(cfg, ds, on_epoch_end=on_epoch_end, dist=dist)
-    shutdown(dist)  # the other ranks are done; rank 0 evaluates and writes alone
-    seconds = time.perf_counter() - start
+            def save_checkpoint(tr: Trainer) -> None:
+                tensors, info = tr.snapshot()
+                info.update(config_sha256=ck.sha256(config_text), data_sha256=data_sha)
+                ck.save_train_state(run_dir, tensors, info)
+
+            start = time.perf_counter()
+            try:
+                result = fit(cfg, ds, on_epoch_end=on_epoch_end, after_epoch=save_checkpoint, trainer=trainer)
+            except TrainingError as exc:
+                if not trainer.state.best_epoch:
+                    raise
+                # The diverged epoch was never checkpointed: the last checkpoint holds the best weights.
+                raise TrainingError(f"{exc} (checkpoint in {run_dir / ck.CHECKPOINT_DIR})") from None
+            shutdown(dist)  # the other ranks are done; rank 0 evaluates and writes alone
+            seconds = time.perf_counter() - start
+            summary = _finish(cfg, ds, config_text, run_dir, result, seconds, dist.world)
+            ck.remove_checkpoint(run_dir)
+            return summary
+
+
+def _follow(cfg: Config, run_dir: Path, resume: bool, dist: Dist) -> TrainSummary:
+    """A rank other than 0: train in step with rank 0 (from its checkpoint when resuming), write nothing."""
+    ds = load_dataset(cfg.data)
+    trainer = Trainer(cfg, ds, dist=dist)
+    saved = ck.load_train_state(run_dir) if resume else None
+    if saved is not None:
+        trainer.restore(saved.tensors, saved.info)
+    result = fit(cfg, ds, trainer=trainer)
+    shutdown(dist)
+    return TrainSummary(run_dir=run_dir, metrics={}, result=result)
+
+
+def resume_run(
+    run_dir: Path,
+    on_start: Callable[[Dataset], None] | None = None,
+    on_epoch_end: Callable[[EpochReport], None] | None = None,
+    on_resume: Callable[[int], None] | None = None,
+) -> TrainSummary:
+    """Continue the run in ``run_dir`` with its own ``config.yaml``."""
+    if not run_dir.is_dir():
+        raise CheckpointError(f"{run_dir}: run directory not found")
+    config_path = run_dir / ck.CONFIG
+    if not config_path.is_file():
+        raise CheckpointError(
+            f"{config_path}: missing, so there is no run to resume here; start it with lstm train CONFIG --resume"
+        )
+    cfg = validate_config(parse_yaml(config_path.read_text(encoding="utf-8"), str(config_path)), str(config_path))
+    return train_run(cfg, run_dir, resume=True, on_start=on_start, on_epoch_end=on_epoch_end, on_resume=on_resume)
+
+
+def _poll(stop: StopSignals, trainer: Trainer, run_dir: Path) -> None:
+    if stop.signum is None:
+        return
+    epoch = trainer.state.epoch
+    saved = f"the checkpoint of epoch {epoch} is saved" if epoch else "no epoch had finished"
+    raise Interrupted(f"{stop.name}: stopped training; {saved}. Resume with: lstm resume {run_dir}", stop.exit_code)
+
+
+def _prepare_resume(run_dir: Path, config_text: str, data_sha: str) -> ck.TrainCheckpoint | None:
+    """Check that ``run_dir`` holds an unfinished run of this very config and data; load its checkpoint."""
+    ck.refuse_pickles(run_dir)
+    if (run_dir / ck.METRICS).exists():
+        raise CheckpointError(
+            f"{run_dir}: this run already finished ({ck.METRICS} is there); nothing to resume "
+            "(use --overwrite to train it again)"
+        )
+    ck.remove_stale_temps(run_dir)
+    config_path = run_dir / ck.CONFIG
+    if config_path.exists():
+        stored = config_path.read_text(encoding="utf-8")
+        if stored != config_text:
+            raise CheckpointError(f"{config_path}: {_config_difference(stored, config_text)}")
+    elif any(p.name not in (ck.LOCK, ck.CHECKPOINT_DIR) for p in run_dir.iterdir()):
+        raise CheckpointError(f"{run_dir}: has files but no {ck.CONFIG}; not an lstm run directory to resume")
+    saved = ck.load_train_state(run_dir)
+    if saved is None:
+        return None
+    pointer = run_dir / ck.CHECKPOINT_DIR / ck.STATE_POINTER
+    if saved.info.get("config_sha256") != ck.sha256(config_text):
+        raise CheckpointError(
+            f"{config_path}: was edited after the checkpoint in {pointer} was written; restore it or start a new run"
+        )
+    if saved.info.get("data_sha256") not in (None, data_sha):
+        raise CheckpointError(
+            f"{pointer}: the data file changed since this run started (sha256 differs); "
+            "resuming would not continue the same training, start a new run"
+        )
+    return saved
+
+
+def _config_difference(stored: str, wanted: str) -> str:
+    """Name the first keys where the run's config and the given one differ."""
+    def flat(node: Any, prefix: str = "") -> dict[str, Any]:
+        if isinstance(node, dict):
+            out: dict[str, Any] = {}
+            for k, v in node.items():
+                out.update(flat(v, f"{prefix}{k}."))
+            return out
+        return {prefix[:-1]: node}
+
+    a, b = flat(yaml.safe_load(stored)), flat(yaml.safe_load(wanted))
+    keys = [k for k in [*a, *(k for k in b if k not in a)] if a.get(k) != b.get(k)]
+    shown = ", ".join(f"{k} is {a.get(k)!r} in the run but {b.get(k)!r} now" for k in keys[:3])
+    return (
+        f"the run was started with a different config ({shown or 'formatting differs'}); resume with the run's "
+        "own config (lstm resume RUN), or train a new run (--overwrite or another output.dir)"
+    )
+
+
+def _finish(
+    cfg: Config, ds: Dataset, config_text: str, run_dir: Path, result: TrainResult, seconds: float, processes: int = 1
+) -> TrainSummary:
+    """Evaluate and write the finished run's files; metrics.json last marks it finished."""
     windows = result.windows  # evaluated on the device it was trained on
     metrics = {
         "test": evaluate_split(result.model, windows, ds, "test", cfg.data.season),
@@ -70,7 +209,7 @@ def train_run(
         "train_seconds": round(seconds, 3),
         "device": result.device,
         "precision": result.precision,
-        "processes": dist.world,
+        "processes": processes,
     }
     weights_sha = ck.save_model(run_dir, result.model, ck.sha256(config_text))
     meta = ck.run_meta(

@@ -112,6 +112,8 @@ class Trainer:
         self.autocast_dtype = _autocast_dtype(self.tc.precision, self.device)
         self.grad_scaler = torch.amp.GradScaler("cuda") if self.autocast_dtype is torch.float16 else None
         self.state = TrainState()
+        # Called before every batch and after every epoch; raises to stop (signals, see pipeline).
+        self.poll: Callable[[], None] | None = None
 
     @property
     def precision(self) -> str:
@@ -138,6 +140,8 @@ class Trainer:
         per_window = self.windows.out_offsets.numel() * self.windows.n_targets  # H * k values
         seen = 0
         for start in range(0, len(order), bs):
+            if self.poll is not None:
+                self.poll()
             batch = self.train_origins[order[start : start + bs]]
             if len(batch) < world:
                 break  # a last batch too small to give every rank a window is skipped by all
@@ -179,10 +183,15 @@ class Trainer:
         st = self.state
         st.epoch += 1
         if not (math.isfinite(train_loss) and math.isfinite(val_loss)):
+            kept = (
+                f"the best weights (epoch {st.best_epoch}) are kept"
+                if st.best_epoch
+                else "no epoch had finished, so there are no weights to keep"
+            )
             raise TrainingError(
                 f"training diverged at epoch {st.epoch} (train loss {train_loss}, val loss {val_loss}); "
-                f"the best weights (epoch {st.best_epoch}) are kept. Try a lower train.lr "
-                f"(now {self.tc.lr:g}), a smaller train.grad_clip, or check the data's scale"
+                f"{kept}. Try a lower train.lr (now {self.tc.lr:g}), a smaller train.grad_clip "
+                f"(now {self.tc.grad_clip}), or check the data's scale"
             )
         lr = self.optimizer.param_groups[0]["lr"]
         improved = val_loss < st.best_val
@@ -220,6 +229,93 @@ class Trainer:
         if self.state.best_weights is not None:
             self.model.load_state_dict(self.state.best_weights)
 
+    # -- checkpointing -------------------------------------------------------------------------
+    #
+    # Bit-identical resumption needs everything that decides the next epoch: the weights, the
+    # optimizer's moments and step counts, the scheduler, the shuffle generator, the global torch
+    # RNG (dropout), numpy's and python's RNGs, and the early-stopping bookkeeping. Tensors go to
+    # safetensors, everything else to JSON; nothing is pickled.
+
+    def snapshot(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """The end-of-epoch state as (tensors, JSON-able info)."""
+        st = self.state
+        tensors: dict[str, torch.Tensor] = {f"model.{k}": v for k, v in self.model.state_dict().items()}
+        if st.best_weights is not None:
+            tensors.update({f"best.{k}": v for k, v in st.best_weights.items()})
+        opt = self.optimizer.state_dict()
+        scalars: dict[str, dict[str, Any]] = {}
+        for pid, pstate in opt["state"].items():
+            for key, value in pstate.items():
+                if isinstance(value, torch.Tensor):
+                    tensors[f"optim.{pid}.{key}"] = value
+                else:
+                    scalars.setdefault(str(pid), {})[key] = value
+        tensors["rng.torch"] = torch.get_rng_state()
+        tensors["rng.shuffle"] = self.shuffle.get_state()
+        if torch.cuda.is_available() and self.device.type == "cuda":
+            for i, state in enumerate(torch.cuda.get_rng_state_all()):
+                tensors[f"rng.cuda.{i}"] = state
+        np_kind, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
+        tensors["rng.numpy_keys"] = torch.from_numpy(np.asarray(np_keys, dtype=np.int64))
+        py_version, py_internal, py_gauss = random.getstate()
+        info: dict[str, Any] = {
+            "epoch": st.epoch,
+            "trainer": {
+                "best_val": st.best_val,
+                "best_epoch": st.best_epoch,
+                "bad_epochs": st.bad_epochs,
+                "stopped_early": st.stopped_early,
+                "history": st.history,
+            },
+            "optimizer": {"param_groups": opt["param_groups"], "scalars": scalars},
+            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+            "grad_scaler": self.grad_scaler.state_dict() if self.grad_scaler is not None else None,
+            "rng": {
+                "numpy": {"kind": np_kind, "pos": int(np_pos), "has_gauss": int(np_has_gauss), "gauss": float(np_gauss)},
+                "python": {"version": py_version, "internal": list(py_internal), "gauss": py_gauss},
+            },
+        }
+        return tensors, info
+
+    def restore(self, tensors: dict[str, torch.Tensor], info: dict[str, Any]) -> None:
+        """Load a ``snapshot`` back; the next epoch then runs exactly as it would have."""
+        def group(prefix: str) -> dict[str, torch.Tensor]:
+            return {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+
+        self.model.load_state_dict({k: v.to(self.device) for k, v in group("model.").items()})
+        best = group("best.")
+        opt_state: dict[int, dict[str, Any]] = {}
+        for key, value in group("optim.").items():
+            pid, name = key.split(".", 1)
+            opt_state.setdefault(int(pid), {})[name] = value
+        for pid, values in info["optimizer"]["scalars"].items():
+            opt_state.setdefault(int(pid), {}).update(values)
+        self.optimizer.load_state_dict({"state": opt_state, "param_groups": info["optimizer"]["param_groups"]})
+        if self.scheduler is not None and info.get("scheduler") is not None:
+            self.scheduler.load_state_dict(info["scheduler"])
+        if self.grad_scaler is not None and info.get("grad_scaler") is not None:
+            self.grad_scaler.load_state_dict(info["grad_scaler"])
+        torch.set_rng_state(tensors["rng.torch"])
+        self.shuffle.set_state(tensors["rng.shuffle"])
+        cuda = group("rng.cuda.")
+        if cuda and torch.cuda.is_available() and self.device.type == "cuda":
+            torch.cuda.set_rng_state_all([cuda[str(i)] for i in range(len(cuda))])
+        npr = info["rng"]["numpy"]
+        keys = tensors["rng.numpy_keys"].numpy().astype(np.uint32)
+        np.random.set_state((npr["kind"], keys, npr["pos"], npr["has_gauss"], npr["gauss"]))
+        pyr = info["rng"]["python"]
+        random.setstate((pyr["version"], tuple(pyr["internal"]), pyr["gauss"]))
+        t = info["trainer"]
+        self.state = TrainState(
+            epoch=int(info["epoch"]),
+            best_val=float(t["best_val"]),
+            best_epoch=int(t["best_epoch"]),
+            bad_epochs=int(t["bad_epochs"]),
+            history=list(t["history"]),
+            best_weights={k: v.to(self.device) for k, v in best.items()} or None,
+            stopped_early=bool(t["stopped_early"]),
+        )
+
 
 def fit(
     cfg: Config,
@@ -236,6 +332,8 @@ def fit(
     """
     tr = trainer or Trainer(cfg, ds, dist=dist)
     while not tr.done:
+        if tr.poll is not None:
+            tr.poll()
         start = time.perf_counter()
         train_loss = tr.train_epoch()
         val_loss = tr.val_loss() if math.isfinite(train_loss) else math.nan

@@ -1,0 +1,157 @@
+"""End to end: real processes killed with SIGKILL, SIGTERM and SIGINT, then resumed.
+
+The final weights must equal (torch.equal, every tensor) those of a run that was never interrupted.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from typer.testing import CliRunner
+
+from lstmcli import checkpoint as ck
+from lstmcli.cli import app
+
+from .conftest import ROOT, write_config
+
+pytestmark = pytest.mark.slow
+
+runner = CliRunner()
+
+
+class Proc:
+    """``python -m lstmcli ...`` with its stderr lines collected by a thread."""
+
+    def __init__(self, args: list[str], cwd: Path) -> None:
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200"}
+        self.p = subprocess.Popen(
+            [sys.executable, "-m", "lstmcli", *args],
+            cwd=cwd,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.seen: list[str] = []
+        self.pump = threading.Thread(target=self._pump, daemon=True)
+        self.pump.start()
+
+    def _pump(self) -> None:
+        assert self.p.stderr is not None
+        with self.p.stderr:
+            for line in self.p.stderr:
+                self.lines.put(line)
+
+    def wait_for(self, text: str, timeout: float = 60) -> bool:
+        """True once a stderr line starts with ``text``; False if the process ended first."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                line = self.lines.get(timeout=0.05)
+            except queue.Empty:
+                if self.p.poll() is not None and self.lines.empty():
+                    return False
+                continue
+            self.seen.append(line)
+            if line.startswith(text):
+                return True
+        raise AssertionError(f"no {text!r} within {timeout} s: {''.join(self.seen)}")
+
+    def finish(self, timeout: float = 120) -> str:
+        self.p.wait(timeout)
+        self.pump.join(10)
+        while not self.lines.empty():
+            self.seen.append(self.lines.get())
+        return "".join(self.seen)
+
+
+def tiny_run_config(tmp_path: Path) -> Path:
+    # 30 short epochs (11 batches each, dropout on) so that the kills land mid-training.
+    return write_config(
+        tmp_path / "c.yaml",
+        model={"m": 8, "dropout": 0.2},
+        train={"epochs": 30, "batch_size": 4, "patience": 100, "threads": 1},
+    )
+
+
+def uninterrupted(config: Path, tmp_path: Path) -> dict[str, torch.Tensor]:
+    ref = tmp_path / "ref"
+    result = runner.invoke(app, ["train", str(config), "-q", "--set", f"output.dir={ref}"])
+    assert result.exit_code == 0, result.output
+    return load_file(ref / ck.WEIGHTS)
+
+
+def assert_equal_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_sigkill_at_random_moments_then_resume_gives_identical_weights(tmp_path: Path, tiny_csv: Path) -> None:
+    seed = int(os.environ.get("KILL_SEED", random.randrange(2**32)))
+    rng = random.Random(seed)
+    print(f"KILL_SEED={seed}")  # shown on failure, to replay the same kill times
+    config = tiny_run_config(tmp_path)
+    run = tmp_path / "run"
+    kills_mid_training = 0
+    for attempt in range(3):
+        proc = Proc(["train", str(config), "--resume"], tmp_path)
+        if attempt == 0:
+            time.sleep(rng.uniform(0.2, 3.0))  # anywhere: start-up, data, lock, config write, training
+        elif not proc.wait_for("epoch "):  # an epoch line, not "resuming from ... epoch"
+            break  # finished before we could kill it
+        else:
+            time.sleep(rng.uniform(0.0, 0.4))
+        alive = proc.p.poll() is None
+        proc.p.send_signal(signal.SIGKILL)
+        out = proc.finish()
+        if not alive:
+            assert proc.p.returncode == 0, out
+            break
+        assert proc.p.returncode == -signal.SIGKILL
+        kills_mid_training += any(line.startswith("epoch ") for line in proc.seen)
+        if (run / ck.CHECKPOINT_DIR / ck.STATE_POINTER).exists():
+            assert ck.load_train_state(run) is not None  # whatever the moment, the pair is consistent
+    if not (run / ck.METRICS).exists():
+        final = Proc(["train", str(config), "--resume"], tmp_path)
+        out = final.finish()
+        assert final.p.returncode == 0, out
+    assert kills_mid_training >= 1, f"seed {seed}: no kill landed during training"
+    assert not (run / ck.LOCK).exists()
+    assert_equal_weights(uninterrupted(config, tmp_path), load_file(run / ck.WEIGHTS))
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_sigterm_and_sigint_exit_with_a_resume_hint_and_resume_identically(
+    tmp_path: Path, tiny_csv: Path, sig: signal.Signals, code: int
+) -> None:
+    config = tiny_run_config(tmp_path)
+    run = tmp_path / "run"
+    proc = Proc(["train", str(config)], tmp_path)
+    assert proc.wait_for("epoch 3/30")
+    proc.p.send_signal(sig)
+    out = proc.finish()
+    assert proc.p.returncode == code, out
+    last = out.strip().splitlines()[-1]
+    assert last.startswith("interrupted:") and f"lstm resume {run}" in last, out
+    assert "Traceback" not in out
+    saved = ck.load_train_state(run)
+    assert saved is not None and saved.epoch >= 3
+    assert not (run / ck.LOCK).exists() and not list(run.rglob(".*.tmp-*"))
+    resumed = Proc(["resume", str(run)], tmp_path)
+    out = resumed.finish()
+    assert resumed.p.returncode == 0, out
+    assert f"resuming from the checkpoint of epoch {saved.epoch}" in out
+    assert_equal_weights(uninterrupted(config, tmp_path), load_file(run / ck.WEIGHTS))

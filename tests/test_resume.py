@@ -1,0 +1,257 @@
+"""Checkpoint every epoch; resume bit-identical; locks; signals; divergence keeps the checkpoint."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from typer.testing import CliRunner
+
+from lstmcli import checkpoint as ck
+from lstmcli.cli import app
+from lstmcli.config import load_config
+from lstmcli.errors import CheckpointError, Interrupted
+from lstmcli.pipeline import train_run
+
+from .conftest import write_config
+
+runner = CliRunner()
+
+
+class Crash(Exception):
+    """Stands in for a kill right after an epoch's checkpoint was written."""
+
+
+def crash_after(epoch: int):  # noqa: ANN201
+    def on_epoch_end(report) -> None:  # noqa: ANN001
+        if report.epoch == epoch:
+            raise Crash
+
+    return on_epoch_end
+
+
+def assert_same_weights(a: Path, b: Path) -> None:
+    ta, tb = load_file(a / ck.WEIGHTS), load_file(b / ck.WEIGHTS)
+    assert ta.keys() == tb.keys()
+    for k in ta:
+        assert torch.equal(ta[k], tb[k]), k
+
+
+CASES = {
+    "adamw-plateau-dropout": ["model.dropout=0.3", "train.schedule=plateau", "train.patience=3"],
+    "adam-cosine": ["train.optimizer=adam", "train.schedule=cosine", "train.weight_decay=0.01"],
+    "early-stop": ["train.lr=0.05", "train.schedule=none", "train.patience=2"],
+}
+
+
+@pytest.mark.parametrize("overrides", CASES.values(), ids=CASES.keys())
+def test_resume_after_a_crash_is_bit_identical(tmp_path: Path, tiny_csv: Path, overrides: list[str]) -> None:
+    config = write_config(tmp_path / "c.yaml")
+    base = ["train.epochs=8", "train.batch_size=8", *overrides]
+    ref = train_run(load_config(config, [*base, f"output.dir={tmp_path / 'ref'}"]), tmp_path / "ref")
+    cfg = load_config(config, [*base, f"output.dir={tmp_path / 'cut'}"])
+    for cut in (2, 4):
+        try:
+            train_run(cfg, tmp_path / "cut", resume=cut > 2, on_epoch_end=crash_after(cut))
+        except Crash:
+            pass
+        else:  # early stopping may finish first
+            break
+        state = json.loads((tmp_path / "cut" / "checkpoint" / "state.json").read_text())
+        assert state["epoch"] == cut
+        assert not (tmp_path / "cut" / ck.LOCK).exists()
+    resumed = train_run(cfg, tmp_path / "cut", resume=True)
+    assert_same_weights(tmp_path / "ref", tmp_path / "cut")
+    assert [h["val_loss"] for h in resumed.result.state.history] == [h["val_loss"] for h in ref.result.state.history]
+    assert resumed.metrics["test"] == ref.metrics["test"]
+    assert not (tmp_path / "cut" / "checkpoint").exists()  # removed once the run finished
+
+
+def test_checkpoint_holds_every_part_of_the_state(tmp_path: Path, tiny_csv: Path) -> None:
+    cfg = load_config(write_config(tmp_path / "c.yaml"), ["train.epochs=5"])
+    with pytest.raises(Crash):
+        train_run(cfg, tmp_path / "run", on_epoch_end=crash_after(2))
+    ck_dir = tmp_path / "run" / "checkpoint"
+    assert sorted(p.name for p in ck_dir.iterdir()) == ["state-000002.safetensors", "state.json"]
+    saved = ck.load_train_state(tmp_path / "run")
+    assert saved is not None and saved.epoch == 2
+    names = set(saved.tensors)
+    assert {"rng.torch", "rng.shuffle", "rng.numpy_keys"} <= names
+    assert any(n.startswith("model.") for n in names) and any(n.startswith("best.") for n in names)
+    assert any(n.startswith("optim.") and n.endswith("exp_avg_sq") for n in names)
+    assert {"python", "numpy"} <= set(saved.info["rng"])
+    assert saved.info["scheduler"]["mode_worse"] == float("inf")  # kept through strict JSON
+    assert len(saved.info["trainer"]["history"]) == 2
+    assert "Infinity" not in (ck_dir / "state.json").read_text()
+
+
+def test_a_kill_between_tensors_and_pointer_keeps_the_previous_generation(
+    tmp_path: Path, tiny_csv: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = load_config(write_config(tmp_path / "c.yaml"), ["train.epochs=5"])
+    real = ck.atomic_write_json
+
+    def dies_on_epoch_3_pointer(path, obj) -> None:  # noqa: ANN001
+        if Path(path).name == "state.json" and obj["epoch"] == 3:
+            raise Crash
+        real(path, obj)
+
+    monkeypatch.setattr(ck, "atomic_write_json", dies_on_epoch_3_pointer)
+    with pytest.raises(Crash):
+        train_run(cfg, tmp_path / "run")
+    monkeypatch.setattr(ck, "atomic_write_json", real)
+    saved = ck.load_train_state(tmp_path / "run")
+    assert saved is not None and saved.epoch == 2  # the orphan epoch-3 tensors are ignored
+    train_run(cfg, tmp_path / "run", resume=True)
+    train_run(cfg.model_copy(), tmp_path / "ref")
+    assert_same_weights(tmp_path / "ref", tmp_path / "run")
+
+
+def test_lock_refuses_a_live_holder_and_clears_a_dead_one(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    with ck.RunLock(run):
+        with pytest.raises(CheckpointError, match=r"locked by another lstm process \(pid \d+"):
+            ck.RunLock(run).acquire()
+    assert not (run / ck.LOCK).exists()
+    # A dead process's lock: a child that has exited and been reaped.
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    (run / ck.LOCK).write_text(json.dumps({"pid": child.pid, "host": os.uname().nodename, "start": "1"}))
+    with ck.RunLock(run) as lock:
+        assert json.loads(lock.path.read_text())["pid"] == os.getpid()
+    (run / ck.LOCK).write_text("{garbled")  # a holder killed mid-write
+    with ck.RunLock(run):
+        pass
+
+
+def test_train_into_a_locked_run_dir_exits_2(tmp_path: Path, tiny_csv: Path) -> None:
+    config = write_config(tmp_path / "c.yaml")
+    run = tmp_path / "run"
+    with ck.RunLock(run):
+        for args in (["train", str(config), "-q"], ["train", str(config), "-q", "--resume"]):
+            result = runner.invoke(app, args)
+            assert result.exit_code == 2, result.output
+            assert "locked by another lstm process" in result.output and str(run) in result.output
+            assert len(result.output.strip().splitlines()) == 1
+        assert sorted(p.name for p in run.iterdir()) == [ck.LOCK]
+
+
+def test_resume_cli_continues_and_then_refuses_a_finished_run(tmp_path: Path, tiny_csv: Path) -> None:
+    config = write_config(tmp_path / "c.yaml", train={"epochs": 4})
+    with pytest.raises(Crash):
+        train_run(load_config(config), tmp_path / "run", on_epoch_end=crash_after(2))
+    fresh = runner.invoke(app, ["train", str(config), "-q"])
+    assert fresh.exit_code == 2 and "--resume" in fresh.output
+    result = runner.invoke(app, ["resume", str(tmp_path / "run")])
+    assert result.exit_code == 0, result.output
+    assert "resuming from the checkpoint of epoch 2" in result.output and "epoch 3/4" in result.output
+    assert "seasonal naive" in result.output
+    again = runner.invoke(app, ["resume", str(tmp_path / "run")])
+    assert again.exit_code == 2 and "already finished" in again.output
+
+
+def test_train_resume_without_a_checkpoint_starts_the_run(tmp_path: Path, tiny_csv: Path) -> None:
+    config = write_config(tmp_path / "c.yaml", train={"epochs": 2})
+    result = runner.invoke(app, ["train", str(config), "-q", "--resume"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "run" / ck.METRICS).exists()
+
+
+def test_resume_refuses_a_different_config(tmp_path: Path, tiny_csv: Path) -> None:
+    config = write_config(tmp_path / "c.yaml", train={"epochs": 4})
+    with pytest.raises(Crash):
+        train_run(load_config(config), tmp_path / "run", on_epoch_end=crash_after(1))
+    result = runner.invoke(app, ["train", str(config), "-q", "--resume", "--set", "train.lr=0.01"])
+    assert result.exit_code == 2
+    assert "train.lr is 0.003 in the run but 0.01 now" in result.output
+
+
+@pytest.mark.parametrize("signum", [2, 15])
+def test_a_signal_stops_at_a_batch_leaves_the_checkpoint_and_resumes_identically(
+    tmp_path: Path, tiny_csv: Path, signum: int
+) -> None:
+    config = write_config(tmp_path / "c.yaml", train={"epochs": 5, "batch_size": 4})
+    cfg = load_config(config)
+    train_run(cfg.model_copy(), tmp_path / "ref")
+
+    def on_epoch_end(report) -> None:  # noqa: ANN001
+        if report.epoch == 2:
+            os.kill(os.getpid(), signum)  # delivered now; the loop stops at the next batch
+
+    with pytest.raises(Interrupted) as info:
+        train_run(cfg, tmp_path / "run", on_epoch_end=on_epoch_end)
+    assert info.value.exit_code == 128 + signum
+    assert f"lstm resume {tmp_path / 'run'}" in str(info.value) and "epoch 2" in str(info.value)
+    assert not (tmp_path / "run" / ck.LOCK).exists()
+    train_run(cfg, tmp_path / "run", resume=True)
+    assert_same_weights(tmp_path / "ref", tmp_path / "run")
+
+
+def test_divergence_keeps_the_best_checkpoint_and_exits_1(
+    tmp_path: Path, tiny_csv: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lstmcli.train import Trainer
+
+    config = write_config(tmp_path / "c.yaml", train={"epochs": 6})
+    real = Trainer.train_epoch
+
+    def blows_up_at_epoch_4(self: Trainer) -> float:
+        loss = real(self)
+        return float("nan") if self.state.epoch == 3 else loss
+
+    monkeypatch.setattr(Trainer, "train_epoch", blows_up_at_epoch_4)
+    result = runner.invoke(app, ["train", str(config), "-q"])
+    assert result.exit_code == 1, result.output
+    assert "training diverged at epoch 4" in result.output and "train.lr" in result.output
+    assert "Traceback" not in result.output
+    saved = ck.load_train_state(tmp_path / "run")
+    assert saved is not None and saved.epoch == 3
+    best = saved.info["trainer"]["best_epoch"]
+    assert f"the best weights (epoch {best}) are kept" in result.output
+    assert str(tmp_path / "run" / "checkpoint") in result.output
+    assert any(k.startswith("best.") for k in saved.tensors)
+
+
+def test_inspect_of_an_unfinished_run_says_how_to_resume(tmp_path: Path, tiny_csv: Path) -> None:
+    config = write_config(tmp_path / "c.yaml", train={"epochs": 4})
+    with pytest.raises(Crash):
+        train_run(load_config(config), tmp_path / "run", on_epoch_end=crash_after(1))
+    result = runner.invoke(app, ["inspect", str(tmp_path / "run")])
+    assert result.exit_code == 2
+    assert f"continue it with: lstm resume {tmp_path / 'run'}" in result.output
+
+
+def test_resume_help_does_not_import_torch() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from typer.testing import CliRunner\n"
+        "from lstmcli.cli import app\n"
+        "r = CliRunner().invoke(app, ['resume', '--help'])\n"
+        "assert r.exit_code == 0 and 'checkpoint' in r.output, r.output\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_checkpoint_that_does_not_fit_the_model_is_refused(tmp_path: Path, tiny_csv: Path) -> None:
+    config = write_config(tmp_path / "c.yaml", train={"epochs": 4})
+    with pytest.raises(Crash):
+        train_run(load_config(config), tmp_path / "run", on_epoch_end=crash_after(1))
+    # Re-write a consistent pair (checksums match) whose tensors lack the RNG state.
+    saved = ck.load_train_state(tmp_path / "run")
+    assert saved is not None
+    tensors = {k: v for k, v in saved.tensors.items() if k != "rng.torch"}
+    ck.save_train_state(tmp_path / "run", tensors, saved.info)
+    result = runner.invoke(app, ["resume", str(tmp_path / "run")])
+    assert result.exit_code == 2, result.output
+    assert "does not fit this run" in result.output and "Traceback" not in result.output
