@@ -109,6 +109,9 @@ class TrainConfig(_Section):
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     precision: Literal["fp32", "bf16", "fp16"] = Field("fp32", description="autocast dtype on CUDA")
     threads: int | None = Field(None, gt=0, description="torch CPU threads (default: torch's choice)")
+    cuda_graphs: bool = Field(
+        True, description="on one GPU, replay each full batch's whole step as a captured CUDA graph"
+    )
 
 
 class OutputConfig(_Section):

@@ -17,6 +17,7 @@ from lstmcli.config import Config, TrainConfig
 from lstmcli.data import Dataset
 from lstmcli.distributed import Dist, init
 from lstmcli.errors import ConfigError, TrainingError
+from lstmcli.graphs import StaticStep
 from lstmcli.model import LSTMForecaster
 from lstmcli.windows import Windows
 
@@ -105,12 +106,19 @@ class Trainer:
         self.windows = Windows(series, cfg.data.lookback, cfg.data.horizon, ds.n_targets)
         self.train_origins = torch.as_tensor(ds.origins("train"), device=self.device)
         self.val_origins = torch.as_tensor(ds.origins("val"), device=self.device)
-        self.optimizer = make_optimizer(self.model, self.tc)
+        self.autocast_dtype = _autocast_dtype(self.tc.precision, self.device)
+        self.grad_scaler = torch.amp.GradScaler("cuda") if self.autocast_dtype is torch.float16 else None
+        # One GPU, no loss scaling: full batches replay the whole step as one CUDA graph.
+        self.use_graph = (
+            self.device.type == "cuda" and self.tc.cuda_graphs and not self.dist.enabled and self.grad_scaler is None
+        )
+        self.capture = self.use_graph  # False runs the graph path's bookkeeping eagerly (tests on the CPU)
+        self.static_step: StaticStep | None = None
+        self.static_lr: float | None = None
+        self.optimizer = make_optimizer(self.model, self.tc, capturable=self.use_graph)
         self.scheduler = make_scheduler(self.optimizer, self.tc)
         # The shuffle has its own generator so that its stream is saved and restored on resume.
         self.shuffle = torch.Generator().manual_seed(self.tc.seed)
-        self.autocast_dtype = _autocast_dtype(self.tc.precision, self.device)
-        self.grad_scaler = torch.amp.GradScaler("cuda") if self.autocast_dtype is torch.float16 else None
         self.state = TrainState()
         # Called before every batch and after every epoch; raises to stop (signals, see pipeline).
         self.poll: Callable[[], None] | None = None
@@ -145,22 +153,44 @@ class Trainer:
             batch = self.train_origins[order[start : start + bs]]
             if len(batch) < world:
                 break  # a last batch too small to give every rank a window is skipped by all
-            sq = self._sq_error(self.net, self.dist.shard(batch))
-            loss = sq * (world / (len(batch) * per_window))
-            self.optimizer.zero_grad(set_to_none=True)
-            if self.grad_scaler is not None:
-                self.grad_scaler.scale(loss).backward()
-                self.grad_scaler.unscale_(self.optimizer)
-                self._clip()
-                self.grad_scaler.step(self.optimizer)
-                self.grad_scaler.update()
+            if self.use_graph and len(batch) == bs:
+                total += self._graphed(batch)(batch)  # accumulated before the next replay overwrites it
             else:
-                loss.backward()
-                self._clip()
-                self.optimizer.step()
-            total += sq.detach()
+                self.optimizer.zero_grad(set_to_none=True)
+                total += self._step(self.dist.shard(batch), len(batch))
             seen += len(batch)
         return float(self.dist.sum(total)) / (seen * per_window)
+
+    def _step(self, origins: torch.Tensor, global_batch: int) -> torch.Tensor:
+        """Forward, backward, clip, update for this rank's ``origins``; returns their summed squared error.
+
+        The loss is the mean over the global batch; with K ranks each differentiates its share
+        times K, so DDP's gradient average is that mean's gradient.
+        """
+        per_window = self.windows.out_offsets.numel() * self.windows.n_targets  # H * k values
+        sq = self._sq_error(self.net, origins)
+        loss = sq * (self.dist.world / (global_batch * per_window))
+        if self.grad_scaler is not None:
+            self.grad_scaler.scale(loss).backward()
+            self.grad_scaler.unscale_(self.optimizer)
+            self._clip()
+            self.grad_scaler.step(self.optimizer)
+            self.grad_scaler.update()
+        else:
+            loss.backward()
+            self._clip()
+            self.optimizer.step()
+        return sq.detach()
+
+    def _graphed(self, batch: torch.Tensor) -> StaticStep:
+        """The captured full-batch step, captured again when the learning rate has changed
+        (a graph bakes in the scalar it was captured with)."""
+        lr = self.optimizer.param_groups[0]["lr"]
+        if self.static_step is None or self.static_lr != lr:
+            bs = len(batch)
+            self.static_step = StaticStep(self.model, self.optimizer, lambda o: self._step(o, bs), bs, batch, self.capture)
+            self.static_lr = lr
+        return self.static_step
 
     def _clip(self) -> None:
         if self.tc.grad_clip:
@@ -279,6 +309,7 @@ class Trainer:
 
     def restore(self, tensors: dict[str, torch.Tensor], info: dict[str, Any]) -> None:
         """Load a ``snapshot`` back; the next epoch then runs exactly as it would have."""
+        self.static_step = None  # a captured graph holds the old state's addresses
         def group(prefix: str) -> dict[str, torch.Tensor]:
             return {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
 
@@ -347,8 +378,11 @@ def fit(
     return TrainResult(model=tr.model, windows=tr.windows, state=tr.state, device=str(tr.device), precision=tr.precision)
 
 
-def make_optimizer(model: nn.Module, tc: TrainConfig) -> torch.optim.Optimizer:
+def make_optimizer(model: nn.Module, tc: TrainConfig, capturable: bool = False) -> torch.optim.Optimizer:
+    """Adam or AdamW; ``capturable`` keeps its step counters on the device so a CUDA graph can hold it."""
     cls = torch.optim.AdamW if tc.optimizer == "adamw" else torch.optim.Adam
+    if capturable:
+        return cls(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay, capturable=True, foreach=True)
     return cls(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
 
 
