@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
-import sys
 from collections.abc import Callable, Iterator
 from enum import Enum
 from pathlib import Path
@@ -591,10 +590,3 @@ def init(
         out.print(f"  • {reason}", highlight=False)
     out.print(f"wrote {st.out}; next: lstm train {st.out}", highlight=False)
 
-
-def main() -> None:  # pragma: no cover - console entry for debugging
-    app(prog_name="lstm")
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

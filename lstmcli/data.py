@@ -473,16 +473,16 @@ def infer_frequency(dates: np.ndarray | None) -> str | None:
 
 def continue_dates(last: np.datetime64, frequency: str, steps: int) -> np.ndarray:
     """The ``steps`` dates after ``last`` at ``frequency`` (as from ``infer_frequency``)."""
-    last = np.datetime64(last, "s")
+    start = np.array(last).astype("datetime64[s]")[()]
     if frequency in _MONTHS:
-        month = last.astype("datetime64[M]")
-        offset = last - month.astype("datetime64[s]")  # day/time within the month
+        month = start.astype("datetime64[M]")
+        offset = start - month.astype("datetime64[s]")  # day/time within the month
         months = month + np.arange(1, steps + 1) * _MONTHS[frequency]
         return months.astype("datetime64[s]") + offset
     seconds = {"D": 86400, "W": 7 * 86400}.get(frequency)
     if seconds is None:
         seconds = int(frequency.rstrip("s"))
-    return last + np.arange(1, steps + 1) * np.timedelta64(seconds, "s")
+    return start + np.arange(1, steps + 1) * np.timedelta64(seconds, "s")
 
 
 def format_dates(dates: np.ndarray) -> list[str]:

@@ -90,10 +90,10 @@ class _Snapshot:
 
     @torch.no_grad()
     def restore(self) -> None:
-        for p, value in self.params:
-            p.copy_(value)
-        for p, state in self.optimizer.state.items():
-            before = self.state.get(id(p))
+        for p, saved in self.params:
+            p.copy_(saved)
+        for param, state in self.optimizer.state.items():
+            before = self.state.get(id(param))
             for key, value in state.items():
                 if not isinstance(value, torch.Tensor):
                     continue

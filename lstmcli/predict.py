@@ -109,8 +109,8 @@ class Backtest:
     origins: np.ndarray  # (W,) row of each window's first target
     forecasts: np.ndarray  # (W, H, k) original units
     metrics: dict[str, Any]  # as metrics.json's "test": model, naive, seasonal_naive (+ per_target)
-    actual: np.ndarray | None = None  # (W, H, k) original units, for pooling over series
-    baselines: dict[str, np.ndarray] | None = None  # naive and seasonal naive forecasts, (W, H, k)
+    actual: np.ndarray  # (W, H, k) original units, for pooling over series
+    baselines: dict[str, np.ndarray]  # naive and seasonal naive forecasts, (W, H, k)
     series: str | None = None
 
     @property
