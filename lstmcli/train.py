@@ -131,7 +131,12 @@ class Trainer:
         """Sum of squared errors (scaled units) over the windows at ``origins``."""
         x = self.windows.inputs(origins)  # (B, L, n)
         y = self.windows.targets(origins)  # (B, H, k)
-        with torch.autocast(self.device.type, dtype=self.autocast_dtype or torch.float32, enabled=self.autocast_dtype is not None):
+        with torch.autocast(
+            self.device.type,
+            dtype=self.autocast_dtype or torch.float32,
+            enabled=self.autocast_dtype is not None,
+            cache_enabled=not self.use_graph,  # autocast's weight cache cannot live across graph replays
+        ):
             pred = net(x)  # (B, H, k)
         return nn.functional.mse_loss(pred.float(), y, reduction="sum")
 
