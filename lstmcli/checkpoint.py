@@ -17,7 +17,7 @@ import torch
 
 from lstmcli import __version__
 from lstmcli.config import Config, parse_yaml, validate_config
-from lstmcli.errors import CheckpointError
+from lstmcli.errors import CheckpointError, OutputError
 from lstmcli.model import LSTMForecaster
 
 CONFIG = "config.yaml"
@@ -52,6 +52,9 @@ def atomic_write(path: str | Path, data: bytes | str) -> None:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise OutputError(f"{path}: cannot write ({exc.strerror or exc})") from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -126,6 +129,14 @@ def claim_run_dir(run_dir: Path, overwrite: bool) -> None:
     check_run_dir_path(run_dir)
     contents = [p for p in run_dir.iterdir() if p.name != LOCK] if run_dir.exists() else []
     if contents:
+        foreign = sorted(p.name for p in contents if not _is_run_file(p.name))
+        if foreign:
+            # Never delete what lstm did not write: output.dir may point at a project folder.
+            shown = ", ".join(foreign[:4]) + (", ..." if len(foreign) > 4 else "")
+            raise CheckpointError(
+                f"{run_dir}: is not empty and not an lstm run directory (it holds {shown}); "
+                "choose another output.dir (--set output.dir=...)"
+            )
         if not overwrite:
             resume = " or --resume to continue it" if not (run_dir / METRICS).exists() else ""
             raise CheckpointError(
@@ -138,6 +149,14 @@ def claim_run_dir(run_dir: Path, overwrite: bool) -> None:
             else:
                 item.unlink()
     run_dir.mkdir(parents=True, exist_ok=True)
+
+
+_RUN_FILES = {CONFIG, WEIGHTS, META, METRICS, HISTORY, LOSS_PLOT, CHECKPOINT_DIR, LOCK}
+
+
+def _is_run_file(name: str) -> bool:
+    """A file ``lstm train`` writes (or a temporary file of one of its atomic writes)."""
+    return name in _RUN_FILES or (name.startswith(".") and ".tmp-" in name)
 
 
 def check_run_dir_path(run_dir: Path) -> None:
@@ -227,7 +246,8 @@ def load_run(run_dir: str | Path) -> Run:
     """Rebuild the model from the stored config, check every weight's shape, then load it."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
-        raise CheckpointError(f"{run_dir}: run directory not found")
+        what = "is a file, not a run directory" if run_dir.is_file() else "run directory not found"
+        raise CheckpointError(f"{run_dir}: {what} (runs are the directories lstm train writes)")
     for name in (CONFIG, META, WEIGHTS):
         if not (run_dir / name).is_file():
             if (run_dir / CHECKPOINT_DIR / STATE_POINTER).is_file():

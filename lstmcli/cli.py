@@ -138,8 +138,8 @@ def train(
         int,
         typer.Option(
             min=1,
-            help="Train data-parallel in this many processes (launches torchrun; gloo on CPU, nccl on GPU). "
-            "train.batch_size stays the global batch.",
+            help="Train data-parallel in this many processes on this machine, started as torchrun would "
+            "(DDP: gloo on CPU, nccl on GPU). train.batch_size stays the global batch.",
         ),
     ] = 1,
 ) -> None:
@@ -153,12 +153,12 @@ def train(
     if resume and overwrite:
         raise typer.BadParameter("--resume continues a run and --overwrite replaces it; pass one", param_hint="--resume")
     dist = from_env()
+    cfg = _load(config, set_)  # a bad config fails here, once, before any process starts
     if nproc > 1 and not dist.enabled:
         flags = [f"--set={s}" for s in set_ or []] + ["--overwrite"] * overwrite + ["--resume"] * resume
         flags += ["--quiet"] * quiet + ["--print-config"] * print_config
         raise typer.Exit(launch(nproc, ["train", str(config), *flags]))
     stable_malloc()
-    cfg = _load(config, set_)
     if print_config and dist.is_main:
         err.print(cfg.to_yaml(), end="", highlight=False)
     from lstmcli.config import default_run_dir

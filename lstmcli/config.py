@@ -105,7 +105,7 @@ class TrainConfig(_Section):
         "plateau", description="plateau halves lr when val loss stalls; cosine anneals over epochs"
     )
     patience: int = Field(20, ge=1, description="epochs without a better val loss before stopping")
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=2**63 - 1)
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     precision: Literal["fp32", "bf16", "fp16"] = Field("fp32", description="autocast dtype on CUDA")
     threads: int | None = Field(None, gt=0, description="torch CPU threads (default: torch's choice)")
@@ -186,7 +186,8 @@ def parse_yaml(text: str, source: str) -> dict[str, Any]:
     if raw is None:
         raise ConfigError(f"{source}: config is empty; expected a mapping with model and data sections")
     if not isinstance(raw, dict):
-        raise ConfigError(f"{source}: expected a mapping with model and data sections, got {type(raw).__name__}")
+        kind = {"str": "plain text (a CSV file?)", "list": "a list"}.get(type(raw).__name__, type(raw).__name__)
+        raise ConfigError(f"{source}: not a config: expected a mapping with model and data sections, got {kind}")
     return raw
 
 

@@ -475,10 +475,16 @@ def continue_dates(last: np.datetime64, frequency: str, steps: int) -> np.ndarra
     """The ``steps`` dates after ``last`` at ``frequency`` (as from ``infer_frequency``)."""
     start = np.array(last).astype("datetime64[s]")[()]
     if frequency in _MONTHS:
-        month = start.astype("datetime64[M]")
-        offset = start - month.astype("datetime64[s]")  # day/time within the month
+        day = start.astype("datetime64[D]")
+        time_of_day = start - day.astype("datetime64[s]")
+        month = day.astype("datetime64[M]")
         months = month + np.arange(1, steps + 1) * _MONTHS[frequency]
-        return months.astype("datetime64[s]") + offset
+        ends = (months + 1).astype("datetime64[D]") - 1  # last day of each month
+        if day == (month + 1).astype("datetime64[D]") - 1:
+            days = ends  # month-end series stay at month ends (Jan 31 -> Feb 28 -> Mar 31)
+        else:  # the same day of the month, clipped to short months
+            days = np.minimum(months.astype("datetime64[D]") + (day - month.astype("datetime64[D]")), ends)
+        return days.astype("datetime64[s]") + time_of_day
     seconds = {"D": 86400, "W": 7 * 86400}.get(frequency)
     if seconds is None:
         seconds = int(frequency.rstrip("s"))

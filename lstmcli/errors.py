@@ -21,6 +21,10 @@ class CheckpointError(LstmcliError):
     """A run directory is incomplete, tampered with or does not match its config."""
 
 
+class OutputError(LstmcliError):
+    """A file the user asked for (or a run file) cannot be written: missing folder, no permission."""
+
+
 class TrainingError(LstmcliError):
     """Training failed at run time (for example the loss diverged)."""
 

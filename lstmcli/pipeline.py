@@ -20,7 +20,7 @@ from lstmcli.errors import CheckpointError, Interrupted, TrainingError
 from lstmcli.evaluate import evaluate_split
 from lstmcli.interrupts import StopSignals
 from lstmcli.plots import loss_curve
-from lstmcli.train import EpochReport, Trainer, TrainResult, fit
+from lstmcli.train import EpochReport, Trainer, TrainResult, fit, resolve_device
 
 
 @dataclass(frozen=True)
@@ -53,6 +53,7 @@ def train_run(
         return _follow(cfg, run_dir, resume, dist)
     with StopSignals() as stop:
         ds = load_dataset(cfg.data)
+        resolve_device(cfg.train.device)  # an unavailable device fails before the run directory is touched
         cfg = cfg.model_copy(
             update={"data": cfg.data.model_copy(update={"path": str(Path(cfg.data.path).resolve())})}
         )

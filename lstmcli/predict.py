@@ -285,13 +285,14 @@ class Results:
         """One item's CSV; several series in long format, the series column first."""
         if self.series_column is None:
             return self.items[0].to_csv()
-        lines = []
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
         for n, item in enumerate(self.items):
-            header, *rows = item.to_csv().splitlines()
+            header, *rows = csv.reader(io.StringIO(item.to_csv()))
             if n == 0:
-                lines.append(f"{self.series_column},{header}")
-            lines += [f"{item.series},{row}" for row in rows]
-        return "\n".join(lines) + "\n"
+                writer.writerow([self.series_column, *header])
+            writer.writerows([item.series, *row] for row in rows)
+        return buf.getvalue()
 
 
 def forecast(
@@ -317,7 +318,7 @@ def forecast(
     if cfg.series_column and cfg.features and K > H:
         raise DataError(
             f"--steps {K} > H = {H}: recursive forecasting of a multi-series run with feature columns is not "
-            "supported; use --steps {H}"
+            f"supported; use --steps {H}"
         )
     parts = read_series(run, data, L, f"run {run.path} needs at least L = {L} rows (its lookback) to forecast", series)
     items = [_forecast_one(run, s, K, future) for s in parts]

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 from lstmcli.checkpoint import atomic_write
 from lstmcli.config import ModelConfig, parse_yaml, validate_config
@@ -220,7 +221,9 @@ def render(st: Starter, data_path: str, candidates: list[str]) -> str:
 
 def _yaml_str(value: str) -> str:
     """A plain YAML scalar for simple names and paths, else a quoted (JSON) string."""
-    return value if value.replace("_", "").replace("-", "").replace(".", "").replace("/", "").isalnum() else json.dumps(value)
+    plain = value.replace("_", "").replace("-", "").replace(".", "").replace("/", "").isalnum()
+    # Quote anything YAML would read as another type or value: on, yes, null, 1, 1e3, ...
+    return value if plain and yaml.safe_load(value) == value else json.dumps(value)
 
 
 def write(st: Starter, force: bool = False) -> None:

@@ -151,7 +151,7 @@ CASES = [
     Case("yaml-malformed", cfg_text("model: [1, 2\ndata: {}\n"), ("bad.yaml", "malformed YAML at line", "column")),
     Case("yaml-tab-indent", cfg_text("model:\n\tn: 1\n"), ("bad.yaml", "malformed YAML at line 2")),
     Case("yaml-empty", cfg_text(""), ("bad.yaml", "config is empty", "model and data")),
-    Case("yaml-list", cfg_text("- model\n- data\n"), ("bad.yaml", "expected a mapping", "got list")),
+    Case("yaml-list", cfg_text("- model\n- data\n"), ("bad.yaml", "expected a mapping", "got a list")),
     Case("unknown-key", cfg(model={"units": 8}), ("bad.yaml", "unknown key 'model.units'")),
     Case("unknown-key-typo", cfg(train={"lr_rate": 0.1}), ("bad.yaml", "unknown key 'train.lr_rate'", "valid keys in train", "lr")),
     Case("unknown-section", cfg_text("model: {n: 1}\ndata: {path: s.csv, target: y, lookback: 3, horizon: 1}\ntrainer: {}\n"), ("bad.yaml", "unknown key 'trainer'")),
