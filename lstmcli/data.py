@@ -11,6 +11,7 @@ import difflib
 import io
 import math
 from dataclasses import dataclass, replace
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -289,11 +290,16 @@ class Split:
         return {name: int(self.origins(name).size) for name in SPLITS}
 
 
+def split_rows(n_rows: int, cfg: DataConfig) -> Split:
+    """Rows ⌊train·N⌋ and ⌊(train + val)·N⌋, computed exactly: in floats 0.7 · 90 is 62.999..."""
+    train, val = Fraction(str(cfg.split.train)), Fraction(str(cfg.split.val))
+    return Split(n_rows, math.floor(train * n_rows), math.floor((train + val) * n_rows), cfg.lookback, cfg.horizon)
+
+
 def make_split(n_rows: int, cfg: DataConfig, source: str = "data") -> Split:
     """Cut N rows by the config's fractions; refuse a series too short for every split."""
-    train_end = math.floor(cfg.split.train * n_rows)
-    val_end = math.floor((cfg.split.train + cfg.split.val) * n_rows)
-    split = Split(n_rows, train_end, val_end, cfg.lookback, cfg.horizon)
+    split = split_rows(n_rows, cfg)
+    train_end, val_end = split.train_end, split.val_end
     L, H = cfg.lookback, cfg.horizon
     for name, count in split.counts().items():
         if count == 0:

@@ -27,6 +27,7 @@ from lstmcli.data import (
     format_dates,
     infer_frequency,
     read_table,
+    split_rows,
 )
 from lstmcli.data import _read_text as read_text
 from lstmcli.errors import CheckpointError, ConfigError, DataError
@@ -486,9 +487,7 @@ def _origins(run: Run, series: Series, split: str) -> tuple[np.ndarray, str]:
         rows = Split(N, int(stored["train_end"]), int(stored["val_end"]), L, H)
         source = f"the run's stored {split} split (rows {_rows(rows, split)} of the training data)"
     else:
-        train_end = math.floor(cfg.split.train * N)
-        val_end = math.floor((cfg.split.train + cfg.split.val) * N)
-        rows = Split(N, train_end, val_end, L, H)
+        rows = split_rows(N, cfg)
         source = (
             f"not the training data, so the config's split fractions are applied to its {N} rows "
             f"({split} rows {_rows(rows, split)})"

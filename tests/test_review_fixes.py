@@ -104,3 +104,13 @@ def test_a_file_given_as_run_says_so(tiny_csv: Path) -> None:
     assert result.exit_code == 2 and "is a file, not a run directory" in result.output
     result = runner.invoke(app, ["inspect", str(tiny_csv)])
     assert result.exit_code == 2 and "not a config" in result.output
+
+
+def test_split_rows_are_exact_floors(tiny_config: Path) -> None:
+    from lstmcli.config import load_config
+    from lstmcli.data import split_rows
+
+    cfg = load_config(tiny_config).data
+    split = split_rows(90, cfg)
+    assert (split.train_end, split.val_end) == (63, 76)  # 0.7 * 90 is 62.999... in floats
+    assert (split_rows(80, cfg).train_end, split_rows(80, cfg).val_end) == (56, 68)
