@@ -371,13 +371,13 @@ def _render_inspect(f: dict[str, Any]) -> None:
     out.print(f"{sizes} → head ({f['head']['output'][0]})\n", highlight=False)
     for lay in f["layers"]:
         k, n_l = lay["layer"], lay["input_size"]
-        t = Table(
-            title=escape(
-                f"Layer {k}: input n_{k} = {n_l}, [x_t, y_(t-1)] = {n_l} + {m} = {lay['concat_size']}, "
-                f"state c_t = {m}, output y_t = {m}"
-            ),
-            title_justify="left",
+        out.print(
+            f"[bold]Layer {k}[/]: input n_{k} = {n_l}, " + escape(f"[x_t, y_(t-1)] = {n_l} + {m} = {lay['concat_size']}")
+            + f", state c_t = {m}, output y_t = {m}",
+            soft_wrap=True,
+            highlight=False,
         )
+        t = Table()
         for col in ("gate", "sub-layer", "act", "W", "b", "rows in weight_ih / weight_hh / biases"):
             t.add_column(col)
         stats = "stats" in next(iter(lay["gates"].values()))
