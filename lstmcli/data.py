@@ -18,6 +18,7 @@ import numpy as np
 
 from lstmcli.config import DataConfig
 from lstmcli.errors import DataError
+from lstmcli.ingest import read_fast
 
 SPLITS = ("train", "val", "test")
 
@@ -51,6 +52,9 @@ def read_table(
     Errors name the file, the row (1-based data row, and the line in the file) and the column.
     """
     path = str(path)
+    fast = read_fast(path, columns, date_column)  # large clean files: polars, or the cached parse
+    if fast is not None:
+        return Table(path=path, columns=list(columns), values=fast[0], dates=fast[1])
     text = _read_text(path)
     reader = csv.reader(io.StringIO(text, newline=""))
     header = next(reader, None)
