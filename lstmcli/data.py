@@ -21,6 +21,7 @@ from lstmcli.errors import DataError
 from lstmcli.ingest import read_fast
 
 SPLITS = ("train", "val", "test")
+_CHUNK_ROWS = 1 << 18
 
 
 @dataclass(frozen=True)
@@ -345,7 +346,10 @@ def prepare(table: Table, cfg: DataConfig) -> Dataset:
             f"validation window (row {first_eval}); use a smaller season or a longer series"
         )
     scaler = fit_scaler(table, split.train_end, k, cfg.transform)
-    scaled = scaler.transform(table.values).astype(np.float32)
+    # In row chunks: the transform's float64 temporaries stay small on a 10M-row series.
+    scaled = np.empty(table.values.shape, dtype=np.float32)
+    for lo in range(0, table.n_rows, _CHUNK_ROWS):
+        scaled[lo : lo + _CHUNK_ROWS] = scaler.transform(table.values[lo : lo + _CHUNK_ROWS])
     return Dataset(table=table, split=split, scaler=scaler, scaled=scaled, n_targets=k)
 
 

@@ -210,4 +210,3 @@ def _cache_store(key: dict[str, object], parsed: Parsed) -> None:
         if tmp is not None:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
-

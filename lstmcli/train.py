@@ -144,8 +144,9 @@ class Trainer:
         """Mean squared error over every validation window (scaled units)."""
         self.model.eval()
         total = torch.zeros((), device=self.device)
-        for start in range(0, len(self.val_origins), 4096):
-            origins = self.val_origins[start : start + 4096]
+        chunk = self.windows.eval_chunk()  # bounded B*L: memory does not grow with the lookback
+        for start in range(0, len(self.val_origins), chunk):
+            origins = self.val_origins[start : start + chunk]
             total += self._forward(origins) * len(origins)
         self.model.train()
         return float(total) / len(self.val_origins)
@@ -226,6 +227,15 @@ def fit(
 
 def make_optimizer(model: nn.Module, tc: TrainConfig) -> torch.optim.Optimizer:
     cls = torch.optim.AdamW if tc.optimizer == "adamw" else torch.optim.Adam
+    # The fused kernel updates every tensor in one call. The default (for-loop) implementation
+    # issues ~10 small ops per parameter tensor from Python, which on a small model cost ~20% of
+    # the CPU step (BENCHMARKS.md). Same algorithm; torch < 2.4 has no fused CPU kernel.
+    device = next(model.parameters()).device
+    if device.type in ("cpu", "cuda"):
+        try:
+            return cls(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay, fused=True)
+        except (RuntimeError, TypeError, ValueError):
+            pass
     return cls(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
 
 

@@ -61,7 +61,9 @@ def test_fast_path_reads_other_iso_dates_like_numpy(fast: Path, tmp_path: Path, 
     assert np.array_equal(parsed[1], _slow(path, ["y"]).dates)
 
 
-def test_cache_hit_then_invalidated_when_the_csv_changes(fast: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cache_hit_then_invalidated_when_the_csv_changes(
+    fast: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = write_csv(tmp_path / "s.csv", rows=200, columns=COLUMNS)
     first = read_table(path, ["y", "a"], "date")
     entry = ingest.cache_file_for(str(path), ["y", "a"], "date")
