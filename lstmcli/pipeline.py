@@ -15,6 +15,7 @@ from lstmcli.config import Config
 from lstmcli.data import Dataset, describe_dates, load_dataset
 from lstmcli.evaluate import evaluate_split
 from lstmcli.plots import loss_curve
+from lstmcli.plots import preload as preload_plotting
 from lstmcli.train import EpochReport, TrainResult, fit
 
 
@@ -46,8 +47,13 @@ def train_run(
     if on_start is not None:
         on_start(ds)
 
+    def epoch_end(report: EpochReport) -> None:
+        preload_plotting()  # matplotlib loads on a side thread while the next epochs train
+        if on_epoch_end is not None:
+            on_epoch_end(report)
+
     start = time.perf_counter()
-    result = fit(cfg, ds, on_epoch_end=on_epoch_end)
+    result = fit(cfg, ds, on_epoch_end=epoch_end)
     seconds = time.perf_counter() - start
     windows = result.windows  # evaluated on the device it was trained on
     metrics = {
