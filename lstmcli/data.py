@@ -307,7 +307,8 @@ def fit_scaler(table: Table, train_end: int, n_targets: int, transform: str = "n
                 "positive, but data.transform is log; use transform: none"
             )
     train = table.values[:train_end]
-    train = np.where(log, np.log(np.where(log, train, 1.0)), train)
+    if log.any():  # without a log column this would copy the training rows twice for nothing
+        train = np.where(log, np.log(np.where(log, train, 1.0)), train)
     mean = train.mean(axis=0)
     std = train.std(axis=0)
     std = np.where(std > 0, std, 1.0)  # a constant training column is only centred

@@ -100,9 +100,11 @@ def _parse(path: str, columns: list[str], date_column: str | None) -> Parsed | N
         return None
     if df.height == 0 or list(df.columns) != header or any(df[c].null_count() for c in df.columns):
         return None
-    values = np.empty((df.height, len(columns)), dtype=np.float64)
-    for j, c in enumerate(columns):
-        values[:, j] = df[c].to_numpy()
+    # Column-major, like the frame: polars fills it in parallel (a row-major copy is a strided
+    # scatter, ~1 s more on 10M rows). numpy indexing gives the same values whatever the order.
+    values = df.select(columns).to_numpy()
+    if values.dtype != np.float64 or not values.flags.writeable:
+        values = np.array(values, dtype=np.float64, order="F")
     if not np.isfinite(values).all():
         return None
     dates = None
