@@ -76,7 +76,7 @@ def main() -> None:
                 if r == "lstmcli_cold":  # a fresh cache directory: parse, then write the cache
                     for f in Path(cache).glob("*"):
                         f.unlink()
-                elif r == "lstmcli_warm" and not any(Path(cache).glob("*.npz")):
+                elif r == "lstmcli_warm" and not any(Path(cache).glob("*.npys")):
                     subprocess.run([sys.executable, __file__, "--one", "lstmcli_cold", path], env=env, check=True,
                                    capture_output=True)
                 run_env = {**env, "LSTMCLI_CACHE": "off"} if r == "lstmcli_nocache" else env

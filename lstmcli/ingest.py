@@ -7,7 +7,8 @@ missing or non-numeric cell, a ragged row, a blank line, quotes in the header) m
 ``None``, and the row-by-row validating reader runs instead: it gives the same values for clean
 files and the precise "row N (line N+1), column 'x'" messages for bad ones.
 
-The parsed array is cached as an uncompressed ``.npz`` (loaded with ``allow_pickle=False``), keyed
+The parsed array is cached as a ``.npys`` file: .npy records one after another (key, values, dates),
+read back with ``np.load(allow_pickle=False)`` straight from the file (no zip layer, no CRC pass), keyed
 by the file's absolute path and columns, and checked against its size, mtime and a hash of its
 first and last 64 KiB, so an edited CSV is parsed again. ``LSTMCLI_CACHE_DIR`` moves the cache
 (default ``$XDG_CACHE_HOME/lstmcli`` or ``~/.cache/lstmcli``); ``LSTMCLI_CACHE=off`` turns it off.
@@ -165,7 +166,7 @@ def _cache_file(key: dict[str, object]) -> Path | None:
         return None
     # One file per (path, columns): a changed CSV overwrites its old entry instead of adding one.
     ident = json.dumps([key["path"], key["columns"], key["date_column"]])
-    return where / f"{hashlib.sha256(ident.encode()).hexdigest()[:32]}.npz"
+    return where / f"{hashlib.sha256(ident.encode()).hexdigest()[:32]}.npys"
 
 
 def cache_file_for(path: str, columns: list[str], date_column: str | None = None) -> Path | None:
@@ -178,12 +179,12 @@ def _cache_load(key: dict[str, object]) -> Parsed | None:
     if file is None or not file.exists():
         return None
     try:
-        with np.load(file, allow_pickle=False) as z:
-            if str(z["key"]) != json.dumps(key, sort_keys=True):
+        with open(file, "rb") as f:
+            if str(np.load(f, allow_pickle=False)) != json.dumps(key, sort_keys=True):
                 return None
-            values = z["values"]
-            dates = z["dates"] if "dates" in z.files else None
-    except (OSError, ValueError, KeyError):
+            values = np.load(f, allow_pickle=False)
+            dates = np.load(f, allow_pickle=False) if f.peek(1) else None
+    except (OSError, ValueError, EOFError):
         return None  # unreadable or foreign: parse again and overwrite it
     if values.dtype != np.float64 or values.ndim != 2 or values.shape[1] != len(key["columns"]):  # type: ignore[arg-type]
         return None
@@ -195,15 +196,14 @@ def _cache_store(key: dict[str, object], parsed: Parsed) -> None:
     if file is None:
         return
     values, dates = parsed
-    arrays = {"key": np.array(json.dumps(key, sort_keys=True)), "values": values}
-    if dates is not None:
-        arrays["dates"] = dates
+    arrays = [np.array(json.dumps(key, sort_keys=True)), values, *([] if dates is None else [dates])]
     tmp = None
     try:
         file.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=file.parent, prefix=file.stem, suffix=".tmp")
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
+            for array in arrays:
+                np.save(f, array, allow_pickle=False)
         os.replace(tmp, file)  # readers see the old entry or the new one, never half of one
         tmp = None
     except OSError:
