@@ -85,7 +85,7 @@ def all_cases(quick: bool) -> list[Case]:
             "synthetic_200k",
             wide_config(200_000, 96, 64, dates=True),
             process_epochs=1,
-            epoch_batches=50 if quick else 300,
+            epoch_batches=30 if quick else 100,
             val_windows=4096 if quick else 8192,
             process_repeats=1,  # one `lstm train` epoch is ~140k windows: about a minute per run
         )
