@@ -177,7 +177,7 @@ def reference_cmd(case: Case, threads: int, epochs: int) -> list[str]:
     return [*cmd, "--log"] if d.transform == "log" else cmd
 
 
-def bench_process(case: Case, repeats: int, threads: int) -> dict[str, Any]:
+def bench_process(case: Case, repeats: int, threads: int, long_repeats: int | None = None) -> dict[str, Any]:
     e = case.process_epochs
     with tempfile.TemporaryDirectory() as tmp:
         tool_cmd = [*lstm_cmd(), "train", str(case.config), "--quiet", "--overwrite",
@@ -188,7 +188,8 @@ def bench_process(case: Case, repeats: int, threads: int) -> dict[str, Any]:
         # the parse cache is off so that every run of the tool reads its CSV, as the reference does
         env = {**MALLOC_ENV, "LSTMCLI_CACHE": "off"}
         tool, refs = [], []
-        for i in range(case.process_repeats or repeats):
+        n = (long_repeats or case.process_repeats) if case.process_repeats else repeats
+        for i in range(n):
             pair = [("tool", tool_cmd), ("ref", ref_cmd)]
             for who, cmd in pair if i % 2 == 0 else pair[::-1]:
                 (tool if who == "tool" else refs).append(timed_subprocess(cmd, env=env, cwd=ROOT))
@@ -304,6 +305,7 @@ def main() -> None:
     ap.add_argument("--sections", default=",".join(SECTIONS))
     ap.add_argument("--cases", default="all", help="comma-separated case names (see --list)")
     ap.add_argument("--repeats", type=int, default=3, help="runs per side for epoch/process timings")
+    ap.add_argument("--long-repeats", type=int, help="process runs per side for the long cases (default 1)")
     ap.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
     ap.add_argument("--quick", action="store_true", help="smoke test: fewer epochs, batches and rows")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "latest.json")
@@ -334,7 +336,7 @@ def main() -> None:
     if "epoch" in sections:
         results["epoch"] = {c.name: bench_epoch(c, args.repeats, args.threads, args.unfused) for c in cases}
     if "process" in sections:
-        results["process"] = {c.name: bench_process(c, args.repeats, args.threads) for c in cases}
+        results["process"] = {c.name: bench_process(c, args.repeats, args.threads, args.long_repeats) for c in cases}
     if "ingest" in sections:
         rows = 1_000_000 if args.quick else 10_000_000
         js = Path(tempfile.mkdtemp()) / "ingest.json"
