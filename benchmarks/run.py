@@ -313,6 +313,8 @@ def main() -> None:
     ap.add_argument("--list", action="store_true")
     ap.add_argument("--memory-child", nargs=4, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    # in-process reads of the big CSVs (epoch section) cache next to the generated data, not in ~/.cache
+    os.environ.setdefault("LSTMCLI_CACHE_DIR", str(DATA_DIR / "cache"))
     if args.memory_child:
         c, b, v, t = args.memory_child
         memory_child(c, int(b), int(v), int(t))
