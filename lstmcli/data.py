@@ -19,8 +19,10 @@ import numpy as np
 
 from lstmcli.config import DataConfig
 from lstmcli.errors import DataError
+from lstmcli.ingest import read_fast
 
 SPLITS = ("train", "val", "test")
+_CHUNK_ROWS = 1 << 18
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,10 @@ def read_table(
     Errors name the file, the row (1-based data row, and the line in the file) and the column.
     """
     path = str(path)
+    # Large clean single-series files: polars, or the cached parse (long format is grouped below).
+    fast = read_fast(path, columns, date_column) if series_column is None else None
+    if fast is not None:
+        return Table(path=path, columns=list(columns), values=fast[0], dates=fast[1])
     text = _read_text(path)
     reader = csv.reader(io.StringIO(text, newline=""))
     header = next(reader, None)
@@ -361,7 +367,8 @@ def fit_scaler(table: Table, train_end: int, n_targets: int, transform: str = "n
                 "positive, but data.transform is log; use transform: none"
             )
     train = table.values[:train_end]
-    train = np.where(log, np.log(np.where(log, train, 1.0)), train)
+    if log.any():  # without a log column this would copy the training rows twice for nothing
+        train = np.where(log, np.log(np.where(log, train, 1.0)), train)
     mean = train.mean(axis=0)
     std = train.std(axis=0)
     std = np.where(std > 0, std, 1.0)  # a constant training column is only centred
@@ -447,7 +454,10 @@ def prepare(table: Table, cfg: DataConfig) -> Dataset:
                 f"validation window (row {first_eval}); use a smaller season or a longer series"
             )
         scaler = fit_scaler(part, split.train_end, k, cfg.transform)
-        scaled[start:stop] = scaler.transform(part.values)
+        # In row chunks: the transform's float64 temporaries stay small on a 10M-row series.
+        for lo in range(start, stop, _CHUNK_ROWS):
+            hi = min(lo + _CHUNK_ROWS, stop)
+            scaled[lo:hi] = scaler.transform(table.values[lo:hi])
         series.append(Series(id=sid, start=start, stop=stop, split=split, scaler=scaler))
     return Dataset(table=table, series=series, scaled=scaled, n_targets=k)
 

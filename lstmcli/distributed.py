@@ -62,7 +62,12 @@ def init(dist: Dist, device: torch.device) -> None:
 
 
 def shutdown(dist: Dist) -> None:
+    """Leave the process group once every rank is done (call after dropping the DDP wrapper)."""
     if dist.enabled and torch.distributed.is_initialized():
+        import gc
+
+        gc.collect()  # a DDP reducer outliving its process group aborts the process at exit
+        torch.distributed.barrier()
         torch.distributed.destroy_process_group()
 
 

@@ -16,9 +16,10 @@ METRICS = ("MAE", "RMSE", "sMAPE", "MASE")
 
 @torch.no_grad()
 def forecast_scaled(
-    model: nn.Module, windows: Windows, origins: np.ndarray, batch_size: int = 4096
+    model: nn.Module, windows: Windows, origins: np.ndarray, batch_size: int | None = None
 ) -> np.ndarray:
     """Model forecasts for ``origins`` in scaled units, shape (W, H, k), float64."""
+    batch_size = batch_size or windows.eval_chunk()
     was_training = model.training
     model.eval()
     device = windows.series.device

@@ -20,6 +20,7 @@ from lstmcli.errors import CheckpointError, Interrupted, TrainingError
 from lstmcli.evaluate import evaluate_split
 from lstmcli.interrupts import StopSignals
 from lstmcli.plots import loss_curve
+from lstmcli.plots import preload as preload_plotting
 from lstmcli.train import EpochReport, Trainer, TrainResult, fit, resolve_device
 
 
@@ -85,6 +86,11 @@ def train_run(
                 on_start(ds)
             trainer.poll = lambda: _poll(stop, trainer, run_dir)
 
+            def epoch_end(report: EpochReport) -> None:
+                preload_plotting()  # matplotlib loads on a side thread while the next epochs train
+                if on_epoch_end is not None:
+                    on_epoch_end(report)
+
             def save_checkpoint(tr: Trainer) -> None:
                 tensors, info = tr.snapshot()
                 info.update(config_sha256=ck.sha256(config_text), data_sha256=data_sha)
@@ -92,7 +98,7 @@ def train_run(
 
             start = time.perf_counter()
             try:
-                result = fit(cfg, ds, on_epoch_end=on_epoch_end, after_epoch=save_checkpoint, trainer=trainer)
+                result = fit(cfg, ds, on_epoch_end=epoch_end, after_epoch=save_checkpoint, trainer=trainer)
             except TrainingError as exc:
                 if not trainer.state.best_epoch:
                     raise

@@ -25,3 +25,8 @@ class Windows:
     def targets(self, origins: torch.Tensor) -> torch.Tensor:
         """(B,) origins -> (B, H, k) targets."""
         return self.series[origins[:, None] + self.out_offsets, : self.n_targets]
+
+    def eval_chunk(self, step_budget: int = 1 << 16) -> int:
+        """Windows per no-grad forward: 4096 up to L = 16, fewer beyond, so that the activations
+        of an evaluation chunk (B x L x m per layer) stay the same size whatever L is."""
+        return max(1, min(4096, step_budget // self.in_offsets.numel()))

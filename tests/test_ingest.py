@@ -1,0 +1,169 @@
+"""The polars fast path and the parse cache give exactly what the validating reader gives."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lstmcli import data, ingest
+from lstmcli.data import read_table
+from lstmcli.errors import DataError
+
+from .conftest import write_csv
+
+COLUMNS = ("y", "a", "b")
+
+
+@pytest.fixture
+def fast(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """Every file takes the fast path; the cache lives in tmp_path."""
+    cache = tmp_path / "cache"
+    monkeypatch.setattr(ingest, "FAST_MIN_BYTES", 0)
+    monkeypatch.setenv("LSTMCLI_CACHE_DIR", str(cache))
+    monkeypatch.delenv("LSTMCLI_CACHE", raising=False)
+    return cache
+
+
+def _slow(path: Path, columns: list[str], date_column: str | None = "date") -> data.Table:
+    saved = ingest.FAST_MIN_BYTES
+    ingest.FAST_MIN_BYTES = 1 << 62
+    try:
+        return read_table(path, columns, date_column)
+    finally:
+        ingest.FAST_MIN_BYTES = saved
+
+
+def test_fast_path_values_and_dates_equal_the_validating_reader(fast: Path, tmp_path: Path) -> None:
+    path = write_csv(tmp_path / "s.csv", rows=300, columns=COLUMNS)
+    with path.open("a") as f:  # awkward but valid numbers: exponent, sign, many digits
+        f.write("2025-01-01,1e-3,-0.1234567890123456789,+7\n")
+    parsed = ingest.read_fast(str(path), ["b", "y"], "date")
+    assert parsed is not None
+    slow = _slow(path, ["b", "y"])
+    fast_table = read_table(path, ["b", "y"], "date")
+    assert np.array_equal(parsed[0], slow.values) and parsed[0].dtype == np.float64
+    assert np.array_equal(fast_table.values, slow.values)
+    assert fast_table.dates is not None and slow.dates is not None
+    assert fast_table.dates.dtype == slow.dates.dtype and np.array_equal(fast_table.dates, slow.dates)
+
+
+@pytest.mark.parametrize("stamp", ["2000-01-01T06:00:00", "2000-01-01 06:00:00", "2000-01"])
+def test_fast_path_reads_other_iso_dates_like_numpy(fast: Path, tmp_path: Path, stamp: str) -> None:
+    path = tmp_path / "d.csv"
+    base = np.datetime64(stamp.replace(" ", "T"))
+    rows = [f"{str(base + i).replace('T', ' ') if ' ' in stamp else base + i},{i}.5" for i in range(50)]
+    path.write_text("date,y\n" + "\n".join(rows) + "\n")
+    parsed = ingest.read_fast(str(path), ["y"], "date")
+    assert parsed is not None and parsed[1] is not None
+    assert np.array_equal(parsed[1], _slow(path, ["y"]).dates)
+
+
+def test_cache_hit_then_invalidated_when_the_csv_changes(
+    fast: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write_csv(tmp_path / "s.csv", rows=200, columns=COLUMNS)
+    first = read_table(path, ["y", "a"], "date")
+    entry = ingest.cache_file_for(str(path), ["y", "a"], "date")
+    assert entry is not None and entry.exists() and entry.parent == fast
+    with entry.open("rb") as f:  # plain .npy records, no pickled objects
+        records = [np.load(f, allow_pickle=False) for _ in range(3)]
+    assert records[1].dtype == np.float64 and records[2].dtype.kind == "M"
+
+    def no_parse(*args: object) -> None:
+        raise AssertionError("parsed again despite a valid cache entry")
+
+    monkeypatch.setattr(ingest, "_parse", no_parse)
+    hit = read_table(path, ["y", "a"], "date")
+    assert np.array_equal(hit.values, first.values) and np.array_equal(hit.dates, first.dates)
+    monkeypatch.undo()
+    monkeypatch.setattr(ingest, "FAST_MIN_BYTES", 0)
+    monkeypatch.setenv("LSTMCLI_CACHE_DIR", str(fast))
+
+    # same size, same first and last 64 KiB would fool a weak key; here the value in the
+    # middle changes and the mtime moves, so the entry must be refused and rewritten
+    lines = path.read_text().splitlines()
+    lines[100] = lines[100].split(",")[0] + ",12345.000000," + ",".join(lines[100].split(",")[2:])
+    path.write_text("\n".join(lines) + "\n")
+    st = os.stat(path)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    changed = read_table(path, ["y", "a"], "date")
+    assert changed.values[99, 0] == 12345.0
+    assert np.array_equal(changed.values, _slow(path, ["y", "a"]).values)
+    assert len(list(fast.glob("*.npys"))) == 1  # the entry was replaced, not added to
+
+
+def test_cache_can_be_turned_off(fast: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LSTMCLI_CACHE", "off")
+    path = write_csv(tmp_path / "s.csv", rows=100)
+    read_table(path, ["y"], "date")
+    assert not fast.exists()
+
+
+def test_a_corrupt_cache_entry_is_ignored_and_replaced(fast: Path, tmp_path: Path) -> None:
+    path = write_csv(tmp_path / "s.csv", rows=100)
+    expected = read_table(path, ["y"], "date").values
+    entry = ingest.cache_file_for(str(path), ["y"], "date")
+    assert entry is not None
+    entry.write_bytes(b"garbage")
+    assert np.array_equal(read_table(path, ["y"], "date").values, expected)
+    with entry.open("rb") as f:
+        np.load(f, allow_pickle=False)
+        assert np.array_equal(np.load(f, allow_pickle=False), expected)
+
+
+@pytest.mark.parametrize(
+    ("body", "needle"),
+    [
+        ("date,y\n2000-01-01,1\n2000-02-01,abc\n", "row 2 (line 3), column 'y': 'abc' is not a number"),
+        ("date,y\n2000-01-01,1\n2000-02-01,\n", "row 2 (line 3), column 'y': an empty cell"),
+        ("date,y\n2000-01-01,nan\n", "row 1 (line 2), column 'y': a missing value ('nan')"),
+        ("date,y\n2000-01-01,inf\n", "'inf' is not a finite number"),
+        ("date,y\n2000-01-01,1e400\n", "'1e400' is not a finite number"),
+        ("date,y\n2000-01-01,1\n2000-01-01,2\n", "row 2 (line 3), column 'date': date 2000-01-01 repeats"),
+        ("date,y\n2000-02-01,1\n2000-01-01,2\n", "goes back before the previous row's 2000-02-01"),
+        ("date,y\n2000-01-01,1\nJan 2000,2\n", "row 2 (line 3), column 'date': 'Jan 2000' is not an ISO date"),
+        ("date,y\n2000-01-01,1,5\n", "row 1 (line 2) has 3 field(s), the header has 2"),
+        ("date,y,z\n2000-01-01,1\n", "row 1 (line 2) has 2 field(s), the header has 3"),
+        ("date,z\n2000-01-01,1\n", "no column 'y'"),
+        ("date,y,y\n2000-01-01,1,2\n", "column 'y' appears twice"),
+        ("date,y\n", "has a header but no data rows"),
+        ("date;y\n2000-01-01;1\n", "looks semicolon-separated"),
+    ],
+)
+def test_error_messages_are_unchanged_on_the_fast_path(fast: Path, tmp_path: Path, body: str, needle: str) -> None:
+    path = tmp_path / "bad.csv"
+    path.write_text(body)
+    assert ingest.read_fast(str(path), ["y"], "date") is None  # the fast path declines ...
+    with pytest.raises(DataError) as info:  # ... and the validating reader names the cell
+        read_table(path, ["y"], "date")
+    assert str(info.value).startswith(str(path)) and needle in str(info.value), str(info.value)
+    assert not list(fast.glob("*.npys"))
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "date,y\n2000-01-01, 1.5\n2000-02-01,2\n",  # spaces around a number
+        "date,y\n2000-01-01,1.5\n\n2000-02-01,2\n",  # a blank line
+        "\ufeffdate,y\r\n2000-01-01,1.5\r\n2000-02-01,2\r\n",  # Excel's byte-order mark and CRLF
+        'date,y\n2000-01-01,"1.5"\n2000-02-01,2\n',  # a quoted number
+        " date ,y\n2000-01-01,1.5\n2000-02-01,2\n",  # a header name with spaces
+        "date,y,note\n2000-01-01,1.5,\n2000-02-01,2,ok\n",  # an empty cell in an unused column
+    ],
+)
+def test_odd_but_valid_files_read_the_same_either_way(fast: Path, tmp_path: Path, body: str) -> None:
+    path = tmp_path / "odd.csv"
+    path.write_text(body, encoding="utf-8")
+    got = read_table(path, ["y"], "date")
+    want = _slow(path, ["y"])
+    assert np.array_equal(got.values, want.values) and np.array_equal(got.dates, want.dates)
+
+
+def test_small_files_skip_the_fast_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LSTMCLI_CACHE_DIR", str(tmp_path / "cache"))
+    path = write_csv(tmp_path / "s.csv", rows=100)
+    assert ingest.read_fast(str(path), ["y"], "date") is None
+    assert not (tmp_path / "cache").exists()
