@@ -236,7 +236,7 @@ def _finish(
 
 
 def series_meta(ds: Dataset) -> dict[str, Any]:
-    """Scaler and split rows per series; a single series also keeps them at the top level."""
+    """Scaler, split rows and dates per series (one record, id null, for a single series)."""
     series = [
         {
             "id": s.id,
@@ -247,8 +247,6 @@ def series_meta(ds: Dataset) -> dict[str, Any]:
         }
         for s in ds.series
     ]
-    if len(series) == 1:
-        return {"scaler": series[0]["scaler"], "split": series[0]["split"], "series": series}
     return {"series": series}
 
 

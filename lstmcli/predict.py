@@ -205,13 +205,13 @@ def read_series(run: Run, path: str | Path, min_rows: int, purpose: str, only: s
 
 
 def stored_series(run: Run, sid: str | None) -> dict[str, Any]:
-    """meta.json's record of series ``sid`` (scaler, split rows, dates); the top level for one series."""
+    """meta.json's record of series ``sid`` (scaler, split rows, dates); id None for a single series."""
     meta = run.meta
-    if sid is None:
-        return {"scaler": meta.get("scaler"), "split": meta.get("split", {}), **meta.get("data", {})}
     for entry in meta.get("series", []):
         if isinstance(entry, dict) and entry.get("id") == sid:
             return entry
+    if sid is None:
+        raise CheckpointError(f"{run.path / 'meta.json'}: has no readable scaler statistics")
     trained = ", ".join(str(e.get("id")) for e in meta.get("series", []) if isinstance(e, dict))
     raise DataError(
         f"series '{sid}' was not in the training data of run {run.path} (trained on: {trained}); "
@@ -228,10 +228,10 @@ def read_header(path: str) -> list[str]:
     return [h.strip() for h in header]
 
 
-def stored_scaler(run: Run, stored: dict[str, Any] | None = None) -> Scaler:
-    """The scaler fitted on the run's (or one series') training rows, as recorded in meta.json."""
+def stored_scaler(run: Run, stored: dict[str, Any]) -> Scaler:
+    """The scaler fitted on one series' training rows, as recorded in meta.json."""
     try:
-        scaler = Scaler.from_dict((stored if stored is not None else run.meta)["scaler"])
+        scaler = Scaler.from_dict(stored["scaler"])
     except (KeyError, TypeError, ValueError):
         raise CheckpointError(f"{run.path / 'meta.json'}: has no readable scaler statistics") from None
     n = run.cfg.model.n
@@ -334,7 +334,7 @@ def _forecast_one(run: Run, series: Series, K: int, future: str | Path | None) -
     calls = math.ceil(K / H)
     future_scaled = None
     if calls > 1 and cfg.features:
-        future_scaled = _read_future(run, future, table, frequency, (calls - 1) * H, K)
+        future_scaled = _read_future(run, series.scaler, future, table, frequency, (calls - 1) * H, K)
     elif future is not None and not cfg.features:
         raise DataError(f"--future: run {run.path} has no feature columns; it needs no future values")
 
@@ -374,7 +374,7 @@ def _forecast_one(run: Run, series: Series, K: int, future: str | Path | None) -
 
 
 def _read_future(
-    run: Run, future: str | Path | None, table: Table, frequency: str | None, need: int, steps: int
+    run: Run, scaler: Scaler, future: str | Path | None, table: Table, frequency: str | None, need: int, steps: int
 ) -> np.ndarray:
     """Scaled feature values for the ``need`` rows after the data, from the --future CSV."""
     cfg = run.cfg.data
@@ -407,7 +407,7 @@ def _read_future(
     k = len(cfg.target)
     full = np.ones((fut.n_rows, run.cfg.model.n))  # target columns are placeholders (log(1) = 0 is safe)
     full[:, k:] = fut.values
-    return stored_scaler(run).transform(full)[:, k:].astype(np.float32)
+    return scaler.transform(full)[:, k:].astype(np.float32)
 
 
 # ---------------------------------------------------------------------------------------------
