@@ -141,16 +141,11 @@ class Trainer:
         return nn.functional.mse_loss(pred.float(), y, reduction="sum")
 
     def train_epoch(self) -> float:
-        """One pass over the shuffled training windows; the loss is read back once, at the end.
-
-        Each step's loss is the mean over the global batch; with K ranks each differentiates its
-        shard's share times K, so DDP's gradient average is that mean's gradient.
-        """
+        """One pass over the shuffled training windows; the loss is read back once, at the end."""
         self.net.train()
         order = torch.randperm(len(self.train_origins), generator=self.shuffle).to(self.device)
         total = torch.zeros((), device=self.device)
         bs, world = self.tc.batch_size, self.dist.world
-        per_window = self.windows.out_offsets.numel() * self.windows.n_targets  # H * k values
         seen = 0
         for start in range(0, len(order), bs):
             if self.poll is not None:
@@ -164,7 +159,7 @@ class Trainer:
                 self.optimizer.zero_grad(set_to_none=True)
                 total += self._step(self.dist.shard(batch), len(batch))
             seen += len(batch)
-        return float(self.dist.sum(total)) / (seen * per_window)
+        return float(self.dist.sum(total)) / (seen * self.windows.values_per_window)
 
     def _step(self, origins: torch.Tensor, global_batch: int) -> torch.Tensor:
         """Forward, backward, clip, update for this rank's ``origins``; returns their summed squared error.
@@ -172,9 +167,8 @@ class Trainer:
         The loss is the mean over the global batch; with K ranks each differentiates its share
         times K, so DDP's gradient average is that mean's gradient.
         """
-        per_window = self.windows.out_offsets.numel() * self.windows.n_targets  # H * k values
         sq = self._sq_error(self.net, origins)
-        loss = sq * (self.dist.world / (global_batch * per_window))
+        loss = sq * (self.dist.world / (global_batch * self.windows.values_per_window))
         if self.grad_scaler is not None:
             self.grad_scaler.scale(loss).backward()
             self.grad_scaler.unscale_(self.optimizer)
@@ -211,8 +205,7 @@ class Trainer:
         for start in range(0, len(mine), chunk):
             total += self._sq_error(self.model, mine[start : start + chunk])
         self.model.train()
-        per_window = self.windows.out_offsets.numel() * self.windows.n_targets
-        return float(self.dist.sum(total)) / (len(self.val_origins) * per_window)
+        return float(self.dist.sum(total)) / (len(self.val_origins) * self.windows.values_per_window)
 
     def end_epoch(self, train_loss: float, val_loss: float, seconds: float) -> EpochReport:
         """Record the epoch, keep the best weights, step the schedule, decide on stopping."""

@@ -18,6 +18,11 @@ class Windows:
         self.in_offsets = torch.arange(-lookback, 0, device=series.device)  # (L,)
         self.out_offsets = torch.arange(horizon, device=series.device)  # (H,)
 
+    @property
+    def values_per_window(self) -> int:
+        """H * k: the target values one window's loss sums over."""
+        return self.out_offsets.numel() * self.n_targets
+
     def inputs(self, origins: torch.Tensor) -> torch.Tensor:
         """(B,) origins -> (B, L, n) inputs."""
         return self.series[origins[:, None] + self.in_offsets]
