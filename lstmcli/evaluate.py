@@ -87,9 +87,7 @@ def evaluate_split(
         origins = s.origins(name)
         model_f = s.scaler.inverse(forecast_scaled(model, windows, origins), slice(0, k))
         parts.append(forecast_set(values, origins, s.split.horizon, season, model_f))
-    actual = np.concatenate([a for a, _ in parts])
-    pooled = {key: np.concatenate([f[key] for _, f in parts]) for key in parts[0][1]}
-    result = summarize(actual, pooled, targets)
+    result = summarize_pooled(parts, targets)
     if len(ds.series) > 1:
         result["per_series"] = {s.id: summarize(a, f, targets) for s, (a, f) in zip(ds.series, parts, strict=True)}
     return result
@@ -114,6 +112,13 @@ def summarize(actual: np.ndarray, forecasts: dict[str, np.ndarray], targets: lis
             t: compare(actual[..., j], {n: f[..., j] for n, f in forecasts.items()}) for j, t in enumerate(targets)
         }
     return result
+
+
+def summarize_pooled(parts: list[tuple[np.ndarray, dict[str, np.ndarray]]], targets: list[str]) -> dict[str, Any]:
+    """``summarize`` over several series' (actual, forecasts) sets, their windows pooled."""
+    actual = np.concatenate([a for a, _ in parts])
+    pooled = {key: np.concatenate([f[key] for _, f in parts]) for key in parts[0][1]}
+    return summarize(actual, pooled, targets)
 
 
 def evaluate_forecasts(

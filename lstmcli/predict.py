@@ -31,7 +31,7 @@ from lstmcli.data import (
 )
 from lstmcli.data import _read_text as read_text
 from lstmcli.errors import CheckpointError, ConfigError, DataError
-from lstmcli.evaluate import forecast_scaled, forecast_set, summarize
+from lstmcli.evaluate import forecast_scaled, forecast_set, summarize, summarize_pooled
 from lstmcli.train import resolve_device
 from lstmcli.windows import Windows
 
@@ -433,11 +433,8 @@ def backtest(run_dir: str | Path, data: str | Path, split: str = "all", series: 
     )
     items = [_backtest_one(run, p, split) for p in parts]
     pooled = None
-    if cfg.series_column:
-        actual = np.concatenate([b.actual for b in items])
-        forecasts = {"model": np.concatenate([b.forecasts for b in items])}
-        forecasts.update({name: np.concatenate([b.baselines[name] for b in items]) for name in items[0].baselines})
-        pooled = summarize(actual, forecasts, list(cfg.target))
+    if cfg.series_column:  # pooled over the series exactly as training's evaluation pools them
+        pooled = summarize_pooled([(b.actual, {"model": b.forecasts, **b.baselines}) for b in items], list(cfg.target))
     return Results(items=items, series_column=cfg.series_column, metrics=pooled)
 
 
