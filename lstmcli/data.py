@@ -481,7 +481,7 @@ def infer_frequency(dates: np.ndarray | None) -> str | None:
             return "D"
         if step == 7 * day:
             return "W"
-        for name, _months, lo, hi in (("MS", 1, 28, 31), ("QS", 3, 89, 92), ("YS", 12, 365, 366)):
+        for name, lo, hi in (("MS", 28, 31), ("QS", 89, 92), ("YS", 365, 366)):
             if lo * day <= step <= hi * day:
                 return name
     return f"{step}s"
