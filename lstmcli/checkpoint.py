@@ -82,6 +82,15 @@ def sha256(data: bytes | str) -> str:
     return hashlib.sha256(data.encode("utf-8") if isinstance(data, str) else data).hexdigest()
 
 
+def sha256_file(path: str | Path) -> str:
+    """sha256 of a file read in 1 MiB blocks (a 700 MB CSV is never held in memory whole)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def weights_bytes(tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> bytes:
     """Serialise tensors as safetensors (CPU, contiguous)."""
     from safetensors.torch import save

@@ -59,7 +59,7 @@ def train_run(
             update={"data": cfg.data.model_copy(update={"path": str(Path(cfg.data.path).resolve())})}
         )
         config_text = cfg.to_yaml()
-        data_sha = ck.sha256(Path(cfg.data.path).read_bytes())
+        data_sha = ck.sha256_file(cfg.data.path)
         if stop.signum:
             raise Interrupted(f"{stop.name}: stopped before training started; nothing was written", stop.exit_code)
         with ck.RunLock(run_dir):
