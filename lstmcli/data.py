@@ -68,7 +68,7 @@ def read_table(
     fast = read_fast(path, columns, date_column) if series_column is None else None
     if fast is not None:
         return Table(path=path, columns=list(columns), values=fast[0], dates=fast[1])
-    text = _read_text(path)
+    text = read_text(path)
     reader = csv.reader(io.StringIO(text, newline=""))
     header = next(reader, None)
     if header is None or not any(h.strip() for h in header):
@@ -141,9 +141,11 @@ def _group_series(
     return Table(path=path, columns=list(columns), values=values, dates=dates, parts=parts)
 
 
-def _read_text(path: str) -> str:
+def read_text(path: str, first_line: bool = False) -> str:
+    """The file as text (or only its first line), refusing UTF-16 and invalid UTF-8 with the line."""
     try:
-        data = Path(path).read_bytes()
+        with open(path, "rb") as fh:
+            data = fh.readline() if first_line else fh.read()
     except FileNotFoundError:
         raise DataError(f"{path}: data file not found") from None
     except IsADirectoryError:
@@ -157,6 +159,14 @@ def _read_text(path: str) -> str:
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
         raise DataError(f"{path}: line {line} is not valid UTF-8; save the file as UTF-8 CSV") from None
+
+
+def read_header(path: str) -> list[str]:
+    """The CSV's column names (stripped), read from its first line only."""
+    header = next(csv.reader(io.StringIO(read_text(path, first_line=True), newline="")), None)
+    if not header or not any(h.strip() for h in header):
+        raise DataError(f"{path}: file is empty; expected a header row naming the columns")
+    return [h.strip() for h in header]
 
 
 def _check_delimiter(path: str, header: list[str], wanted: list[str]) -> None:

@@ -26,10 +26,10 @@ from lstmcli.data import (
     continue_dates,
     format_dates,
     infer_frequency,
+    read_header,
     read_table,
     split_rows,
 )
-from lstmcli.data import _read_text as read_text
 from lstmcli.errors import CheckpointError, ConfigError, DataError
 from lstmcli.evaluate import forecast_scaled, forecast_set, summarize, summarize_pooled
 from lstmcli.train import resolve_device
@@ -217,15 +217,6 @@ def stored_series(run: Run, sid: str | None) -> dict[str, Any]:
         f"series '{sid}' was not in the training data of run {run.path} (trained on: {trained}); "
         "its scaling statistics are unknown, so the run cannot forecast it"
     )
-
-
-def read_header(path: str) -> list[str]:
-    """The CSV's column names (stripped), so every missing column can be named at once."""
-    text = read_text(path)
-    header = next(csv.reader(io.StringIO(text, newline="")), None)
-    if not header:
-        raise DataError(f"{path}: file is empty; expected a header row naming the columns")
-    return [h.strip() for h in header]
 
 
 def stored_scaler(run: Run, stored: dict[str, Any]) -> Scaler:

@@ -19,8 +19,7 @@ import yaml
 
 from lstmcli.checkpoint import atomic_write
 from lstmcli.config import ModelConfig, parse_yaml, validate_config
-from lstmcli.data import _read_text as read_text
-from lstmcli.data import infer_frequency, prepare, read_table
+from lstmcli.data import infer_frequency, prepare, read_table, read_text
 from lstmcli.errors import ConfigError, DataError
 
 # Seasonal period per inferred frequency (infer_frequency's names; hourly is '3600s').
