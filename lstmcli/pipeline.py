@@ -21,7 +21,8 @@ from lstmcli.evaluate import evaluate_split
 from lstmcli.interrupts import StopSignals
 from lstmcli.plots import loss_curve
 from lstmcli.plots import preload as preload_plotting
-from lstmcli.train import EpochReport, Trainer, TrainResult, fit, resolve_device
+from lstmcli.runtime import resolve_device
+from lstmcli.train import EpochReport, Trainer, TrainResult, fit
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ from lstmcli.data import (
 )
 from lstmcli.errors import CheckpointError, ConfigError, DataError
 from lstmcli.evaluate import forecast_scaled, forecast_set, summarize, summarize_pooled
-from lstmcli.train import resolve_device
+from lstmcli.runtime import resolve_device
 from lstmcli.windows import Windows
 
 BACKTEST_SPLITS = ("all", "train", "val", "test")

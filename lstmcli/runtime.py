@@ -1,10 +1,16 @@
-"""Process set-up that decides speed: a stable allocator before torch allocates anything."""
+"""Process set-up: a stable allocator before torch allocates anything, and the device to run on."""
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
 import sys
+from typing import TYPE_CHECKING
+
+from lstmcli.errors import ConfigError
+
+if TYPE_CHECKING:
+    import torch
 
 # glibc's default mmap threshold grows and shrinks with the workload, and a training loop that
 # frees and reallocates batch-sized buffers can fall into a page-fault storm: the same run came out
@@ -27,3 +33,20 @@ def stable_malloc() -> bool:
     except (OSError, AttributeError):
         return False
     return bool(ok_mmap and ok_trim)
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks CUDA, then MPS, then the CPU; an explicit choice must be available."""
+    import torch  # here, not at the top: the CLI calls stable_malloc before torch is imported
+
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("train.device: cuda was asked for but torch sees no CUDA device; use auto or cpu")
+    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ConfigError("train.device: mps was asked for but is not available; use auto or cpu")
+    return torch.device(name)

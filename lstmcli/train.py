@@ -16,9 +16,10 @@ from torch import nn
 from lstmcli.config import Config, TrainConfig
 from lstmcli.data import Dataset
 from lstmcli.distributed import Dist, init
-from lstmcli.errors import ConfigError, TrainingError
+from lstmcli.errors import TrainingError
 from lstmcli.graphs import StaticStep
 from lstmcli.model import LSTMForecaster
+from lstmcli.runtime import resolve_device
 from lstmcli.windows import Windows
 
 
@@ -58,21 +59,6 @@ class TrainResult:
     state: TrainState
     device: str
     precision: str
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` picks CUDA, then MPS, then the CPU; an explicit choice must be available."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("train.device: cuda was asked for but torch sees no CUDA device; use auto or cpu")
-    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise ConfigError("train.device: mps was asked for but is not available; use auto or cpu")
-    return torch.device(name)
 
 
 def seed_everything(seed: int) -> None:
