@@ -501,12 +501,14 @@ def continue_dates(last: np.datetime64, frequency: str, steps: int) -> np.ndarra
     """The ``steps`` dates after ``last`` at ``frequency`` (as from ``infer_frequency``)."""
     start = np.array(last).astype("datetime64[s]")[()]
     if frequency in _MONTHS:
+        # Explicit units throughout: numpy >= 2.5 deprecates adding bare integers to datetimes.
+        one_month, one_day = np.timedelta64(1, "M"), np.timedelta64(1, "D")
         day = start.astype("datetime64[D]")
         time_of_day = start - day.astype("datetime64[s]")
         month = day.astype("datetime64[M]")
-        months = month + np.arange(1, steps + 1) * _MONTHS[frequency]
-        ends = (months + 1).astype("datetime64[D]") - 1  # last day of each month
-        if day == (month + 1).astype("datetime64[D]") - 1:
+        months = month + np.arange(1, steps + 1) * _MONTHS[frequency] * one_month
+        ends = (months + one_month).astype("datetime64[D]") - one_day  # last day of each month
+        if day == (month + one_month).astype("datetime64[D]") - one_day:
             days = ends  # month-end series stay at month ends (Jan 31 -> Feb 28 -> Mar 31)
         else:  # the same day of the month, clipped to short months
             days = np.minimum(months.astype("datetime64[D]") + (day - month.astype("datetime64[D]")), ends)

@@ -72,7 +72,7 @@ def test_init_weekly_and_daily_periods(tmp_path: Path) -> None:
     import numpy as np
 
     for step, days, s, lookback, horizon in (("weekly", 7, 52, 48, 24), ("daily", 1, 7, 14, 7)):
-        dates = np.datetime64("2001-01-01") + np.arange(400) * days
+        dates = np.datetime64("2001-01-01") + np.arange(400) * np.timedelta64(days, "D")
         csv = tmp_path / f"{step}.csv"
         csv.write_text("day,v\n" + "".join(f"{d},{i % 5}\n" for i, d in enumerate(dates)))
         out = tmp_path / f"{step}.yaml"

@@ -22,7 +22,7 @@ def write_long(path: Path, lengths: dict[str, int], interleave: bool = False) ->
     rows = []
     for j, (sid, n) in enumerate(lengths.items()):
         for t in range(n):
-            month = np.datetime64("2000-01", "M") + t
+            month = np.datetime64("2000-01", "M") + np.timedelta64(t, "M")
             rows.append((t, sid, f"{month}-01", 100.0 * (j + 1) ** 3 + 10 * np.sin(t / 2) + t))
     if interleave:
         rows.sort(key=lambda r: (r[0], r[1]))

@@ -80,7 +80,7 @@ def test_long_format_forecast_quotes_series_ids(tmp_path: Path) -> None:
     lines = ["series,date,y"]
     for sid in ("Smith, J", "plain"):
         for t in range(60):
-            lines.append(f'"{sid}",{np.datetime64("2000-01", "M") + t}-01,{10 + t % 12 + (5 if sid == "plain" else 0)}')
+            lines.append(f'"{sid}",{np.datetime64("2000-01", "M") + np.timedelta64(t, "M")}-01,{10 + t % 12 + (5 if sid == "plain" else 0)}')
     (tmp_path / "long.csv").write_text("\n".join(lines) + "\n")
     cfg = write_config(tmp_path / "c.yaml", csv="long.csv", data={"series_column": "series"})
     assert runner.invoke(app, ["train", str(cfg), "-q"]).exit_code == 0
