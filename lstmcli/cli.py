@@ -139,7 +139,8 @@ def train(
         typer.Option(
             min=1,
             help="Train data-parallel in this many processes on this machine, started as torchrun would "
-            "(DDP: gloo on CPU, nccl on GPU). train.batch_size stays the global batch.",
+            "(DDP: gloo on CPU, nccl on GPU, one GPU per process; device auto with fewer GPUs than "
+            "processes trains on the CPU). train.batch_size stays the global batch.",
         ),
     ] = 1,
 ) -> None:
@@ -155,6 +156,10 @@ def train(
     dist = from_env()
     cfg = _load(config, set_)  # a bad config fails here, once, before any process starts
     if nproc > 1 and not dist.enabled:
+        if cfg.train.device == "cuda":  # too few GPUs: say so once, here, rather than once per process
+            from lstmcli.runtime import resolve_device
+
+            resolve_device(cfg.train.device, nproc)
         flags = [f"--set={s}" for s in set_ or []] + ["--overwrite"] * overwrite + ["--resume"] * resume
         flags += ["--quiet"] * quiet + ["--print-config"] * print_config
         raise typer.Exit(launch(nproc, ["train", str(config), *flags]))

@@ -22,6 +22,7 @@ class Dist:
     rank: int = 0
     world: int = 1
     local_rank: int = 0
+    local_world: int = 1  # ranks on this machine (torchrun's LOCAL_WORLD_SIZE): one GPU each
 
     @property
     def enabled(self) -> bool:
@@ -49,7 +50,12 @@ def from_env() -> Dist:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return Dist()
-    return Dist(rank=int(os.environ["RANK"]), world=world, local_rank=int(os.environ.get("LOCAL_RANK", "0")))
+    return Dist(
+        rank=int(os.environ["RANK"]),
+        world=world,
+        local_rank=int(os.environ.get("LOCAL_RANK", "0")),
+        local_world=int(os.environ.get("LOCAL_WORLD_SIZE", str(world))),
+    )
 
 
 def init(dist: Dist, device: torch.device) -> None:
@@ -57,7 +63,7 @@ def init(dist: Dist, device: torch.device) -> None:
     if not dist.enabled or torch.distributed.is_initialized():
         return
     if device.type == "cuda":
-        torch.cuda.set_device(dist.local_rank)
+        torch.cuda.set_device(device)
     torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
 
 
@@ -106,5 +112,9 @@ def launch(nproc: int, argv: list[str]) -> int:
         if p.poll() is None:
             p.terminate()
     for p in procs:
-        p.wait()
+        try:  # a rank blocked in a collective (waiting for the one that failed) never sees SIGTERM
+            p.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
     return failed[0] if failed else 0

@@ -55,7 +55,7 @@ def train_run(
         return _follow(cfg, run_dir, resume, dist)
     with StopSignals() as stop:
         ds = load_dataset(cfg.data)
-        resolve_device(cfg.train.device)  # an unavailable device fails before the run directory is touched
+        resolve_device(cfg.train.device, dist.local_world)  # an unavailable device fails before the run directory is touched
         cfg = cfg.model_copy(
             update={"data": cfg.data.model_copy(update={"path": str(Path(cfg.data.path).resolve())})}
         )

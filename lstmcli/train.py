@@ -75,9 +75,7 @@ class Trainer:
         self.dist = dist or Dist()
         if self.tc.threads:
             torch.set_num_threads(self.tc.threads)
-        self.device = device or resolve_device(self.tc.device)
-        if self.device.type == "cuda" and self.dist.enabled:
-            self.device = torch.device("cuda", self.dist.local_rank)
+        self.device = device or resolve_device(self.tc.device, self.dist.local_world, self.dist.local_rank)
         init(self.dist, self.device)
         seed_everything(self.tc.seed)  # every rank builds the same initial weights
         self.model = LSTMForecaster.from_config(cfg).to(self.device)
@@ -249,7 +247,8 @@ class Trainer:
     # Bit-identical resumption needs everything that decides the next epoch: the weights, the
     # optimizer's moments and step counts, the scheduler, the shuffle generator, the global torch
     # RNG (dropout), numpy's and python's RNGs, and the early-stopping bookkeeping. Tensors go to
-    # safetensors, everything else to JSON; nothing is pickled.
+    # safetensors, everything else to JSON; nothing is pickled. (On CUDA, nn.LSTM's dropout uses
+    # cuDNN's own state, which cannot be saved: there resumption is exact only without dropout.)
 
     def snapshot(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         """The end-of-epoch state as (tensors, JSON-able info)."""
