@@ -1,0 +1,89 @@
+"""The CUDA path, on a machine with a GPU (skipped elsewhere: CI has none; run on a lent card).
+
+The captured step must train exactly like the same step run eagerly, a resumed run must end
+where an uninterrupted one does, and --nproc must refuse more CUDA processes than GPUs.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from lstmcli import checkpoint as ck
+from lstmcli.config import load_config
+from lstmcli.data import load_dataset
+from lstmcli.pipeline import train_run
+from lstmcli.train import Trainer, fit
+
+from .conftest import ROOT
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+CUDA = ["train.device=cuda", "train.batch_size=8", "model.dropout=0"]  # cuDNN's dropout state is not ours
+
+
+@pytest.fixture(autouse=True)
+def deterministic_cudnn() -> Iterator[None]:
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+    yield
+    torch.backends.cudnn.deterministic = False
+
+
+def test_captured_graph_trains_exactly_like_the_same_step_run_eagerly(tiny_config: Path) -> None:
+    cfg = load_config(tiny_config, [*CUDA, "train.epochs=4", "train.schedule=cosine"])  # lr changes: recaptures
+    ds = load_dataset(cfg.data)
+    runs = []
+    for capture in (True, False):
+        tr = Trainer(cfg, ds)
+        assert tr.use_graph
+        tr.capture = capture
+        runs.append(fit(cfg, ds, trainer=tr))
+        assert (tr.static_step.graph is not None) is capture  # type: ignore[union-attr]
+    graph, eager = runs
+    assert [h["train_loss"] for h in graph.state.history] == [h["train_loss"] for h in eager.state.history]
+    for name, value in eager.model.state_dict().items():
+        assert torch.equal(value, graph.model.state_dict()[name]), name
+
+
+class Crash(Exception):
+    pass
+
+
+def test_resume_on_cuda_ends_with_the_uninterrupted_weights(tiny_config: Path, tmp_path: Path) -> None:
+    base = [*CUDA, "train.epochs=6", "train.schedule=plateau", "train.patience=2"]
+    ref = tmp_path / "ref"
+    train_run(load_config(tiny_config, [*base, f"output.dir={ref}"]), ref)
+    cut = tmp_path / "cut"
+    cfg = load_config(tiny_config, [*base, f"output.dir={cut}"])
+
+    def crash(report: object) -> None:
+        if getattr(report, "epoch", 0) == 3:
+            raise Crash
+
+    with pytest.raises(Crash):
+        train_run(cfg, cut, on_epoch_end=crash)
+    train_run(cfg, cut, resume=True)
+    a, b = load_file(ref / ck.WEIGHTS), load_file(cut / ck.WEIGHTS)
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_more_cuda_processes_than_gpus_is_one_line_and_exit_2(tiny_config: Path) -> None:
+    procs = torch.cuda.device_count() + 1
+    result = subprocess.run(
+        [sys.executable, "-m", "lstmcli", "train", str(tiny_config), "-q", "--nproc", str(procs), "--set", "train.device=cuda"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert f"needs one GPU each, but torch sees {procs - 1}" in result.stderr
+    assert result.stderr.strip().count("\n") == 0, result.stderr  # said once, not once per process
