@@ -235,7 +235,7 @@ def memory_child(config: str, batches: int, val_windows: int, threads: int) -> N
     tr.train_epoch()
     tr.val_loss()
     print(json.dumps({"rows": ds.table.n_rows, "n": ds.scaled.shape[1], "float32_mib": ds.scaled.nbytes / 2**20,
-                      "float64_table_mib": ds.table.values.nbytes / 2**20, "load_s": load_s}))
+                      "float64_targets_mib": ds.table.values.nbytes / 2**20, "load_s": load_s}))
 
 
 def bench_memory(threads: int, quick: bool) -> dict[str, Any]:

@@ -10,7 +10,8 @@ import csv
 import difflib
 import io
 import math
-from dataclasses import dataclass, replace
+from collections.abc import Callable
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ import numpy as np
 
 from lstmcli.config import DataConfig
 from lstmcli.errors import DataError
-from lstmcli.ingest import read_fast
+from lstmcli.ingest import open_fast, read_fast
 
 SPLITS = ("train", "val", "test")
 _CHUNK_ROWS = 1 << 18
@@ -40,6 +41,9 @@ class Table:
     @property
     def n_rows(self) -> int:
         return int(self.values.shape[0])
+
+    def column(self, j: int) -> np.ndarray:
+        return self.values[:, j]
 
     def series_parts(self) -> list[tuple[str | None, int, int]]:
         """(id, start, stop) of every series; one part with id None for a single series."""
@@ -365,24 +369,34 @@ class Scaler:
 
 def fit_scaler(table: Table, train_end: int, n_targets: int, transform: str = "none") -> Scaler:
     """Mean and std per column from rows [0, train_end) alone; optional log for the targets."""
-    n = table.values.shape[1]
+    log = _log_columns(table.values.shape[1], n_targets, transform)
+    if log.any():
+        _check_positive(table.path, table.columns, table.values[:, :n_targets])
+    stats = [_column_stats(table.column(j)[:train_end], bool(log[j])) for j in range(len(log))]
+    return Scaler(mean=np.array([m for m, _ in stats]), std=np.array([s for _, s in stats]), log=log)
+
+
+def _log_columns(n: int, n_targets: int, transform: str) -> np.ndarray:
     log = np.zeros(n, dtype=bool)
-    if transform == "log":
-        log[:n_targets] = True
-        bad = np.argwhere(table.values[:, :n_targets] <= 0)
-        if bad.size:
-            i, j = bad[0]
-            raise DataError(
-                f"{table.path}: row {i + 1}, column '{table.columns[j]}': {table.values[i, j]:g} is not "
-                "positive, but data.transform is log; use transform: none"
-            )
-    train = table.values[:train_end]
-    if log.any():  # without a log column this would copy the training rows twice for nothing
-        train = np.where(log, np.log(np.where(log, train, 1.0)), train)
-    mean = train.mean(axis=0)
-    std = train.std(axis=0)
-    std = np.where(std > 0, std, 1.0)  # a constant training column is only centred
-    return Scaler(mean=mean, std=std, log=log)
+    log[:n_targets] = transform == "log"
+    return log
+
+
+def _check_positive(path: str, columns: list[str], targets: np.ndarray) -> None:
+    bad = np.argwhere(targets <= 0)
+    if bad.size:
+        i, j = bad[0]
+        raise DataError(
+            f"{path}: row {i + 1}, column '{columns[j]}': {targets[i, j]:g} is not "
+            "positive, but data.transform is log; use transform: none"
+        )
+
+
+def _column_stats(train: np.ndarray, log: bool) -> tuple[float, float]:
+    """Mean and std (1 for a constant column, which is only centred) of one column's training rows."""
+    x = np.log(train) if log else train
+    mean, std = float(x.mean()), float(x.std())
+    return mean, std if std > 0 else 1.0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -443,19 +457,35 @@ class Dataset:
 
 def load_dataset(cfg: DataConfig, path: str | Path | None = None) -> Dataset:
     """Read ``cfg.path`` (or ``path``), split it, fit the scaler on training rows, scale."""
-    table = read_table(path or cfg.path, cfg.columns, cfg.date_column, cfg.missing, cfg.series_column)
-    return prepare(table, cfg)
+    path = str(path or cfg.path)
+    # A large clean single-series file is scaled column by column straight from the parse (or its
+    # cache): the float64 table of every column is never built, only the float32 one.
+    fast = open_fast(path, cfg.columns, cfg.date_column) if cfg.series_column is None else None
+    if fast is not None:
+        return _prepare(path, cfg, fast.n_rows, fast.dates, None, fast.column)
+    return prepare(read_table(path, cfg.columns, cfg.date_column, cfg.missing, cfg.series_column), cfg)
 
 
 def prepare(table: Table, cfg: DataConfig) -> Dataset:
     """Split each series by time and scale it with statistics from its own training rows."""
-    k = len(cfg.target)
-    scaled = np.empty(table.values.shape, dtype=np.float32)
-    series = []
-    for sid, start, stop in table.series_parts():
-        source = table.path if sid is None else f"{table.path}: series '{sid}'"
-        part = replace(table, path=source, values=table.values[start:stop], parts=None,
-                       dates=None if table.dates is None else table.dates[start:stop])
+    return _prepare(table.path, cfg, table.n_rows, table.dates, table.parts, table.column)
+
+
+def _prepare(
+    path: str,
+    cfg: DataConfig,
+    n_rows: int,
+    dates: np.ndarray | None,
+    parts: tuple[tuple[str, int, int], ...] | None,
+    column: Callable[[int], np.ndarray],
+) -> Dataset:
+    """The columns (in ``cfg.columns`` order) scaled one at a time into one float32 array; the
+    targets are kept in float64, original units, for the metrics and baselines."""
+    k, n = len(cfg.target), len(cfg.columns)
+    whole = Table(path=path, columns=cfg.columns[:k], values=np.empty((n_rows, k)), dates=dates, parts=parts)
+    layout = []  # (id, start, stop, source, split) per series
+    for sid, start, stop in whole.series_parts():
+        source = path if sid is None else f"{path}: series '{sid}'"
         split = make_split(stop - start, cfg, source)
         first_eval = int(split.origins("val")[0])
         if cfg.season > first_eval:
@@ -463,13 +493,30 @@ def prepare(table: Table, cfg: DataConfig) -> Dataset:
                 f"{source}: data.season {cfg.season} reaches before the first row from the first "
                 f"validation window (row {first_eval}); use a smaller season or a longer series"
             )
-        scaler = fit_scaler(part, split.train_end, k, cfg.transform)
-        # In row chunks: the transform's float64 temporaries stay small on a 10M-row series.
-        for lo in range(start, stop, _CHUNK_ROWS):
-            hi = min(lo + _CHUNK_ROWS, stop)
-            scaled[lo:hi] = scaler.transform(table.values[lo:hi])
-        series.append(Series(id=sid, start=start, stop=stop, split=split, scaler=scaler))
-    return Dataset(table=table, series=series, scaled=scaled, n_targets=k)
+        layout.append((sid, start, stop, source, split))
+    for j in range(k):
+        whole.values[:, j] = column(j)
+    log = _log_columns(n, k, cfg.transform)
+    if log.any():
+        for _, start, stop, source, _ in layout:
+            _check_positive(source, whole.columns, whole.values[start:stop])
+    scaled = np.empty((n_rows, n), dtype=np.float32)
+    stats = np.empty((len(layout), n, 2))
+    for j in range(n):
+        values = whole.values[:, j] if j < k else column(j)
+        for s, (_, start, stop, _, split) in enumerate(layout):
+            mean, std = stats[s, j] = _column_stats(values[start : start + split.train_end], bool(log[j]))
+            # In row chunks: the transform's float64 temporaries stay small on a 10M-row series.
+            for lo in range(start, stop, _CHUNK_ROWS):
+                chunk = values[lo : min(lo + _CHUNK_ROWS, stop)]
+                scaled[lo : lo + len(chunk), j] = ((np.log(chunk) if log[j] else chunk) - mean) / std
+        del values
+    series = [
+        Series(id=sid, start=start, stop=stop, split=split,
+               scaler=Scaler(mean=stats[s, :, 0].copy(), std=stats[s, :, 1].copy(), log=log))
+        for s, (sid, start, stop, _, split) in enumerate(layout)
+    ]
+    return Dataset(table=whole, series=series, scaled=scaled, n_targets=k)
 
 
 # ---------------------------------------------------------------------------------------------

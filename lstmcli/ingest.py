@@ -7,8 +7,13 @@ missing or non-numeric cell, a ragged row, a blank line, quotes in the header) m
 ``None``, and the row-by-row validating reader runs instead: it gives the same values for clean
 files and the precise "row N (line N+1), column 'x'" messages for bad ones.
 
-The parsed array is cached as a ``.npys`` file: .npy records one after another (key, values, dates),
-read back with ``np.load(allow_pickle=False)`` straight from the file (no zip layer, no CRC pass), keyed
+Columns are handed out one at a time (:class:`Columns`), so that ``data.load_dataset`` scales each
+into the float32 training array and keeps only the targets in float64: the whole float64 table of a
+10M-row file is never built. ``read_fast`` stacks them for callers that want the table.
+
+The parse is cached as a ``.npys`` file: .npy records one after another (key, dates, one record per
+column), read back with ``np.load(allow_pickle=False)`` straight from the file (no zip layer, no CRC
+pass; a column is read by seeking to its record), keyed
 by the file's absolute path and columns, and checked against its size, mtime and a hash of its
 first and last 64 KiB, so an edited CSV is parsed again. ``LSTMCLI_CACHE_DIR`` moves the cache
 (default ``$XDG_CACHE_HOME/lstmcli`` or ``~/.cache/lstmcli``); ``LSTMCLI_CACHE=off`` turns it off.
@@ -23,6 +28,7 @@ import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +36,7 @@ import numpy as np
 
 # Below this size the validating reader takes milliseconds; importing polars would cost more.
 FAST_MIN_BYTES = 2_000_000
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: one record per column (1 held the whole table in one record)
 _EDGE = 65536
 _DATE_FORMATS = (
     (r"^\d{4}-\d{2}-\d{2}$", "%Y-%m-%d"),
@@ -51,8 +57,26 @@ def cache_dir() -> Path | None:
     return Path(base) / "lstmcli"
 
 
-def read_fast(path: str, columns: list[str], date_column: str | None = None) -> Parsed | None:
-    """(values (N, k) float64, dates or None) for a clean large CSV; None means "validate instead"."""
+class Columns:
+    """A clean large CSV's parsed columns: ``n_rows``, ``dates`` and ``column(j)`` (float64, (N,)),
+    read one at a time from the parsed frame or the cache file."""
+
+    def __init__(self, n_rows: int, width: int, dates: np.ndarray | None, read: Callable[[int], np.ndarray]) -> None:
+        self.n_rows, self.width, self.dates, self._read = n_rows, width, dates, read
+
+    def column(self, j: int) -> np.ndarray:
+        return self._read(j)
+
+    def stacked(self) -> np.ndarray:
+        """The (N, k) float64 table, column-major like the frame it came from."""
+        out = np.empty((self.n_rows, self.width), dtype=np.float64, order="F")
+        for j in range(self.width):
+            out[:, j] = self.column(j)
+        return out
+
+
+def open_fast(path: str, columns: list[str], date_column: str | None = None) -> Columns | None:
+    """The parsed ``columns`` of a clean large CSV (from the cache when valid); None means "validate instead"."""
     try:
         st = os.stat(path)
     except OSError:
@@ -60,13 +84,20 @@ def read_fast(path: str, columns: list[str], date_column: str | None = None) -> 
     if st.st_size < FAST_MIN_BYTES:
         return None
     key = _cache_key(path, st, columns, date_column)
-    cached = _cache_load(key)
+    cached = _cache_open(key)
     if cached is not None:
         return cached
     parsed = _parse(path, columns, date_column)
-    if parsed is not None:
-        _cache_store(key, parsed)
-    return parsed
+    if parsed is None:
+        return None
+    # Served from the cache once written: the parsed frame can go before the caller scales.
+    return _cache_store(key, parsed) or parsed
+
+
+def read_fast(path: str, columns: list[str], date_column: str | None = None) -> Parsed | None:
+    """(values (N, k) float64, dates or None) for a clean large CSV; None means "validate instead"."""
+    cols = open_fast(path, columns, date_column)
+    return None if cols is None else (cols.stacked(), cols.dates)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -88,7 +119,7 @@ def _header(path: str) -> list[str] | None:
     return header
 
 
-def _parse(path: str, columns: list[str], date_column: str | None) -> Parsed | None:
+def _parse(path: str, columns: list[str], date_column: str | None) -> Columns | None:
     header = _header(path)
     if header is None or any(c not in header for c in [*columns, *([date_column] if date_column else [])]):
         return None
@@ -101,19 +132,15 @@ def _parse(path: str, columns: list[str], date_column: str | None) -> Parsed | N
         return None
     if df.height == 0 or list(df.columns) != header or any(df[c].null_count() for c in df.columns):
         return None
-    # Column-major, like the frame: polars fills it in parallel (a row-major copy is a strided
-    # scatter, ~1 s more on 10M rows). numpy indexing gives the same values whatever the order.
-    values = df.select(columns).to_numpy()
-    if values.dtype != np.float64 or not values.flags.writeable:
-        values = np.array(values, dtype=np.float64, order="F")
-    if not np.isfinite(values).all():
+    frame = df.select(columns)  # a Float64 column without nulls converts to numpy without a copy
+    if not all(np.isfinite(frame[c].to_numpy()).all() for c in columns):
         return None
     dates = None
     if date_column:
         dates = _dates(df[date_column])
         if dates is None:
             return None
-    return values, dates
+    return Columns(frame.height, len(columns), dates, lambda j: frame[columns[j]].to_numpy())
 
 
 def _dates(s: Any) -> np.ndarray | None:
@@ -174,41 +201,68 @@ def cache_file_for(path: str, columns: list[str], date_column: str | None = None
     return _cache_file(_cache_key(path, os.stat(path), columns, date_column))
 
 
-def _cache_load(key: dict[str, object]) -> Parsed | None:
+def _cache_open(key: dict[str, object]) -> Columns | None:
+    """The entry for ``key`` if it is whole: every record's header read, the data skipped over."""
     file = _cache_file(key)
     if file is None or not file.exists():
         return None
+    names: list[str] = key["columns"]  # type: ignore[assignment]
     try:
         with open(file, "rb") as f:
             if str(np.load(f, allow_pickle=False)) != json.dumps(key, sort_keys=True):
                 return None
-            values = np.load(f, allow_pickle=False)
-            dates = np.load(f, allow_pickle=False) if f.peek(1) else None
+            dates = np.load(f, allow_pickle=False) if key["date_column"] else None
+            n_rows = None if dates is None else len(dates)
+            offsets = []
+            for _ in names:
+                offsets.append(f.tell())
+                shape, dtype = _record_header(f)
+                if dtype != np.float64 or len(shape) != 1 or (n_rows is not None and shape[0] != n_rows):
+                    return None
+                n_rows = shape[0]
+                f.seek(shape[0] * 8, os.SEEK_CUR)
+            if f.tell() != os.fstat(f.fileno()).st_size:
+                return None  # truncated (or trailing bytes): not an entry this version wrote
     except (OSError, ValueError, EOFError):
         return None  # unreadable or foreign: parse again and overwrite it
-    if values.dtype != np.float64 or values.ndim != 2 or values.shape[1] != len(key["columns"]):  # type: ignore[arg-type]
-        return None
-    return values, dates
+    assert n_rows is not None
+
+    def read(j: int) -> np.ndarray:
+        with open(file, "rb") as f:
+            f.seek(offsets[j])
+            return np.load(f, allow_pickle=False)
+
+    return Columns(n_rows, len(names), dates, read)
 
 
-def _cache_store(key: dict[str, object], parsed: Parsed) -> None:
+def _record_header(f: Any) -> tuple[tuple[int, ...], np.dtype]:
+    version = np.lib.format.read_magic(f)
+    reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+    shape, _fortran, dtype = reader(f)
+    return shape, dtype
+
+
+def _cache_store(key: dict[str, object], parsed: Columns) -> Columns | None:
+    """Write the entry (atomically) and return it opened; None if the cache is off or unwritable."""
     file = _cache_file(key)
     if file is None:
-        return
-    values, dates = parsed
-    arrays = [np.array(json.dumps(key, sort_keys=True)), values, *([] if dates is None else [dates])]
+        return None
     tmp = None
     try:
         file.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=file.parent, prefix=file.stem, suffix=".tmp")
         with os.fdopen(fd, "wb") as f:
-            for array in arrays:
-                np.save(f, array, allow_pickle=False)
+            np.save(f, np.array(json.dumps(key, sort_keys=True)), allow_pickle=False)
+            if parsed.dates is not None:
+                np.save(f, parsed.dates, allow_pickle=False)
+            for j in range(parsed.width):
+                np.save(f, parsed.column(j), allow_pickle=False)
         os.replace(tmp, file)  # readers see the old entry or the new one, never half of one
         tmp = None
     except OSError:
-        pass  # a read-only or full cache directory only costs the next run a parse
+        return None  # a read-only or full cache directory only costs the next run a parse
     finally:
         if tmp is not None:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
+    return _cache_open(key)

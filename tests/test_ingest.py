@@ -54,7 +54,8 @@ def test_fast_path_values_and_dates_equal_the_validating_reader(fast: Path, tmp_
 def test_fast_path_reads_other_iso_dates_like_numpy(fast: Path, tmp_path: Path, stamp: str) -> None:
     path = tmp_path / "d.csv"
     base = np.datetime64(stamp.replace(" ", "T"))
-    rows = [f"{str(base + i).replace('T', ' ') if ' ' in stamp else base + i},{i}.5" for i in range(50)]
+    step = np.timedelta64(1, np.datetime_data(base.dtype)[0])
+    rows = [f"{str(base + i * step).replace('T', ' ') if ' ' in stamp else base + i * step},{i}.5" for i in range(50)]
     path.write_text("date,y\n" + "\n".join(rows) + "\n")
     parsed = ingest.read_fast(str(path), ["y"], "date")
     assert parsed is not None and parsed[1] is not None
@@ -69,8 +70,10 @@ def test_cache_hit_then_invalidated_when_the_csv_changes(
     entry = ingest.cache_file_for(str(path), ["y", "a"], "date")
     assert entry is not None and entry.exists() and entry.parent == fast
     with entry.open("rb") as f:  # plain .npy records, no pickled objects
-        records = [np.load(f, allow_pickle=False) for _ in range(3)]
-    assert records[1].dtype == np.float64 and records[2].dtype.kind == "M"
+        records = [np.load(f, allow_pickle=False) for _ in range(4)]  # key, dates, then one per column
+        assert not f.read(1)
+    assert records[1].dtype.kind == "M" and all(r.dtype == np.float64 and r.ndim == 1 for r in records[2:])
+    assert np.array_equal(np.stack(records[2:], axis=1), first.values)
 
     def no_parse(*args: object) -> None:
         raise AssertionError("parsed again despite a valid cache entry")
@@ -111,7 +114,39 @@ def test_a_corrupt_cache_entry_is_ignored_and_replaced(fast: Path, tmp_path: Pat
     assert np.array_equal(read_table(path, ["y"], "date").values, expected)
     with entry.open("rb") as f:
         np.load(f, allow_pickle=False)
-        assert np.array_equal(np.load(f, allow_pickle=False), expected)
+        np.load(f, allow_pickle=False)  # dates
+        assert np.array_equal(np.load(f, allow_pickle=False), expected[:, 0])
+
+
+def test_a_truncated_cache_entry_is_ignored(fast: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write_csv(tmp_path / "s.csv", rows=100, columns=COLUMNS)
+    expected = read_table(path, ["y", "a"], "date").values
+    entry = ingest.cache_file_for(str(path), ["y", "a"], "date")
+    assert entry is not None
+    entry.write_bytes(entry.read_bytes()[:-8])  # the last value of the last column is gone
+    parsed = []
+    monkeypatch.setattr(ingest, "_parse", lambda *a: parsed.append(1) or None)
+    assert ingest.open_fast(str(path), ["y", "a"], "date") is None and parsed  # refused: parsed again
+    monkeypatch.undo()
+    monkeypatch.setattr(ingest, "FAST_MIN_BYTES", 0)
+    assert np.array_equal(read_table(path, ["y", "a"], "date").values, expected)
+
+
+def test_dataset_from_the_fast_path_equals_the_validating_path(fast: Path, tmp_path: Path) -> None:
+    """Scaled column by column from the cache, the training array and scalers are the same."""
+    from lstmcli.config import DataConfig
+
+    path = write_csv(tmp_path / "s.csv", rows=300, columns=COLUMNS)
+    cfg = DataConfig(path=str(path), date_column="date", target="y", features=["a", "b"], lookback=12, horizon=3,
+                     season=12, transform="log")
+    slow = data.prepare(_slow(path, cfg.columns), cfg)
+    for _ in range(2):  # parsed (then cached), and from the cache
+        ds = data.load_dataset(cfg)
+        assert np.array_equal(ds.scaled, slow.scaled) and ds.scaled.dtype == np.float32
+        assert np.array_equal(ds.scaler.mean, slow.scaler.mean) and np.array_equal(ds.scaler.std, slow.scaler.std)
+        assert ds.table.columns == ["y"] and np.array_equal(ds.table.values, slow.table.values)
+        assert ds.table.dates is not None and np.array_equal(ds.table.dates, slow.table.dates)
+    assert len(list(fast.glob("*.npys"))) == 1
 
 
 @pytest.mark.parametrize(
