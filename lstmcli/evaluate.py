@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from lstmcli.data import Dataset
+from lstmcli.data import Dataset, Scaler
 from lstmcli.windows import Windows
 
 METRICS = ("MAE", "RMSE", "sMAPE", "MASE")
@@ -49,27 +51,70 @@ def seasonal_naive(values: np.ndarray, origins: np.ndarray, horizon: int, season
     return values[origins[:, None] + offsets]
 
 
-def scores(actual: np.ndarray, forecast: np.ndarray) -> dict[str, float]:
-    """MAE, RMSE and sMAPE (percent; 0/0 counted as 0), pooled over every value."""
-    err = forecast - actual
-    denom = np.abs(actual) + np.abs(forecast)
-    smape = np.divide(200.0 * np.abs(err), denom, out=np.zeros_like(denom), where=denom > 0)
-    return {
-        "MAE": float(np.mean(np.abs(err))),
-        "RMSE": float(np.sqrt(np.mean(err**2))),
-        "sMAPE": float(np.mean(smape)),
-    }
+SCORE_CHUNK = 4096  # windows per forecast and partial sum: training and backtests chunk alike, so agree to the bit
 
 
-def compare(
-    actual: np.ndarray, forecasts: dict[str, np.ndarray], reference: str = "seasonal_naive"
-) -> dict[str, dict[str, float | None]]:
-    """Score each forecast; MASE is its MAE over the reference's MAE on the same windows."""
-    table: dict[str, dict[str, float | None]] = {name: dict(scores(actual, f)) for name, f in forecasts.items()}
-    ref_mae = table[reference]["MAE"]
-    for row in table.values():
-        row["MASE"] = (row["MAE"] / ref_mae) if ref_mae else None  # type: ignore[operator]
-    return table
+def forecast_chunks(
+    model: nn.Module, windows: Windows, scaler: Scaler, origins: np.ndarray
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(origins, model forecast (W, H, k) in original units) in chunks of ``SCORE_CHUNK`` windows,
+    so that scoring a split of millions of windows never holds all its forecasts."""
+    for lo in range(0, len(origins), SCORE_CHUNK):
+        chunk = origins[lo : lo + SCORE_CHUNK]
+        yield chunk, scaler.inverse(forecast_scaled(model, windows, chunk), slice(0, windows.n_targets))
+
+
+class Scores:
+    """Running sums of |error|, error², the sMAPE terms and the count, per forecast and target.
+
+    Metrics are means over every value, so sums added chunk by chunk (``SCORE_CHUNK`` windows at a
+    time) and series by series give them without keeping the forecasts. MASE is a forecast's MAE
+    over the seasonal naive's MAE on the same windows.
+    """
+
+    FORECASTS = ("model", "naive", "seasonal_naive")
+
+    def __init__(self, n_targets: int) -> None:
+        self.sums = {name: np.zeros((4, n_targets)) for name in self.FORECASTS}
+
+    def add(self, actual: np.ndarray, forecasts: dict[str, np.ndarray]) -> Scores:
+        """Add windows: ``actual`` and each forecast (W, H, k), original units."""
+        for lo in range(0, len(actual), SCORE_CHUNK):
+            a = actual[lo : lo + SCORE_CHUNK]
+            for name, f in forecasts.items():
+                err = f[lo : lo + SCORE_CHUNK] - a
+                denom = np.abs(a) + np.abs(f[lo : lo + SCORE_CHUNK])
+                smape = np.divide(200.0 * np.abs(err), denom, out=np.zeros_like(denom), where=denom > 0)
+                part = [np.abs(err).sum(axis=(0, 1)), (err**2).sum(axis=(0, 1)), smape.sum(axis=(0, 1))]
+                self.sums[name] += np.stack([*part, np.full(a.shape[-1], a.shape[0] * a.shape[1])])
+        return self
+
+    @classmethod
+    def pooled(cls, parts: list[Scores]) -> Scores:
+        """The windows of several series together."""
+        total = cls(parts[0].sums["model"].shape[1])
+        for part in parts:
+            for name in cls.FORECASTS:
+                total.sums[name] += part.sums[name]
+        return total
+
+    def summary(self, targets: list[str]) -> dict[str, Any]:
+        """Metrics pooled over every value, plus ``per_target`` when there are several targets."""
+        result: dict[str, Any] = self._table(slice(None))
+        if len(targets) > 1:
+            result["per_target"] = {t: self._table(slice(j, j + 1)) for j, t in enumerate(targets)}
+        return result
+
+    def _table(self, cols: slice) -> dict[str, dict[str, float | None]]:
+        table: dict[str, dict[str, float | None]] = {}
+        for name, sums in self.sums.items():
+            abs_err, sq_err, smape, count = sums[:, cols].sum(axis=1)
+            table[name] = {"MAE": abs_err / count, "RMSE": math.sqrt(sq_err / count), "sMAPE": smape / count} if count else {
+                "MAE": None, "RMSE": None, "sMAPE": None}
+        ref_mae = table["seasonal_naive"]["MAE"]
+        for row in table.values():
+            row["MASE"] = row["MAE"] / ref_mae if ref_mae and row["MAE"] is not None else None
+        return table
 
 
 def evaluate_split(
@@ -84,12 +129,13 @@ def evaluate_split(
     values = ds.table.values[:, :k]  # original units
     parts = []
     for s in ds.series:
-        origins = s.origins(name)
-        model_f = s.scaler.inverse(forecast_scaled(model, windows, origins), slice(0, k))
-        parts.append(forecast_set(values, origins, s.split.horizon, season, model_f))
-    result = summarize_pooled(parts, targets)
+        scores = Scores(k)
+        for origins, model_f in forecast_chunks(model, windows, s.scaler, s.origins(name)):
+            scores.add(*forecast_set(values, origins, s.split.horizon, season, model_f))
+        parts.append(scores)
+    result = Scores.pooled(parts).summary(targets)
     if len(ds.series) > 1:
-        result["per_series"] = {s.id: summarize(a, f, targets) for s, (a, f) in zip(ds.series, parts, strict=True)}
+        result["per_series"] = {s.id: part.summary(targets) for s, part in zip(ds.series, parts, strict=True)}
     return result
 
 
@@ -104,23 +150,6 @@ def forecast_set(
     }
 
 
-def summarize(actual: np.ndarray, forecasts: dict[str, np.ndarray], targets: list[str]) -> dict[str, Any]:
-    """Metrics pooled over every value, plus ``per_target`` when there are several targets."""
-    result: dict[str, Any] = compare(actual, forecasts)
-    if len(targets) > 1:
-        result["per_target"] = {
-            t: compare(actual[..., j], {n: f[..., j] for n, f in forecasts.items()}) for j, t in enumerate(targets)
-        }
-    return result
-
-
-def summarize_pooled(parts: list[tuple[np.ndarray, dict[str, np.ndarray]]], targets: list[str]) -> dict[str, Any]:
-    """``summarize`` over several series' (actual, forecasts) sets, their windows pooled."""
-    actual = np.concatenate([a for a, _ in parts])
-    pooled = {key: np.concatenate([f[key] for _, f in parts]) for key in parts[0][1]}
-    return summarize(actual, pooled, targets)
-
-
 def evaluate_forecasts(
     values: np.ndarray,
     origins: np.ndarray,
@@ -131,4 +160,4 @@ def evaluate_forecasts(
 ) -> dict[str, Any]:
     """Pooled and per-target metrics for a model forecast (W, H, k) and both baselines."""
     actual, forecasts = forecast_set(values, origins, horizon, season, model_forecast)
-    return summarize(actual, forecasts, targets)
+    return Scores(len(targets)).add(actual, forecasts).summary(targets)

@@ -2,7 +2,7 @@
 
 Everything is read from the run directory (``checkpoint.load_run``): the model is rebuilt from the
 stored config, the CSV is scaled with the stored scaler (never refitted), and the forecasts go
-through the same code as ``train``'s evaluation (``evaluate.forecast_scaled``), so a backtest over
+through the same code as ``train``'s evaluation (``evaluate.forecast_chunks`` and ``Scores``), so a backtest over
 the training CSV's test origins reproduces ``metrics.json``.
 """
 
@@ -31,7 +31,7 @@ from lstmcli.data import (
     split_rows,
 )
 from lstmcli.errors import CheckpointError, ConfigError, DataError
-from lstmcli.evaluate import forecast_scaled, forecast_set, summarize, summarize_pooled
+from lstmcli.evaluate import Scores, forecast_chunks, forecast_set
 from lstmcli.runtime import resolve_device
 from lstmcli.windows import Windows
 
@@ -425,7 +425,9 @@ def backtest(run_dir: str | Path, data: str | Path, split: str = "all", series: 
     items = [_backtest_one(run, p, split) for p in parts]
     pooled = None
     if cfg.series_column:  # pooled over the series exactly as training's evaluation pools them
-        pooled = summarize_pooled([(b.actual, {"model": b.forecasts, **b.baselines}) for b in items], list(cfg.target))
+        k = len(cfg.target)
+        scores = [Scores(k).add(b.actual, {"model": b.forecasts, **b.baselines}) for b in items]
+        pooled = Scores.pooled(scores).summary(list(cfg.target))
     return Results(items=items, series_column=cfg.series_column, metrics=pooled)
 
 
@@ -441,10 +443,10 @@ def _backtest_one(run: Run, series: Series, split: str) -> Backtest:
     device = _device(run)
     model = run.model.to(device)
     windows = Windows(torch.as_tensor(series.scaled, device=device), L, H, k)  # as train's evaluation
-    forecasts = series.scaler.inverse(forecast_scaled(model, windows, origins), slice(0, k))
+    forecasts = np.concatenate([f for _, f in forecast_chunks(model, windows, series.scaler, origins)])
     values = table.values[:, :k]
     actual, sets = forecast_set(values, origins, H, s, forecasts)
-    metrics = summarize(actual, sets, list(cfg.target))
+    metrics = Scores(k).add(actual, sets).summary(list(cfg.target))
     return Backtest(
         run=run.path,
         data=table.path,

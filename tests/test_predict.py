@@ -244,3 +244,23 @@ def test_inspect_run_shows_learned_gates_and_metrics(run_dir: Path) -> None:
     saved = json.loads((run_dir / "metrics.json").read_text())
     assert facts["metrics"]["test"] == saved["test"]
     assert facts["run"]["best_epoch"] == saved["best_epoch"] and facts["run"]["target"] == ["y"]
+
+
+def test_scores_summed_in_chunks_match_metrics_json_exactly_and_the_unchunked_means(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Training and backtests score a split chunk by chunk (never holding all its forecasts); with
+    chunks of 3 windows the tiny run's splits span several, and the two agree to the bit."""
+    from lstmcli import evaluate
+
+    monkeypatch.setattr(evaluate, "SCORE_CHUNK", 3)
+    run = _train(tmp_path)
+    saved = json.loads((run / "metrics.json").read_text())
+    assert saved["windows"]["test"] > 2 * 3
+    chunked = json.loads(_invoke(run, "--data", _csv_of(run), "--backtest", "--split", "test", "--json").stdout)
+    assert chunked["metrics"] == saved["test"]
+    monkeypatch.setattr(evaluate, "SCORE_CHUNK", 1 << 30)
+    whole = json.loads(_invoke(run, "--data", _csv_of(run), "--backtest", "--split", "test", "--json").stdout)
+    for forecaster, row in whole["metrics"].items():
+        for metric, value in row.items():
+            assert chunked["metrics"][forecaster][metric] == pytest.approx(value, rel=1e-12)

@@ -116,9 +116,12 @@ def test_evaluation_metrics_match_a_hand_computation() -> None:
 def test_smape_counts_zero_over_zero_as_zero() -> None:
     import numpy as np
 
-    from lstmcli.evaluate import scores
+    from lstmcli.evaluate import evaluate_forecasts
 
-    assert scores(np.zeros(3), np.zeros(3))["sMAPE"] == 0.0
+    values = np.zeros((12, 1))
+    origins = np.array([8, 9])
+    res = evaluate_forecasts(values, origins, 2, 4, np.zeros((2, 2, 1)), ["y"])
+    assert res["model"]["sMAPE"] == 0.0 and res["model"]["MAE"] == 0.0 and res["model"]["MASE"] is None
 
 
 def test_torch_threads_respected(tiny_config: Path) -> None:
