@@ -68,10 +68,10 @@ def read_table(
     Errors name the file, the row (1-based data row, and the line in the file) and the column.
     """
     path = str(path)
-    # Large clean single-series files: polars, or the cached parse (long format is grouped below).
-    fast = read_fast(path, columns, date_column) if series_column is None else None
+    # Large clean files: polars, or the cached parse (long format grouped as _group_series does).
+    fast = read_fast(path, columns, date_column, series_column)
     if fast is not None:
-        return Table(path=path, columns=list(columns), values=fast[0], dates=fast[1])
+        return Table(path=path, columns=list(columns), values=fast[0], dates=fast[1], parts=fast[2])
     text = read_text(path)
     reader = csv.reader(io.StringIO(text, newline=""))
     header = next(reader, None)
@@ -458,11 +458,11 @@ class Dataset:
 def load_dataset(cfg: DataConfig, path: str | Path | None = None) -> Dataset:
     """Read ``cfg.path`` (or ``path``), split it, fit the scaler on training rows, scale."""
     path = str(path or cfg.path)
-    # A large clean single-series file is scaled column by column straight from the parse (or its
-    # cache): the float64 table of every column is never built, only the float32 one.
-    fast = open_fast(path, cfg.columns, cfg.date_column) if cfg.series_column is None else None
+    # A large clean file is scaled column by column straight from the parse (or its cache): the
+    # float64 table of every column is never built, only the float32 one.
+    fast = open_fast(path, cfg.columns, cfg.date_column, cfg.series_column)
     if fast is not None:
-        return _prepare(path, cfg, fast.n_rows, fast.dates, None, fast.column)
+        return _prepare(path, cfg, fast.n_rows, fast.dates, fast.parts, fast.column)
     return prepare(read_table(path, cfg.columns, cfg.date_column, cfg.missing, cfg.series_column), cfg)
 
 

@@ -44,7 +44,7 @@ _DATE_FORMATS = (
     (r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$", "%Y-%m-%d %H:%M:%S"),
 )
 
-Parsed = tuple[np.ndarray, "np.ndarray | None"]
+Parsed = tuple[np.ndarray, "np.ndarray | None", "tuple[tuple[str, int, int], ...] | None"]
 
 
 def cache_dir() -> Path | None:
@@ -58,11 +58,20 @@ def cache_dir() -> Path | None:
 
 
 class Columns:
-    """A clean large CSV's parsed columns: ``n_rows``, ``dates`` and ``column(j)`` (float64, (N,)),
-    read one at a time from the parsed frame or the cache file."""
+    """A clean large CSV's parsed columns: ``n_rows``, ``dates``, ``parts`` and ``column(j)``
+    (float64, (N,)), read one at a time from the parsed frame or the cache file."""
 
-    def __init__(self, n_rows: int, width: int, dates: np.ndarray | None, read: Callable[[int], np.ndarray]) -> None:
+    def __init__(
+        self,
+        n_rows: int,
+        width: int,
+        dates: np.ndarray | None,
+        read: Callable[[int], np.ndarray],
+        parts: tuple[tuple[str, int, int], ...] | None = None,
+    ) -> None:
         self.n_rows, self.width, self.dates, self._read = n_rows, width, dates, read
+        # Long format: (series id, first row, end row), rows grouped by series as data.read_table does.
+        self.parts = parts
 
     def column(self, j: int) -> np.ndarray:
         return self._read(j)
@@ -75,7 +84,9 @@ class Columns:
         return out
 
 
-def open_fast(path: str, columns: list[str], date_column: str | None = None) -> Columns | None:
+def open_fast(
+    path: str, columns: list[str], date_column: str | None = None, series_column: str | None = None
+) -> Columns | None:
     """The parsed ``columns`` of a clean large CSV (from the cache when valid); None means "validate instead"."""
     try:
         st = os.stat(path)
@@ -83,21 +94,23 @@ def open_fast(path: str, columns: list[str], date_column: str | None = None) -> 
         return None
     if st.st_size < FAST_MIN_BYTES:
         return None
-    key = _cache_key(path, st, columns, date_column)
+    key = _cache_key(path, st, columns, date_column, series_column)
     cached = _cache_open(key)
     if cached is not None:
         return cached
-    parsed = _parse(path, columns, date_column)
+    parsed = _parse(path, columns, date_column, series_column)
     if parsed is None:
         return None
     # Served from the cache once written: the parsed frame can go before the caller scales.
     return _cache_store(key, parsed) or parsed
 
 
-def read_fast(path: str, columns: list[str], date_column: str | None = None) -> Parsed | None:
-    """(values (N, k) float64, dates or None) for a clean large CSV; None means "validate instead"."""
-    cols = open_fast(path, columns, date_column)
-    return None if cols is None else (cols.stacked(), cols.dates)
+def read_fast(
+    path: str, columns: list[str], date_column: str | None = None, series_column: str | None = None
+) -> Parsed | None:
+    """(values (N, k) float64, dates or None, parts or None) for a clean large CSV; None means "validate instead"."""
+    cols = open_fast(path, columns, date_column, series_column)
+    return None if cols is None else (cols.stacked(), cols.dates, cols.parts)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -119,9 +132,10 @@ def _header(path: str) -> list[str] | None:
     return header
 
 
-def _parse(path: str, columns: list[str], date_column: str | None) -> Columns | None:
+def _parse(path: str, columns: list[str], date_column: str | None, series_column: str | None) -> Columns | None:
+    keys = [c for c in (series_column, date_column) if c]
     header = _header(path)
-    if header is None or any(c not in header for c in [*columns, *([date_column] if date_column else [])]):
+    if header is None or any(c not in header for c in [*columns, *keys]):
         return None
     import polars as pl
 
@@ -135,12 +149,47 @@ def _parse(path: str, columns: list[str], date_column: str | None) -> Columns | 
     frame = df.select(columns)  # a Float64 column without nulls converts to numpy without a copy
     if not all(np.isfinite(frame[c].to_numpy()).all() for c in columns):
         return None
+    order, parts = None, None
+    if series_column:
+        grouped = _group(df[series_column])
+        if grouped is None:
+            return None
+        order, parts = grouped
     dates = None
     if date_column:
         dates = _dates(df[date_column])
         if dates is None:
             return None
-    return Columns(frame.height, len(columns), dates, lambda j: frame[columns[j]].to_numpy())
+        dates = dates if order is None else dates[order]
+        step_ok = np.diff(dates) > np.timedelta64(0, "s")
+        if parts:
+            step_ok[[stop - 1 for _, _, stop in parts[:-1]]] = True  # a new series may start earlier
+        if not step_ok.all():
+            return None
+    del df
+
+    def read(j: int) -> np.ndarray:
+        values = frame[columns[j]].to_numpy()
+        return values if order is None else values[order]
+
+    return Columns(frame.height, len(columns), dates, read, parts)
+
+
+def _group(ids: Any) -> tuple[np.ndarray, tuple[tuple[str, int, int], ...]] | None:
+    """Rows grouped by series id in order of first appearance, stable within a series (as
+    ``data._group_series``): the row order and each series' (id, start, stop)."""
+    import polars as pl
+
+    ids = ids.str.strip_chars()
+    if (ids.str.len_chars() == 0).any():
+        return None  # an empty id: the validating reader names the row
+    first = ids.unique(maintain_order=True)
+    code = ids.replace_strict(first, pl.Series(np.arange(len(first), dtype=np.int64)), return_dtype=pl.Int64).to_numpy()
+    order = np.argsort(code, kind="stable")
+    stops = np.cumsum(np.bincount(code, minlength=len(first)))
+    starts = np.concatenate([[0], stops[:-1]])
+    parts = tuple((str(sid), int(a), int(b)) for sid, a, b in zip(first.to_list(), starts, stops, strict=True))
+    return order, parts
 
 
 def _dates(s: Any) -> np.ndarray | None:
@@ -160,16 +209,16 @@ def _dates(s: Any) -> np.ndarray | None:
             dates = np.array([c.strip() for c in s.to_list()], dtype="datetime64[s]")
         except ValueError:
             return None
-    if np.isnat(dates).any() or (np.diff(dates) <= np.timedelta64(0, "s")).any():
-        return None
-    return dates
+    return None if np.isnat(dates).any() else dates  # order is checked by the caller, series by series
 
 
 # ---------------------------------------------------------------------------------------------
 # Cache
 
 
-def _cache_key(path: str, st: os.stat_result, columns: list[str], date_column: str | None) -> dict[str, object]:
+def _cache_key(
+    path: str, st: os.stat_result, columns: list[str], date_column: str | None, series_column: str | None = None
+) -> dict[str, object]:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         h.update(f.read(_EDGE))
@@ -181,6 +230,7 @@ def _cache_key(path: str, st: os.stat_result, columns: list[str], date_column: s
         "path": str(Path(path).resolve()),
         "columns": list(columns),
         "date_column": date_column,
+        "series_column": series_column,
         "size": st.st_size,
         "mtime_ns": st.st_mtime_ns,
         "edges_sha256": h.hexdigest(),
@@ -192,13 +242,15 @@ def _cache_file(key: dict[str, object]) -> Path | None:
     if where is None:
         return None
     # One file per (path, columns): a changed CSV overwrites its old entry instead of adding one.
-    ident = json.dumps([key["path"], key["columns"], key["date_column"]])
+    ident = json.dumps([key["path"], key["columns"], key["date_column"], key["series_column"]])
     return where / f"{hashlib.sha256(ident.encode()).hexdigest()[:32]}.npys"
 
 
-def cache_file_for(path: str, columns: list[str], date_column: str | None = None) -> Path | None:
+def cache_file_for(
+    path: str, columns: list[str], date_column: str | None = None, series_column: str | None = None
+) -> Path | None:
     """The cache file that holds (or would hold) ``path``'s parsed columns."""
-    return _cache_file(_cache_key(path, os.stat(path), columns, date_column))
+    return _cache_file(_cache_key(path, os.stat(path), columns, date_column, series_column))
 
 
 def _cache_open(key: dict[str, object]) -> Columns | None:
@@ -211,6 +263,9 @@ def _cache_open(key: dict[str, object]) -> Columns | None:
         with open(file, "rb") as f:
             if str(np.load(f, allow_pickle=False)) != json.dumps(key, sort_keys=True):
                 return None
+            parts = None
+            if key["series_column"]:
+                parts = tuple((str(i), int(a), int(b)) for i, a, b in json.loads(str(np.load(f, allow_pickle=False))))
             dates = np.load(f, allow_pickle=False) if key["date_column"] else None
             n_rows = None if dates is None else len(dates)
             offsets = []
@@ -223,16 +278,18 @@ def _cache_open(key: dict[str, object]) -> Columns | None:
                 f.seek(shape[0] * 8, os.SEEK_CUR)
             if f.tell() != os.fstat(f.fileno()).st_size:
                 return None  # truncated (or trailing bytes): not an entry this version wrote
-    except (OSError, ValueError, EOFError):
+    except (OSError, ValueError, EOFError, TypeError):
         return None  # unreadable or foreign: parse again and overwrite it
     assert n_rows is not None
+    if parts is not None and [b for _, _, b in parts] != [a for _, a, _ in parts[1:]] + [n_rows]:
+        return None
 
     def read(j: int) -> np.ndarray:
         with open(file, "rb") as f:
             f.seek(offsets[j])
             return np.load(f, allow_pickle=False)
 
-    return Columns(n_rows, len(names), dates, read)
+    return Columns(n_rows, len(names), dates, read, parts)
 
 
 def _record_header(f: Any) -> tuple[tuple[int, ...], np.dtype]:
@@ -253,6 +310,8 @@ def _cache_store(key: dict[str, object], parsed: Columns) -> Columns | None:
         fd, tmp = tempfile.mkstemp(dir=file.parent, prefix=file.stem, suffix=".tmp")
         with os.fdopen(fd, "wb") as f:
             np.save(f, np.array(json.dumps(key, sort_keys=True)), allow_pickle=False)
+            if parsed.parts is not None:
+                np.save(f, np.array(json.dumps(parsed.parts)), allow_pickle=False)
             if parsed.dates is not None:
                 np.save(f, parsed.dates, allow_pickle=False)
             for j in range(parsed.width):

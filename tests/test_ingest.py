@@ -202,3 +202,69 @@ def test_small_files_skip_the_fast_path(tmp_path: Path, monkeypatch: pytest.Monk
     path = write_csv(tmp_path / "s.csv", rows=100)
     assert ingest.read_fast(str(path), ["y"], "date") is None
     assert not (tmp_path / "cache").exists()
+
+
+def _long_csv(path: Path, body_rows: list[str]) -> Path:
+    path.write_text("id,date,y,x\n" + "".join(r + "\n" for r in body_rows))
+    return path
+
+
+def test_long_format_fast_path_groups_series_like_the_validating_reader(fast: Path, tmp_path: Path) -> None:
+    # interleaved, ids padded with spaces, series 'b' starting before 'a' ends, three ids
+    rows = []
+    for t in range(40):
+        month = np.datetime64("2000-01", "M") + np.timedelta64(t, "M")
+        rows.append(f" a ,{month}-01,{t}.25,{-t}")
+        if t >= 5:
+            rows.append(f"b,{month - np.timedelta64(5, 'M')}-01,{100 + t},{t % 3}")
+        if t % 2 == 0:
+            rows.append(f"c,{np.datetime64('1990-01', 'M') + np.timedelta64(t, 'M')}-01,{1e3 + t},1")
+    path = _long_csv(tmp_path / "long.csv", rows)
+    slow = _slow_long(path)
+    for _ in range(2):  # parsed, then from the cache
+        parsed = ingest.read_fast(str(path), ["y", "x"], "date", "id")
+        assert parsed is not None
+        values, dates, parts = parsed
+        assert parts == slow.parts == (("a", 0, 40), ("c", 40, 60), ("b", 60, 95))  # order of first appearance
+        assert np.array_equal(values, slow.values) and np.array_equal(dates, slow.dates)
+    assert len(list(fast.glob("*.npys"))) == 1
+
+
+def test_long_format_errors_still_name_the_row(fast: Path, tmp_path: Path) -> None:
+    rows = ["a,2000-01-01,1,0", "b,2000-01-01,2,0", "a,2000-03-01,3,0", "b,1999-12-01,4,0", "a,2000-02-01,5,0"]
+    path = _long_csv(tmp_path / "back.csv", rows)
+    assert ingest.read_fast(str(path), ["y", "x"], "date", "id") is None  # declined: dates go back in 'a'
+    with pytest.raises(DataError, match="row 5 \\(line 6\\), column 'date'.*in series 'a'"):
+        read_table(path, ["y", "x"], "date", series_column="id")
+    empty = _long_csv(tmp_path / "empty.csv", ["a,2000-01-01,1,0", " ,2000-02-01,2,0"])
+    assert ingest.read_fast(str(empty), ["y", "x"], "date", "id") is None
+    with pytest.raises(DataError, match="row 2 \\(line 3\\), column 'id': empty series id"):
+        read_table(empty, ["y", "x"], "date", series_column="id")
+
+
+def _slow_long(path: Path) -> data.Table:
+    saved = ingest.FAST_MIN_BYTES
+    ingest.FAST_MIN_BYTES = 1 << 62
+    try:
+        return read_table(path, ["y", "x"], "date", series_column="id")
+    finally:
+        ingest.FAST_MIN_BYTES = saved
+
+
+def test_long_format_dataset_from_the_fast_path_equals_the_validating_path(fast: Path, tmp_path: Path) -> None:
+    from lstmcli.config import DataConfig
+
+    rows = []
+    for t in range(120):
+        month = np.datetime64("2000-01", "M") + np.timedelta64(t, "M")
+        rows += [f"a,{month}-01,{10 + t % 12},{t}", f"b,{month}-01,{500 + 3 * (t % 12)},{-t}"]
+    path = _long_csv(tmp_path / "long.csv", rows)
+    cfg = DataConfig(path=str(path), date_column="date", series_column="id", target="y", features=["x"],
+                     lookback=12, horizon=3, season=12)
+    slow = data.prepare(_slow_long(path), cfg)
+    for _ in range(2):
+        ds = data.load_dataset(cfg)
+        assert [(s.id, s.start, s.stop) for s in ds.series] == [(s.id, s.start, s.stop) for s in slow.series]
+        assert np.array_equal(ds.scaled, slow.scaled)
+        assert all(np.array_equal(a.scaler.mean, b.scaler.mean) for a, b in zip(ds.series, slow.series, strict=True))
+        assert np.array_equal(ds.table.values, slow.table.values) and ds.table.parts == slow.table.parts
