@@ -2,7 +2,9 @@
 
 Compares pyarrow, polars and pandas (C engine) with lstmcli's ``data.read_table``: nocache (the
 fast path parses, the cache is off), cold (parses and writes the cache), warm (loads the cache). Each reader runs in a fresh process so
-page cache is the only thing shared, and the readers alternate across repeats.
+page cache is the only thing shared, and the readers alternate across repeats. Before each run the
+parent calls sync, so that the writeback of the cold run's 640 MB entry does not land in the next
+timing.
 
     python benchmarks/ingest.py [--rows 10000000] [--repeats 3] [--readers pyarrow,polars,...]
 """
@@ -79,6 +81,7 @@ def main() -> None:
                 elif r == "lstmcli_warm" and not any(Path(cache).glob("*.npys")):
                     subprocess.run([sys.executable, __file__, "--one", "lstmcli_cold", path], env=env, check=True,
                                    capture_output=True)
+                os.sync()  # the last reader's writes (the cold run's cache entry) hit the disk first, untimed
                 run_env = {**env, "LSTMCLI_CACHE": "off"} if r == "lstmcli_nocache" else env
                 proc = subprocess.run([sys.executable, __file__, "--one", r, path], env=run_env, capture_output=True,
                                       text=True, check=True)

@@ -34,6 +34,8 @@ from typing import Any
 
 import numpy as np
 
+from lstmcli.errors import DataError
+
 # Below this size the validating reader takes milliseconds; importing polars would cost more.
 FAST_MIN_BYTES = 2_000_000
 CACHE_VERSION = 2  # 2: one record per column (1 held the whole table in one record)
@@ -66,28 +68,54 @@ class Columns:
         n_rows: int,
         width: int,
         dates: np.ndarray | None,
-        read: Callable[[int], np.ndarray],
+        read: Callable[[int, np.ndarray], None],
         parts: tuple[tuple[str, int, int], ...] | None = None,
+        stack: Callable[[], np.ndarray] | None = None,
     ) -> None:
-        self.n_rows, self.width, self.dates, self._read = n_rows, width, dates, read
+        self.n_rows, self.width, self.dates, self._read, self._stack = n_rows, width, dates, read, stack
         # Long format: (series id, first row, end row), rows grouped by series as data.read_table does.
         self.parts = parts
 
-    def column(self, j: int) -> np.ndarray:
-        return self._read(j)
+    def column(self, j: int, out: np.ndarray | None = None) -> np.ndarray:
+        """Column ``j`` written into ``out`` (a contiguous (N,) float64 array) or a new array."""
+        if out is None:
+            out = np.empty(self.n_rows, dtype=np.float64)
+        self._read(j, out)
+        return out
 
     def stacked(self) -> np.ndarray:
-        """The (N, k) float64 table, column-major like the frame it came from."""
+        """The (N, k) float64 table, column-major: each column is read straight into place (or the
+        frame converts itself, in parallel)."""
+        if self._stack is not None:
+            return self._stack()
         out = np.empty((self.n_rows, self.width), dtype=np.float64, order="F")
         for j in range(self.width):
-            out[:, j] = self.column(j)
+            self.column(j, out[:, j])
         return out
 
 
 def open_fast(
     path: str, columns: list[str], date_column: str | None = None, series_column: str | None = None
 ) -> Columns | None:
-    """The parsed ``columns`` of a clean large CSV (from the cache when valid); None means "validate instead"."""
+    """The parsed ``columns`` of a clean large CSV (from the cache when valid); None means "validate instead".
+
+    After a parse the columns are served from the cache entry just written, so that the parsed
+    frame (every column in float64) is freed before the caller scales them one by one.
+    """
+    return _load(path, columns, date_column, series_column, reopen=True)
+
+
+def read_fast(
+    path: str, columns: list[str], date_column: str | None = None, series_column: str | None = None
+) -> Parsed | None:
+    """(values (N, k) float64, dates or None, parts or None) for a clean large CSV; None means "validate instead"."""
+    cols = _load(path, columns, date_column, series_column, reopen=False)
+    return None if cols is None else (cols.stacked(), cols.dates, cols.parts)
+
+
+def _load(
+    path: str, columns: list[str], date_column: str | None, series_column: str | None, reopen: bool
+) -> Columns | None:
     try:
         st = os.stat(path)
     except OSError:
@@ -101,16 +129,8 @@ def open_fast(
     parsed = _parse(path, columns, date_column, series_column)
     if parsed is None:
         return None
-    # Served from the cache once written: the parsed frame can go before the caller scales.
-    return _cache_store(key, parsed) or parsed
-
-
-def read_fast(
-    path: str, columns: list[str], date_column: str | None = None, series_column: str | None = None
-) -> Parsed | None:
-    """(values (N, k) float64, dates or None, parts or None) for a clean large CSV; None means "validate instead"."""
-    cols = open_fast(path, columns, date_column, series_column)
-    return None if cols is None else (cols.stacked(), cols.dates, cols.parts)
+    stored = _cache_store(key, parsed)
+    return stored if reopen and stored is not None else parsed
 
 
 # ---------------------------------------------------------------------------------------------
@@ -146,8 +166,8 @@ def _parse(path: str, columns: list[str], date_column: str | None, series_column
         return None
     if df.height == 0 or list(df.columns) != header or any(df[c].null_count() for c in df.columns):
         return None
-    frame = df.select(columns)  # a Float64 column without nulls converts to numpy without a copy
-    if not all(np.isfinite(frame[c].to_numpy()).all() for c in columns):
+    frame = df.select(columns)
+    if not all(frame.select(pl.all().is_finite().all()).row(0)):
         return None
     order, parts = None, None
     if series_column:
@@ -168,11 +188,18 @@ def _parse(path: str, columns: list[str], date_column: str | None, series_column
             return None
     del df
 
-    def read(j: int) -> np.ndarray:
+    def read(j: int, out: np.ndarray) -> None:
         values = frame[columns[j]].to_numpy()
-        return values if order is None else values[order]
+        if order is None:
+            out[:] = values
+        else:
+            np.take(values, order, out=out)
 
-    return Columns(frame.height, len(columns), dates, read, parts)
+    def stack() -> np.ndarray:
+        values = frame.to_numpy(order="fortran")  # polars fills it in parallel
+        return values if order is None else np.asfortranarray(values[order])
+
+    return Columns(frame.height, len(columns), dates, read, parts, stack)
 
 
 def _group(ids: Any) -> tuple[np.ndarray, tuple[tuple[str, int, int], ...]] | None:
@@ -268,13 +295,13 @@ def _cache_open(key: dict[str, object]) -> Columns | None:
                 parts = tuple((str(i), int(a), int(b)) for i, a, b in json.loads(str(np.load(f, allow_pickle=False))))
             dates = np.load(f, allow_pickle=False) if key["date_column"] else None
             n_rows = None if dates is None else len(dates)
-            offsets = []
+            offsets = []  # where each column's data starts (after its .npy header)
             for _ in names:
-                offsets.append(f.tell())
                 shape, dtype = _record_header(f)
                 if dtype != np.float64 or len(shape) != 1 or (n_rows is not None and shape[0] != n_rows):
                     return None
                 n_rows = shape[0]
+                offsets.append(f.tell())
                 f.seek(shape[0] * 8, os.SEEK_CUR)
             if f.tell() != os.fstat(f.fileno()).st_size:
                 return None  # truncated (or trailing bytes): not an entry this version wrote
@@ -284,10 +311,11 @@ def _cache_open(key: dict[str, object]) -> Columns | None:
     if parts is not None and [b for _, _, b in parts] != [a for _, a, _ in parts[1:]] + [n_rows]:
         return None
 
-    def read(j: int) -> np.ndarray:
+    def read(j: int, out: np.ndarray) -> None:
         with open(file, "rb") as f:
             f.seek(offsets[j])
-            return np.load(f, allow_pickle=False)
+            if f.readinto(out) != out.nbytes:  # type: ignore[arg-type]
+                raise DataError(f"{file}: the parse cache entry changed while it was read; run again, or set LSTMCLI_CACHE=off")
 
     return Columns(n_rows, len(names), dates, read, parts)
 
