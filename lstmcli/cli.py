@@ -156,10 +156,9 @@ def train(
     dist = from_env()
     cfg = _load(config, set_)  # a bad config fails here, once, before any process starts
     if nproc > 1 and not dist.enabled:
-        if cfg.train.device == "cuda":  # too few GPUs: say so once, here, rather than once per process
-            from lstmcli.runtime import resolve_device
+        from lstmcli.runtime import resolve_device
 
-            resolve_device(cfg.train.device, nproc)
+        resolve_device(cfg.train.device, nproc)  # too few GPUs, say: once, here, not once per process
         flags = [f"--set={s}" for s in set_ or []] + ["--overwrite"] * overwrite + ["--resume"] * resume
         flags += ["--quiet"] * quiet + ["--print-config"] * print_config
         raise typer.Exit(launch(nproc, ["train", str(config), *flags]))

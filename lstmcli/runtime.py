@@ -35,19 +35,20 @@ def stable_malloc() -> bool:
     return bool(ok_mmap and ok_trim)
 
 
-def resolve_device(name: str, processes: int = 1, local_rank: int = 0) -> torch.device:
+def resolve_device(name: str, processes: int = 1, local_rank: int | None = None) -> torch.device:
     """``auto`` picks CUDA, then MPS, then the CPU; an explicit choice must be available.
 
     With ``processes`` data-parallel ranks on this machine each rank needs a GPU of its own:
     ``auto`` takes CUDA only if there are enough (else every rank uses the CPU, so the ranks agree
-    on one backend), and ``cuda`` with too few GPUs is a config error. A rank gets ``cuda:local_rank``.
+    on one backend), and ``cuda`` with too few GPUs is a config error. A rank of a distributed job
+    (``local_rank`` given, even with one process per node) gets ``cuda:local_rank``.
     """
     import torch  # here, not at the top: the CLI calls stable_malloc before torch is imported
 
     gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
     if name == "auto":
         if gpus >= processes:
-            return _cuda(processes, local_rank)
+            return _cuda(local_rank)
         if processes == 1 and getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
@@ -59,7 +60,7 @@ def resolve_device(name: str, processes: int = 1, local_rank: int = 0) -> torch.
                 f"train.device: cuda with {processes} processes on this machine needs one GPU each, "
                 f"but torch sees {gpus}; use at most {gpus} processes, or train.device=cpu"
             )
-        return _cuda(processes, local_rank)
+        return _cuda(local_rank)
     if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise ConfigError("train.device: mps was asked for but is not available; use auto or cpu")
     if name == "mps" and processes > 1:
@@ -67,7 +68,7 @@ def resolve_device(name: str, processes: int = 1, local_rank: int = 0) -> torch.
     return torch.device(name)
 
 
-def _cuda(processes: int, local_rank: int) -> torch.device:
+def _cuda(local_rank: int | None) -> torch.device:
     import torch
 
-    return torch.device("cuda", local_rank) if processes > 1 else torch.device("cuda")
+    return torch.device("cuda") if local_rank is None else torch.device("cuda", local_rank)

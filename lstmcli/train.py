@@ -75,7 +75,8 @@ class Trainer:
         self.dist = dist or Dist()
         if self.tc.threads:
             torch.set_num_threads(self.tc.threads)
-        self.device = device or resolve_device(self.tc.device, self.dist.local_world, self.dist.local_rank)
+        rank = self.dist.local_rank if self.dist.enabled else None
+        self.device = device or resolve_device(self.tc.device, self.dist.local_world, rank)
         init(self.dist, self.device)
         seed_everything(self.tc.seed)  # every rank builds the same initial weights
         self.model = LSTMForecaster.from_config(cfg).to(self.device)

@@ -33,7 +33,8 @@ def test_shards_partition_each_global_batch_in_order() -> None:
     ("name", "gpus", "processes", "local_rank", "expected"),
     [
         ("auto", 0, 2, 1, "cpu"),
-        ("auto", 1, 1, 0, "cuda"),
+        ("auto", 1, 1, None, "cuda"),  # one process, not distributed
+        ("auto", 1, 1, 0, "cuda:0"),  # one process per node of a multi-node job: numbered all the same
         ("auto", 1, 2, 1, "cpu"),  # too few GPUs for one each: every rank on the CPU, one backend
         ("auto", 2, 2, 1, "cuda:1"),
         ("cuda", 4, 2, 0, "cuda:0"),
@@ -41,7 +42,7 @@ def test_shards_partition_each_global_batch_in_order() -> None:
     ],
 )
 def test_each_rank_gets_its_own_gpu_or_all_use_the_cpu(
-    monkeypatch: pytest.MonkeyPatch, name: str, gpus: int, processes: int, local_rank: int, expected: str
+    monkeypatch: pytest.MonkeyPatch, name: str, gpus: int, processes: int, local_rank: int | None, expected: str
 ) -> None:
     monkeypatch.setattr(torch.cuda, "is_available", lambda: gpus > 0)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: gpus)
@@ -89,3 +90,11 @@ def test_failure_in_a_rank_gives_one_line_and_its_exit_code(tmp_path: Path, tiny
     assert two.returncode == 2
     assert "Traceback" not in two.stderr
     assert "model.n is 2" in two.stderr
+
+
+def test_an_unavailable_device_for_nproc_is_one_line_before_any_process_starts(tiny_config: Path) -> None:
+    if torch.backends.mps.is_available():
+        pytest.skip("this machine has MPS")
+    result = CliRunner().invoke(app, ["train", str(tiny_config), "--nproc", "2", "--set", "train.device=mps"])
+    assert result.exit_code == 2, result.output
+    assert result.output.strip().count("\n") == 0 and "train.device: mps" in result.output
