@@ -8,13 +8,15 @@ missing or non-numeric cell, a ragged row, a blank line, quotes in the header) m
 files and the precise "row N (line N+1), column 'x'" messages for bad ones.
 
 Columns are handed out one at a time (:class:`Columns`), so that ``data.load_dataset`` scales each
-into the float32 training array and keeps only the targets in float64: the whole float64 table of a
-10M-row file is never built. ``read_fast`` stacks them for callers that want the table.
+into the float32 training array and keeps only the targets in float64. With the cache on (the
+default) they are read from the entry just written, so the parsed frame is freed first and the
+whole float64 table of a 10M-row file never lives beside the float32 one. ``read_fast`` stacks
+them for callers that want the table.
 
-The parse is cached as a ``.npys`` file: .npy records one after another (key, dates, one record per
-column), read back with ``np.load(allow_pickle=False)`` straight from the file (no zip layer, no CRC
-pass; a column is read by seeking to its record), keyed
-by the file's absolute path and columns, and checked against its size, mtime and a hash of its
+The parse is cached as a ``.npys`` file: .npy records one after another (key, series layout for a
+long-format file, dates, one float64 record per column; no pickles, no zip layer, no CRC pass), a
+column read into place by seeking to its data. An entry is named by the file's absolute path and
+its columns (value, date and series), and checked against the file's size, mtime and a hash of its
 first and last 64 KiB, so an edited CSV is parsed again. ``LSTMCLI_CACHE_DIR`` moves the cache
 (default ``$XDG_CACHE_HOME/lstmcli`` or ``~/.cache/lstmcli``); ``LSTMCLI_CACHE=off`` turns it off.
 Small files skip both: the stdlib reader parses them faster than polars imports.
@@ -28,6 +30,7 @@ import hashlib
 import json
 import os
 import tempfile
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -207,15 +210,18 @@ def _group(ids: Any) -> tuple[np.ndarray, tuple[tuple[str, int, int], ...]] | No
     ``data._group_series``): the row order and each series' (id, start, stop)."""
     import polars as pl
 
-    ids = ids.str.strip_chars()
-    if (ids.str.len_chars() == 0).any():
+    raw = ids.unique(maintain_order=True)  # in order of first appearance
+    # Python's strip, as the validating reader's (polars' strip_chars leaves \x1c-\x1f): ids that
+    # differ only by surrounding whitespace are one series, numbered where the first appears.
+    names: dict[str, int] = {}
+    codes = [names.setdefault(r.strip(), len(names)) for r in raw.to_list()]
+    if "" in names:
         return None  # an empty id: the validating reader names the row
-    first = ids.unique(maintain_order=True)
-    code = ids.replace_strict(first, pl.Series(np.arange(len(first), dtype=np.int64)), return_dtype=pl.Int64).to_numpy()
+    code = ids.replace_strict(raw, pl.Series(codes, dtype=pl.Int64), return_dtype=pl.Int64).to_numpy()
     order = np.argsort(code, kind="stable")
-    stops = np.cumsum(np.bincount(code, minlength=len(first)))
+    stops = np.cumsum(np.bincount(code, minlength=len(names)))
     starts = np.concatenate([[0], stops[:-1]])
-    parts = tuple((str(sid), int(a), int(b)) for sid, a, b in zip(first.to_list(), starts, stops, strict=True))
+    parts = tuple((sid, int(a), int(b)) for sid, a, b in zip(names, starts, stops, strict=True))
     return order, parts
 
 
@@ -268,8 +274,9 @@ def _cache_file(key: dict[str, object]) -> Path | None:
     where = cache_dir()
     if where is None:
         return None
-    # One file per (path, columns): a changed CSV overwrites its old entry instead of adding one.
-    ident = json.dumps([key["path"], key["columns"], key["date_column"], key["series_column"]])
+    # One file per (path, columns): a changed CSV overwrites its old entry instead of adding one
+    # (and a single-series entry keeps the name earlier versions gave it, so theirs is replaced).
+    ident = json.dumps([key["path"], key["columns"], key["date_column"], *([key["series_column"]] if key["series_column"] else [])])
     return where / f"{hashlib.sha256(ident.encode()).hexdigest()[:32]}.npys"
 
 
@@ -286,25 +293,37 @@ def _cache_open(key: dict[str, object]) -> Columns | None:
     if file is None or not file.exists():
         return None
     names: list[str] = key["columns"]  # type: ignore[assignment]
+    # The columns are read later through this handle: a concurrent rewrite of the entry (os.replace)
+    # leaves the file opened here intact, so every column comes from the one snapshot validated here.
     try:
-        with open(file, "rb") as f:
-            if str(np.load(f, allow_pickle=False)) != json.dumps(key, sort_keys=True):
+        handle = open(file, "rb")  # closed by a finalizer of the Columns, or below
+    except OSError:
+        return None
+    columns = _open_entry(handle, key, names)
+    if columns is None:
+        handle.close()
+    return columns
+
+
+def _open_entry(f: Any, key: dict[str, object], names: list[str]) -> Columns | None:
+    try:  # the layout, record by record: key, parts (long format), dates, one record per column
+        if str(np.load(f, allow_pickle=False)) != json.dumps(key, sort_keys=True):
+            return None
+        parts = None
+        if key["series_column"]:
+            parts = tuple((str(i), int(a), int(b)) for i, a, b in json.loads(str(np.load(f, allow_pickle=False))))
+        dates = np.load(f, allow_pickle=False) if key["date_column"] else None
+        n_rows = None if dates is None else len(dates)
+        offsets = []  # where each column's data starts (after its .npy header)
+        for _ in names:
+            shape, dtype = _record_header(f)
+            if dtype != np.float64 or len(shape) != 1 or (n_rows is not None and shape[0] != n_rows):
                 return None
-            parts = None
-            if key["series_column"]:
-                parts = tuple((str(i), int(a), int(b)) for i, a, b in json.loads(str(np.load(f, allow_pickle=False))))
-            dates = np.load(f, allow_pickle=False) if key["date_column"] else None
-            n_rows = None if dates is None else len(dates)
-            offsets = []  # where each column's data starts (after its .npy header)
-            for _ in names:
-                shape, dtype = _record_header(f)
-                if dtype != np.float64 or len(shape) != 1 or (n_rows is not None and shape[0] != n_rows):
-                    return None
-                n_rows = shape[0]
-                offsets.append(f.tell())
-                f.seek(shape[0] * 8, os.SEEK_CUR)
-            if f.tell() != os.fstat(f.fileno()).st_size:
-                return None  # truncated (or trailing bytes): not an entry this version wrote
+            n_rows = shape[0]
+            offsets.append(f.tell())
+            f.seek(shape[0] * 8, os.SEEK_CUR)
+        if f.tell() != os.fstat(f.fileno()).st_size:
+            return None  # truncated (or trailing bytes): not an entry this version wrote
     except (OSError, ValueError, EOFError, TypeError):
         return None  # unreadable or foreign: parse again and overwrite it
     assert n_rows is not None
@@ -312,12 +331,13 @@ def _cache_open(key: dict[str, object]) -> Columns | None:
         return None
 
     def read(j: int, out: np.ndarray) -> None:
-        with open(file, "rb") as f:
-            f.seek(offsets[j])
-            if f.readinto(out) != out.nbytes:  # type: ignore[arg-type]
-                raise DataError(f"{file}: the parse cache entry changed while it was read; run again, or set LSTMCLI_CACHE=off")
+        f.seek(offsets[j])
+        if f.readinto(out.data.cast("B")) != out.nbytes:
+            raise DataError(f"{key['path']}: its parse cache entry ended early; run again with LSTMCLI_CACHE=off")
 
-    return Columns(n_rows, len(names), dates, read, parts)
+    columns = Columns(n_rows, len(names), dates, read, parts)
+    weakref.finalize(columns, f.close)
+    return columns
 
 
 def _record_header(f: Any) -> tuple[tuple[int, ...], np.dtype]:

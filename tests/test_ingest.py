@@ -268,3 +268,42 @@ def test_long_format_dataset_from_the_fast_path_equals_the_validating_path(fast:
         assert np.array_equal(ds.scaled, slow.scaled)
         assert all(np.array_equal(a.scaler.mean, b.scaler.mean) for a, b in zip(ds.series, slow.series, strict=True))
         assert np.array_equal(ds.table.values, slow.table.values) and ds.table.parts == slow.table.parts
+
+
+def test_columns_come_from_one_snapshot_even_if_the_entry_is_rewritten(
+    fast: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write_csv(tmp_path / "s.csv", rows=120, columns=COLUMNS)
+    read_table(path, ["y", "a"], "date")  # writes the entry
+    before = _slow(path, ["y", "a"]).values
+    cols = ingest.open_fast(str(path), ["y", "a"], "date")
+    assert cols is not None and np.array_equal(cols.column(0), before[:, 0])
+    lines = path.read_text().splitlines()
+    edited = [",".join(c.replace(".", "7", 1) if i == 2 else c for i, c in enumerate(ln.split(","))) for ln in lines[1:]]
+    path.write_text("\n".join([lines[0], *edited]) + "\n")  # column a changes, the size does not
+    st = os.stat(path)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    after = read_table(path, ["y", "a"], "date").values  # parses again and replaces the entry
+    assert not np.array_equal(after[:, 1], before[:, 1])
+    assert np.array_equal(cols.column(1), before[:, 1])  # still the entry it validated
+
+
+def test_ids_stripped_as_python_strips_them(fast: Path, tmp_path: Path) -> None:
+    month = np.datetime64("2000-01", "M")
+    rows = [f"{sid},{month + np.timedelta64(t, 'M')}-01,{t},0" for t, sid in enumerate(["A"] * 6 + ["A\x1c"] * 6)]
+    rows += [f"\u2003B,{month + np.timedelta64(t, 'M')}-01,{t},0" for t in range(6)]
+    path = _long_csv(tmp_path / "ws.csv", rows)
+    parsed = ingest.read_fast(str(path), ["y", "x"], "date", "id")
+    assert parsed is not None
+    assert parsed[2] == _slow_long(path).parts == (("A", 0, 12), ("B", 12, 18))
+
+
+def test_a_single_series_entry_keeps_the_name_earlier_versions_used(fast: Path, tmp_path: Path) -> None:
+    """So an upgrade replaces an old entry instead of leaving it beside the new one."""
+    import hashlib
+    import json
+
+    path = write_csv(tmp_path / "s.csv", rows=50)
+    ident = json.dumps([str(path.resolve()), ["y"], "date"])
+    entry = ingest.cache_file_for(str(path), ["y"], "date")
+    assert entry is not None and entry.name == hashlib.sha256(ident.encode()).hexdigest()[:32] + ".npys"
