@@ -110,8 +110,7 @@ class Backtest:
     origins: np.ndarray  # (W,) row of each window's first target
     forecasts: np.ndarray  # (W, H, k) original units
     metrics: dict[str, Any]  # as metrics.json's "test": model, naive, seasonal_naive (+ per_target)
-    actual: np.ndarray  # (W, H, k) original units, for pooling over series
-    baselines: dict[str, np.ndarray]  # naive and seasonal naive forecasts, (W, H, k)
+    scores: Scores  # the sums behind ``metrics``, for pooling over series
     series: str | None = None
 
     @property
@@ -425,9 +424,7 @@ def backtest(run_dir: str | Path, data: str | Path, split: str = "all", series: 
     items = [_backtest_one(run, p, split) for p in parts]
     pooled = None
     if cfg.series_column:  # pooled over the series exactly as training's evaluation pools them
-        k = len(cfg.target)
-        scores = [Scores(k).add(b.actual, {"model": b.forecasts, **b.baselines}) for b in items]
-        pooled = Scores.pooled(scores).summary(list(cfg.target))
+        pooled = Scores.pooled([b.scores for b in items]).summary(list(cfg.target))
     return Results(items=items, series_column=cfg.series_column, metrics=pooled)
 
 
@@ -445,8 +442,7 @@ def _backtest_one(run: Run, series: Series, split: str) -> Backtest:
     windows = Windows(torch.as_tensor(series.scaled, device=device), L, H, k)  # as train's evaluation
     forecasts = np.concatenate([f for _, f in forecast_chunks(model, windows, series.scaler, origins)])
     values = table.values[:, :k]
-    actual, sets = forecast_set(values, origins, H, s, forecasts)
-    metrics = Scores(k).add(actual, sets).summary(list(cfg.target))
+    scores = Scores(k).add(*forecast_set(values, origins, H, s, forecasts))
     return Backtest(
         run=run.path,
         data=table.path,
@@ -458,9 +454,8 @@ def _backtest_one(run: Run, series: Series, split: str) -> Backtest:
         history=values,
         origins=origins,
         forecasts=forecasts,
-        metrics=metrics,
-        actual=actual,
-        baselines={name: f for name, f in sets.items() if name != "model"},
+        metrics=scores.summary(list(cfg.target)),
+        scores=scores,
         series=series.id,
     )
 
