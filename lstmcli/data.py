@@ -367,15 +367,6 @@ class Scaler:
         )
 
 
-def fit_scaler(table: Table, train_end: int, n_targets: int, transform: str = "none") -> Scaler:
-    """Mean and std per column from rows [0, train_end) alone; optional log for the targets."""
-    log = _log_columns(table.values.shape[1], n_targets, transform)
-    if log.any():
-        _check_positive(table.path, table.columns, table.values[:, :n_targets])
-    stats = [_column_stats(table.column(j)[:train_end], bool(log[j])) for j in range(len(log))]
-    return Scaler(mean=np.array([m for m, _ in stats]), std=np.array([s for _, s in stats]), log=log)
-
-
 def _log_columns(n: int, n_targets: int, transform: str) -> np.ndarray:
     log = np.zeros(n, dtype=bool)
     log[:n_targets] = transform == "log"
