@@ -132,8 +132,9 @@ def _load(
     parsed = _parse(path, columns, date_column, series_column)
     if parsed is None:
         return None
-    stored = _cache_store(key, parsed)
-    return stored if reopen and stored is not None else parsed
+    if _cache_store(key, parsed) and reopen:
+        return _cache_open(key) or parsed
+    return parsed
 
 
 # ---------------------------------------------------------------------------------------------
@@ -347,11 +348,11 @@ def _record_header(f: Any) -> tuple[tuple[int, ...], np.dtype]:
     return shape, dtype
 
 
-def _cache_store(key: dict[str, object], parsed: Columns) -> Columns | None:
-    """Write the entry (atomically) and return it opened; None if the cache is off or unwritable."""
+def _cache_store(key: dict[str, object], parsed: Columns) -> bool:
+    """Write the entry (atomically); False if the cache is off or unwritable."""
     file = _cache_file(key)
     if file is None:
-        return None
+        return False
     tmp = None
     try:
         file.parent.mkdir(parents=True, exist_ok=True)
@@ -367,9 +368,9 @@ def _cache_store(key: dict[str, object], parsed: Columns) -> Columns | None:
         os.replace(tmp, file)  # readers see the old entry or the new one, never half of one
         tmp = None
     except OSError:
-        return None  # a read-only or full cache directory only costs the next run a parse
+        return False  # a read-only or full cache directory only costs the next run a parse
     finally:
         if tmp is not None:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
-    return _cache_open(key)
+    return True
