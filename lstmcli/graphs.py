@@ -20,6 +20,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from lstmcli.optim import Adam
+
 WARMUP_STEPS = 3
 
 
@@ -29,7 +31,7 @@ class StaticStep:
     def __init__(
         self,
         model: nn.Module,
-        optimizer: torch.optim.Optimizer,
+        optimizer: Adam,
         step: Callable[[torch.Tensor], torch.Tensor],
         batch_size: int,
         warmup_origins: torch.Tensor,
@@ -80,7 +82,7 @@ class StaticStep:
 class _Snapshot:
     """Copies of the parameters and optimizer state, restored in place (graphs keep addresses)."""
 
-    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
+    def __init__(self, model: nn.Module, optimizer: Adam) -> None:
         self.optimizer = optimizer
         self.params = [(p, p.detach().clone()) for p in model.parameters()]
         self.state = {

@@ -1,4 +1,4 @@
-"""The only optimisation loop: fused nn.LSTM, AdamW, MSE on scaled targets, early stopping."""
+"""The only optimisation loop: fused nn.LSTM, fused AdamW (lstmcli.optim), MSE on scaled targets, early stopping."""
 
 from __future__ import annotations
 
@@ -7,18 +7,19 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
 from torch import nn
 
-from lstmcli.config import Config, TrainConfig
+from lstmcli.config import Config
 from lstmcli.data import Dataset
 from lstmcli.distributed import Dist, init
 from lstmcli.errors import TrainingError
 from lstmcli.graphs import StaticStep
 from lstmcli.model import LSTMForecaster
+from lstmcli.optim import make_optimizer, make_scheduler
 from lstmcli.runtime import resolve_device
 from lstmcli.windows import Windows
 
@@ -100,7 +101,7 @@ class Trainer:
         self.capture = self.use_graph  # False runs the graph path's bookkeeping eagerly (tests on the CPU)
         self.static_step: StaticStep | None = None
         self.static_lr: float | None = None
-        self.optimizer = make_optimizer(self.model, self.tc, capturable=self.use_graph)
+        self.optimizer = make_optimizer(self.model, self.tc)
         self.scheduler = make_scheduler(self.optimizer, self.tc)
         # The shuffle has its own generator so that its stream is saved and restored on resume.
         self.shuffle = torch.Generator().manual_seed(self.tc.seed)
@@ -155,10 +156,12 @@ class Trainer:
         sq = self._sq_error(self.net, origins)
         loss = sq * (self.dist.world / (global_batch * self.windows.values_per_window))
         if self.grad_scaler is not None:
+            # GradScaler needs only param_groups and step() of the optimizer it is given
+            opt = cast("torch.optim.Optimizer", self.optimizer)
             self.grad_scaler.scale(loss).backward()
-            self.grad_scaler.unscale_(self.optimizer)
+            self.grad_scaler.unscale_(opt)
             self._clip()
-            self.grad_scaler.step(self.optimizer)
+            self.grad_scaler.step(opt)
             self.grad_scaler.update()
         else:
             loss.backward()
@@ -217,10 +220,8 @@ class Trainer:
         st.history.append(
             {"epoch": st.epoch, "train_loss": train_loss, "val_loss": val_loss, "lr": lr, "seconds": seconds}
         )
-        if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+        if self.scheduler is not None:
             self.scheduler.step(val_loss)
-        elif self.scheduler is not None:
-            self.scheduler.step()
         st.stopped_early = st.bad_epochs >= self.tc.patience and st.epoch < self.tc.epochs
         return EpochReport(
             epoch=st.epoch,
@@ -362,31 +363,6 @@ def fit(
     tr.model.eval()
     tr.net = tr.model  # training is over: drop the DDP wrapper before the process group goes
     return TrainResult(model=tr.model, windows=tr.windows, state=tr.state, device=str(tr.device), precision=tr.precision)
-
-
-def make_optimizer(model: nn.Module, tc: TrainConfig, capturable: bool = False) -> torch.optim.Optimizer:
-    """Adam or AdamW; ``capturable`` keeps its step counters on the device so a CUDA graph can hold it."""
-    cls = torch.optim.AdamW if tc.optimizer == "adamw" else torch.optim.Adam
-    if capturable:
-        return cls(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay, capturable=True, foreach=True)
-    # The fused kernel updates every tensor in one call. The default (for-loop) implementation
-    # issues ~10 small ops per parameter tensor from Python, which on a small model cost ~20% of
-    # the CPU step (BENCHMARKS.md). Same algorithm; torch < 2.4 has no fused CPU kernel.
-    device = next(model.parameters()).device
-    if device.type in ("cpu", "cuda"):
-        try:
-            return cls(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay, fused=True)
-        except (RuntimeError, TypeError, ValueError):
-            pass
-    return cls(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
-
-
-def make_scheduler(opt: torch.optim.Optimizer, tc: TrainConfig) -> Any:
-    if tc.schedule == "plateau":
-        return torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=max(1, tc.patience // 4))
-    if tc.schedule == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=tc.epochs, eta_min=tc.lr * 0.01)
-    return None
 
 
 def _autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:

@@ -9,6 +9,7 @@ import torch
 from lstmcli.config import load_config
 from lstmcli.data import load_dataset
 from lstmcli.graphs import _Snapshot
+from lstmcli.optim import Adam
 from lstmcli.train import Trainer, fit
 
 
@@ -34,7 +35,7 @@ def test_static_step_is_rebuilt_when_the_learning_rate_changes(tiny_config: Path
     first = tr.static_step
     tr.train_epoch()
     assert tr.static_step is first  # same lr: reused
-    tr.scheduler.step()
+    tr.scheduler.step(0.0)
     tr.train_epoch()
     assert tr.static_step is not first  # a graph bakes the lr in: rebuilt
 
@@ -44,13 +45,13 @@ def test_snapshot_undoes_warm_up_steps_exactly() -> None:
     model = torch.nn.LSTM(2, 4, batch_first=True)
     x = torch.randn(3, 5, 2)
 
-    def step(opt: torch.optim.Optimizer) -> None:
+    def step(opt: Adam) -> None:
         opt.zero_grad()
         model(x)[0].pow(2).sum().backward()
         opt.step()
 
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    opt = torch.optim.AdamW(model.parameters(), lr=0.1)
+    opt = Adam(model.parameters(), lr=0.1)
     snap = _Snapshot(model, opt)
     for _ in range(3):
         step(opt)
@@ -63,6 +64,6 @@ def test_snapshot_undoes_warm_up_steps_exactly() -> None:
     step(opt)
     after_restored = {k: v.clone() for k, v in model.state_dict().items()}
     model.load_state_dict(before)
-    step(torch.optim.AdamW(model.parameters(), lr=0.1))
+    step(Adam(model.parameters(), lr=0.1))
     for k, v in model.state_dict().items():
         assert torch.equal(v, after_restored[k]), k
