@@ -9,9 +9,11 @@ files and the precise "row N (line N+1), column 'x'" messages for bad ones.
 
 Columns are handed out one at a time (:class:`Columns`), so that ``data.load_dataset`` scales each
 into the float32 training array and keeps only the targets in float64. With the cache on (the
-default) they are read from the entry just written, so the parsed frame is freed first and the
-whole float64 table of a 10M-row file never lives beside the float32 one. ``read_fast`` stacks
-them for callers that want the table.
+default) they are read from the cache entry, and on the first run a single-series file is parsed
+in batches written straight into that entry, so the whole float64 table of a 10M-row file is never
+in memory (a long-format file, which must be grouped by series, is parsed whole, written, then
+freed before its columns are read back). ``read_fast`` parses whole and stacks the columns, for
+callers that want the table.
 
 The parse is cached as a ``.npys`` file: .npy records one after another (key, series layout for a
 long-format file, dates, one float64 record per column; no pickles, no zip layer, no CRC pass), a
@@ -41,6 +43,7 @@ from lstmcli.errors import DataError
 
 # Below this size the validating reader takes milliseconds; importing polars would cost more.
 FAST_MIN_BYTES = 2_000_000
+BATCH_ROWS = 1 << 18  # rows per streamed batch: 16 MiB of float64 for 8 columns
 CACHE_VERSION = 2  # 2: one record per column (1 held the whole table in one record)
 _EDGE = 65536
 _DATE_FORMATS = (
@@ -76,6 +79,7 @@ class Columns:
         stack: Callable[[], np.ndarray] | None = None,
     ) -> None:
         self.n_rows, self.width, self.dates, self._read, self._stack = n_rows, width, dates, read, stack
+        self.cached = False  # True when read from a cache entry, not from a parse held in memory
         # Long format: (series id, first row, end row), rows grouped by series as data.read_table does.
         self.parts = parts
 
@@ -129,9 +133,11 @@ def _load(
     cached = _cache_open(key)
     if cached is not None:
         return cached
-    parsed = _parse(path, columns, date_column, series_column)
+    parsed = _parse(key, path, columns, date_column, series_column, reopen)  # streamed when read column by column
     if parsed is None:
         return None
+    if parsed.cached:
+        return parsed
     if _cache_store(key, parsed) and reopen:
         return _cache_open(key) or parsed
     return parsed
@@ -156,11 +162,29 @@ def _header(path: str) -> list[str] | None:
     return header
 
 
-def _parse(path: str, columns: list[str], date_column: str | None, series_column: str | None) -> Columns | None:
+def _parse(
+    key: dict[str, object],
+    path: str,
+    columns: list[str],
+    date_column: str | None,
+    series_column: str | None,
+    stream: bool = False,
+) -> Columns | None:
+    """The parsed columns, or None when the file is not clean.
+
+    With ``stream`` (a caller that takes the columns one at a time) and the cache on, a
+    single-series file is parsed batch by batch straight into its cache entry, so the whole table
+    is never in memory. Otherwise polars parses the whole file at once, which is fastest.
+    """
     keys = [c for c in (series_column, date_column) if c]
     header = _header(path)
     if header is None or any(c not in header for c in [*columns, *keys]):
         return None
+    if stream and series_column is None:
+        file = _cache_file(key)
+        streamed = _STREAM_FAILED if file is None else _stream_to_entry(file, key, path, header, columns, date_column)
+        if streamed is not _STREAM_FAILED:
+            return streamed  # type: ignore[return-value]
     import polars as pl
 
     # Every column is read (the unused ones as text) so that a ragged row is an error or a null.
@@ -168,11 +192,9 @@ def _parse(path: str, columns: list[str], date_column: str | None, series_column
         df = pl.read_csv(path, infer_schema=False, schema_overrides={c: pl.Float64 for c in columns})
     except Exception:  # any parse problem: the validating reader finds and names it
         return None
-    if df.height == 0 or list(df.columns) != header or any(df[c].null_count() for c in df.columns):
+    if df.height == 0 or not _clean(df, header, columns):
         return None
     frame = df.select(columns)
-    if not all(frame.select(pl.all().is_finite().all()).row(0)):
-        return None
     order, parts = None, None
     if series_column:
         grouped = _group(df[series_column])
@@ -204,6 +226,91 @@ def _parse(path: str, columns: list[str], date_column: str | None, series_column
         return values if order is None else np.asfortranarray(values[order])
 
     return Columns(frame.height, len(columns), dates, read, parts, stack)
+
+
+def _clean(df: Any, header: list[str], columns: list[str]) -> bool:
+    """The header's columns, no null anywhere (a ragged row or an empty cell), finite values."""
+    import polars as pl
+
+    if list(df.columns) != header or any(df[c].null_count() for c in df.columns):
+        return False
+    return all(df.select(pl.col(columns).is_finite().all()).row(0))
+
+
+_STREAM_FAILED = object()  # streaming could not run (no space, old polars): parse the whole file
+
+
+def _stream_to_entry(
+    file: Path, key: dict[str, object], path: str, header: list[str], columns: list[str], date_column: str | None
+) -> Columns | None | object:
+    """Parse ``path`` in batches of BATCH_ROWS rows, each written straight to its place in a new
+    cache entry (the rows are counted first, so every record's size is known): the table is never
+    whole in memory. Returns the entry's columns, None if the file is not clean (the validating
+    reader names the problem), or _STREAM_FAILED."""
+    import polars as pl
+
+    lazy = pl.scan_csv(path, infer_schema=False, schema_overrides={c: pl.Float64 for c in columns})
+    if not hasattr(lazy, "collect_batches"):  # polars < 1.32
+        return _STREAM_FAILED
+    try:
+        n_rows = int(lazy.select(pl.len()).collect().item())
+    except Exception:
+        return None
+    if n_rows == 0:
+        return None
+    tmp = None
+    try:
+        file.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=file.parent, prefix=file.stem, suffix=".tmp")
+        with os.fdopen(fd, "wb", buffering=0) as f:
+            np.save(f, np.array(json.dumps(key, sort_keys=True)), allow_pickle=False)
+            date_at = _reserve(f, n_rows, np.dtype("datetime64[s]")) if date_column else 0
+            column_at = [_reserve(f, n_rows, np.dtype(np.float64)) for _ in columns]
+            f.truncate(f.tell())
+            row, last = 0, None
+            for batch in lazy.collect_batches(chunk_size=BATCH_ROWS):
+                if row + batch.height > n_rows:
+                    return _STREAM_FAILED  # the count and the parse disagree: let the whole parse decide
+                if not _clean(batch, header, columns):
+                    return None
+                if date_column:
+                    dates = _dates(batch[date_column])
+                    if dates is None or not _increasing(dates, last):
+                        return None
+                    last = dates[-1]
+                    os.pwrite(fd, dates.view(np.int64).data, date_at + row * 8)
+                for j, c in enumerate(columns):
+                    os.pwrite(fd, np.ascontiguousarray(batch[c].to_numpy(), dtype=np.float64).data, column_at[j] + row * 8)
+                row += batch.height
+            if row != n_rows:
+                return _STREAM_FAILED
+        os.replace(tmp, file)  # readers see the old entry or the new one, never half of one
+        tmp = None
+    except OSError:
+        return _STREAM_FAILED  # a full or read-only cache directory: parse in memory instead
+    except Exception:  # polars refused a row (a ragged line, an unparsable number): not clean
+        return None
+    finally:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+    return _cache_open(key) or _STREAM_FAILED
+
+
+def _reserve(f: Any, n: int, dtype: np.dtype) -> int:
+    """Write a .npy header for ``n`` values of ``dtype`` and skip over its data; returns where the data starts."""
+    np.lib.format.write_array_header_1_0(
+        f, {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": (n,)}
+    )
+    start = f.tell()
+    f.seek(n * dtype.itemsize, os.SEEK_CUR)
+    return start
+
+
+def _increasing(dates: np.ndarray, previous: np.datetime64 | None) -> bool:
+    if previous is not None and not dates[0] > previous:
+        return False
+    return bool((np.diff(dates) > np.timedelta64(0, "s")).all())
 
 
 def _group(ids: Any) -> tuple[np.ndarray, tuple[tuple[str, int, int], ...]] | None:
@@ -337,6 +444,7 @@ def _open_entry(f: Any, key: dict[str, object], names: list[str]) -> Columns | N
             raise DataError(f"{key['path']}: its parse cache entry ended early; run again with LSTMCLI_CACHE=off")
 
     columns = Columns(n_rows, len(names), dates, read, parts)
+    columns.cached = True
     weakref.finalize(columns, f.close)
     return columns
 

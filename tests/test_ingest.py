@@ -307,3 +307,57 @@ def test_a_single_series_entry_keeps_the_name_earlier_versions_used(fast: Path, 
     ident = json.dumps([str(path.resolve()), ["y"], "date"])
     entry = ingest.cache_file_for(str(path), ["y"], "date")
     assert entry is not None and entry.name == hashlib.sha256(ident.encode()).hexdigest()[:32] + ".npys"
+
+
+def test_the_first_run_streams_batches_into_the_entry(
+    fast: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # With the cache on, a single-series file is never parsed whole: batches go straight to the entry.
+    import polars as pl
+
+    if not hasattr(pl.LazyFrame, "collect_batches"):
+        pytest.skip("this polars cannot stream batches")
+    path = write_csv(tmp_path / "s.csv", rows=200, columns=COLUMNS)
+    monkeypatch.setattr(ingest, "BATCH_ROWS", 7)  # 29 batches, most boundaries mid-file
+
+    def whole(*args: object, **kwargs: object) -> None:
+        raise AssertionError("parsed the whole file in memory")
+
+    monkeypatch.setattr(pl, "read_csv", whole)
+    cols = ingest.open_fast(str(path), ["y", "a", "b"], "date")
+    assert cols is not None and cols.cached and cols.n_rows == 200
+    want = _slow(path, ["y", "a", "b"])
+    assert np.array_equal(cols.stacked(), want.values) and np.array_equal(cols.dates, want.dates)
+    assert len(list(fast.glob("*"))) == 1  # the entry, no temporary left behind
+
+
+@pytest.mark.parametrize("bad_row", [6, 7, 8])  # the last row of a batch, the first of the next, inside
+def test_a_problem_at_a_batch_boundary_is_found(
+    fast: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bad_row: int
+) -> None:
+    monkeypatch.setattr(ingest, "BATCH_ROWS", 7)
+    for make_bad in ("date", "value"):
+        path = write_csv(tmp_path / f"{make_bad}.csv", rows=30)
+        lines = path.read_text().splitlines()  # lines[r] is row r (1-based)
+        cells = lines[bad_row].split(",")
+        if make_bad == "date":
+            cells[0] = lines[bad_row - 1].split(",")[0]  # repeats the previous row's date
+        else:
+            cells[1] = "inf"
+        lines[bad_row] = ",".join(cells)
+        path.write_text("\n".join(lines) + "\n")
+        assert ingest.open_fast(str(path), ["y"], "date") is None, make_bad
+        with pytest.raises(DataError, match=f"row {bad_row} "):
+            read_table(path, ["y"], "date")
+        assert not list(fast.glob("*")), "a refused file left a cache entry or a temporary behind"
+
+
+def test_an_unwritable_cache_falls_back_to_the_whole_parse(
+    fast: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write_csv(tmp_path / "s.csv", rows=50, columns=COLUMNS)
+    fast.parent.mkdir(exist_ok=True)
+    fast.write_text("a file where the cache directory should be")
+    cols = ingest.open_fast(str(path), ["y", "a"], "date")
+    assert cols is not None and not cols.cached
+    assert np.array_equal(cols.stacked(), _slow(path, ["y", "a"]).values)
