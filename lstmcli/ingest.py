@@ -32,6 +32,7 @@ import hashlib
 import json
 import os
 import tempfile
+import time
 import weakref
 from collections.abc import Callable
 from pathlib import Path
@@ -39,10 +40,11 @@ from typing import Any
 
 import numpy as np
 
-from lstmcli.errors import DataError
+from lstmcli.errors import DataError, LstmcliError
 
 # Below this size the validating reader takes milliseconds; importing polars would cost more.
 FAST_MIN_BYTES = 2_000_000
+STALE_SECONDS = 3600  # a temporary entry this old was left by a killed writer
 BATCH_ROWS = 1 << 18  # rows per streamed batch: 16 MiB of float64 for 8 columns
 CACHE_VERSION = 2  # 2: one record per column (1 held the whole table in one record)
 _EDGE = 65536
@@ -190,6 +192,8 @@ def _parse(
     # Every column is read (the unused ones as text) so that a ragged row is an error or a null.
     try:
         df = pl.read_csv(path, infer_schema=False, schema_overrides={c: pl.Float64 for c in columns})
+    except LstmcliError:
+        raise  # a second Ctrl-C (Interrupted) stops at once
     except Exception:  # any parse problem: the validating reader finds and names it
         return None
     if df.height == 0 or not _clean(df, header, columns):
@@ -203,9 +207,10 @@ def _parse(
         order, parts = grouped
     dates = None
     if date_column:
-        dates = _dates(df[date_column])
-        if dates is None:
+        got = _dates(df[date_column])
+        if got is None:
             return None
+        dates = got[0]
         dates = dates if order is None else dates[order]
         step_ok = np.diff(dates) > np.timedelta64(0, "s")
         if parts:
@@ -254,33 +259,37 @@ def _stream_to_entry(
         return _STREAM_FAILED
     try:
         n_rows = int(lazy.select(pl.len()).collect().item())
+    except LstmcliError:
+        raise
     except Exception:
         return None
     if n_rows == 0:
         return None
     tmp = None
     try:
-        file.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=file.parent, prefix=file.stem, suffix=".tmp")
+        fd, tmp = _temporary(file)
         with os.fdopen(fd, "wb", buffering=0) as f:
             np.save(f, np.array(json.dumps(key, sort_keys=True)), allow_pickle=False)
             date_at = _reserve(f, n_rows, np.dtype("datetime64[s]")) if date_column else 0
             column_at = [_reserve(f, n_rows, np.dtype(np.float64)) for _ in columns]
             f.truncate(f.tell())
-            row, last = 0, None
+            row, last, form = 0, None, None
             for batch in lazy.collect_batches(chunk_size=BATCH_ROWS):
                 if row + batch.height > n_rows:
                     return _STREAM_FAILED  # the count and the parse disagree: let the whole parse decide
                 if not _clean(batch, header, columns):
                     return None
                 if date_column:
-                    dates = _dates(batch[date_column])
-                    if dates is None or not _increasing(dates, last):
+                    got = _dates(batch[date_column], form)
+                    if got is None:  # not a date, or another form than the first batch's
+                        return _STREAM_FAILED if form is not None else None
+                    dates, form = got
+                    if not _increasing(dates, last):
                         return None
                     last = dates[-1]
-                    os.pwrite(fd, dates.view(np.int64).data, date_at + row * 8)
+                    _pwrite_all(fd, dates.view(np.int64), date_at + row * 8)
                 for j, c in enumerate(columns):
-                    os.pwrite(fd, np.ascontiguousarray(batch[c].to_numpy(), dtype=np.float64).data, column_at[j] + row * 8)
+                    _pwrite_all(fd, np.ascontiguousarray(batch[c].to_numpy(), dtype=np.float64), column_at[j] + row * 8)
                 row += batch.height
             if row != n_rows:
                 return _STREAM_FAILED
@@ -288,6 +297,8 @@ def _stream_to_entry(
         tmp = None
     except OSError:
         return _STREAM_FAILED  # a full or read-only cache directory: parse in memory instead
+    except LstmcliError:
+        raise  # a second Ctrl-C (Interrupted) stops at once
     except Exception:  # polars refused a row (a ragged line, an unparsable number): not clean
         return None
     finally:
@@ -295,6 +306,16 @@ def _stream_to_entry(
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
     return _cache_open(key) or _STREAM_FAILED
+
+
+def _pwrite_all(fd: int, values: np.ndarray, offset: int) -> None:
+    """Write all of ``values`` at ``offset`` (pwrite may write less than asked)."""
+    view = values.data.cast("B")
+    while view:
+        done = os.pwrite(fd, view, offset)
+        if done <= 0:
+            raise OSError(f"wrote nothing at offset {offset}")
+        view, offset = view[done:], offset + done
 
 
 def _reserve(f: Any, n: int, dtype: np.dtype) -> int:
@@ -333,24 +354,29 @@ def _group(ids: Any) -> tuple[np.ndarray, tuple[tuple[str, int, int], ...]] | No
     return order, parts
 
 
-def _dates(s: Any) -> np.ndarray | None:
+def _dates(s: Any, form: int | None = None) -> tuple[np.ndarray, int] | None:
+    """The dates (datetime64[s]) and the form read: an index into _DATE_FORMATS, or -1 for
+    numpy's ISO reader. ``form`` requires that form (a later batch must be read like the first,
+    as the whole column would be); None means the file is not clean or the form differs."""
     import polars as pl
 
-    dates = None
-    for pattern, fmt in _DATE_FORMATS:
+    dates, used = None, -1
+    for i, (pattern, fmt) in enumerate(_DATE_FORMATS):
         if s.str.contains(pattern).all():
             try:
                 secs = s.str.strptime(pl.Datetime("ms"), fmt, strict=True).dt.epoch("s").to_numpy()
             except Exception:
                 return None
-            dates = secs.astype(np.int64).astype("datetime64[s]")
+            dates, used = secs.astype(np.int64).astype("datetime64[s]"), i
             break
+    if form is not None and used != form:
+        return None
     if dates is None:  # another ISO form numpy reads (e.g. 2020-01 or minutes only)
         try:
             dates = np.array([c.strip() for c in s.to_list()], dtype="datetime64[s]")
         except ValueError:
             return None
-    return None if np.isnat(dates).any() else dates  # order is checked by the caller, series by series
+    return None if np.isnat(dates).any() else (dates, used)  # order is checked by the caller
 
 
 # ---------------------------------------------------------------------------------------------
@@ -456,6 +482,17 @@ def _record_header(f: Any) -> tuple[tuple[int, ...], np.dtype]:
     return shape, dtype
 
 
+def _temporary(file: Path) -> tuple[int, str]:
+    """A new temporary beside ``file`` for its next version. Temporaries of this entry left by a
+    killed writer (older than STALE_SECONDS, so not one being written now) are removed first."""
+    file.parent.mkdir(parents=True, exist_ok=True)
+    for old in file.parent.glob(f"{file.stem}*.tmp"):
+        with contextlib.suppress(OSError):
+            if time.time() - old.stat().st_mtime > STALE_SECONDS:
+                old.unlink()
+    return tempfile.mkstemp(dir=file.parent, prefix=file.stem, suffix=".tmp")
+
+
 def _cache_store(key: dict[str, object], parsed: Columns) -> bool:
     """Write the entry (atomically); False if the cache is off or unwritable."""
     file = _cache_file(key)
@@ -463,8 +500,7 @@ def _cache_store(key: dict[str, object], parsed: Columns) -> bool:
         return False
     tmp = None
     try:
-        file.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=file.parent, prefix=file.stem, suffix=".tmp")
+        fd, tmp = _temporary(file)
         with os.fdopen(fd, "wb") as f:
             np.save(f, np.array(json.dumps(key, sort_keys=True)), allow_pickle=False)
             if parsed.parts is not None:

@@ -7,14 +7,16 @@ The update is torch's own fused kernel (``torch._fused_adam_`` / ``torch._fused_
 tensor in one call), the one ``torch.optim.AdamW(fused=True)`` runs, with the step counters on
 the parameters' device, so a CUDA graph can capture it. A device without that kernel (torch < 2.4
 on the CPU, MPS) runs the same algorithm tensor by tensor. tests/test_optim.py checks both
-against ``torch.optim`` step for step, and the schedules against ``torch.optim.lr_scheduler``.
+against ``torch.optim`` step for step (equal weights, bit for bit) and the schedules against
+``torch.optim.lr_scheduler`` (plateau: equal; cosine: the closed form, which torch computes
+recursively, equal within 1e-12).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -23,6 +25,7 @@ from lstmcli.config import TrainConfig
 BETAS = (0.9, 0.999)
 EPS = 1e-8
 PLATEAU_THRESHOLD = 1e-4  # a val loss must beat the best by this fraction to count as better
+PLATEAU_MIN_CHANGE = 1e-8  # a smaller cut of the learning rate is skipped (torch's eps)
 STATE_KEYS = ("step", "exp_avg", "exp_avg_sq")
 
 
@@ -46,6 +49,9 @@ class Adam:
         self.decoupled = decoupled
         self.state: dict[torch.Tensor, dict[str, torch.Tensor]] = {}
         self.fused = _has_fused_kernel(self.params[0].device) if fused is None else fused
+        # GradScaler (fp16) then hands step() its scale and inf flag as attributes instead of
+        # reading the flag back to the host every step; the fused kernel skips the update on inf.
+        self._step_supports_amp_scaling = self.fused
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Drop the gradients (``set_to_none`` is accepted for torch's signature; it is always so)."""
@@ -58,15 +64,19 @@ class Adam:
         if not params:
             return
         states = [self.state.get(p) or self._new_state(p) for p in params]
-        grads = [p.grad for p in params if p.grad is not None]
+        grads = [cast(torch.Tensor, p.grad) for p in params]
         steps, exp_avgs, exp_avg_sqs = ([s[k] for s in states] for k in STATE_KEYS)
         group = self.param_groups[0]
         lr, wd = group["lr"], group["weight_decay"]
         if self.fused:
+            found_inf = getattr(self, "found_inf", None)  # set by GradScaler.step around this call
             torch._foreach_add_(steps, 1)
             kernel = torch._fused_adamw_ if self.decoupled else torch._fused_adam_
             kernel(params, grads, exp_avgs, exp_avg_sqs, [], steps, amsgrad=False, lr=lr, beta1=BETAS[0],
-                   beta2=BETAS[1], weight_decay=wd, eps=EPS, maximize=False, grad_scale=None, found_inf=None)
+                   beta2=BETAS[1], weight_decay=wd, eps=EPS, maximize=False,
+                   grad_scale=getattr(self, "grad_scale", None), found_inf=found_inf)
+            if found_inf is not None:  # a skipped update does not count as a step
+                torch._foreach_sub_(steps, [found_inf] * len(steps))
             return
         for p, g, t, m, v in zip(params, grads, steps, exp_avgs, exp_avg_sqs, strict=True):
             _adam_one(p, g, t, m, v, lr, wd, self.decoupled)
@@ -101,16 +111,18 @@ class Adam:
             raise ValueError(f"saved parameter groups of sizes {sizes}, expected one of {len(self.params)}")
         state: dict[torch.Tensor, dict[str, torch.Tensor]] = {}
         for pid, values in saved["state"].items():
+            if not 0 <= int(pid) < len(self.params):
+                raise ValueError(f"optimizer state for parameter {pid}, which does not exist")
             p = self.params[int(pid)]
-            missing = [k for k in STATE_KEYS if k not in values]
+            missing = [k for k in STATE_KEYS if not isinstance(values.get(k), torch.Tensor)]
             if missing:
-                raise ValueError(f"optimizer state {pid} lacks {', '.join(missing)}")
+                raise ValueError(f"optimizer state {pid} lacks the tensor(s) {', '.join(missing)}")
             for key in ("exp_avg", "exp_avg_sq"):
                 if tuple(values[key].shape) != tuple(p.shape):
                     raise ValueError(f"optimizer state {pid}.{key} has shape {tuple(values[key].shape)}, "
                                      f"the parameter {tuple(p.shape)}")
             state[p] = {
-                "step": torch.as_tensor(values["step"], dtype=torch.float32).to(p.device).reshape(()),
+                "step": values["step"].to(device=p.device, dtype=torch.float32).reshape(()),
                 "exp_avg": values["exp_avg"].to(device=p.device, dtype=p.dtype),
                 "exp_avg_sq": values["exp_avg_sq"].to(device=p.device, dtype=p.dtype),
             }
@@ -164,7 +176,7 @@ class Plateau:
         if self.num_bad_epochs > self.patience:
             group = self.opt.param_groups[0]
             lowered = group["lr"] * self.factor
-            if group["lr"] - lowered > EPS:  # torch's floor: changes smaller than eps are skipped
+            if group["lr"] - lowered > PLATEAU_MIN_CHANGE:
                 group["lr"] = lowered
             self.num_bad_epochs = 0
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -331,10 +332,14 @@ def test_the_first_run_streams_batches_into_the_entry(
     assert len(list(fast.glob("*"))) == 1  # the entry, no temporary left behind
 
 
-@pytest.mark.parametrize("bad_row", [6, 7, 8])  # the last row of a batch, the first of the next, inside
+@pytest.mark.parametrize("bad_row", [6, 7, 8])  # inside the first batch of 7, its last row, the first of the next
 def test_a_problem_at_a_batch_boundary_is_found(
     fast: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bad_row: int
 ) -> None:
+    import polars as pl
+
+    if not hasattr(pl.LazyFrame, "collect_batches"):
+        pytest.skip("this polars cannot stream batches")
     monkeypatch.setattr(ingest, "BATCH_ROWS", 7)
     for make_bad in ("date", "value"):
         path = write_csv(tmp_path / f"{make_bad}.csv", rows=30)
@@ -346,7 +351,9 @@ def test_a_problem_at_a_batch_boundary_is_found(
             cells[1] = "inf"
         lines[bad_row] = ",".join(cells)
         path.write_text("\n".join(lines) + "\n")
-        assert ingest.open_fast(str(path), ["y"], "date") is None, make_bad
+        with monkeypatch.context() as m:  # refused by the streamed parse itself
+            m.setattr(pl, "read_csv", lambda *a, **k: pytest.fail("parsed the whole file in memory"))
+            assert ingest.open_fast(str(path), ["y"], "date") is None, make_bad
         with pytest.raises(DataError, match=f"row {bad_row} "):
             read_table(path, ["y"], "date")
         assert not list(fast.glob("*")), "a refused file left a cache entry or a temporary behind"
@@ -361,3 +368,46 @@ def test_an_unwritable_cache_falls_back_to_the_whole_parse(
     cols = ingest.open_fast(str(path), ["y", "a"], "date")
     assert cols is not None and not cols.cached
     assert np.array_equal(cols.stacked(), _slow(path, ["y", "a"]).values)
+
+
+def test_a_date_form_that_changes_between_batches_reads_like_the_whole_column(
+    fast: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The first batch's dates are days, a later batch's carry times: the whole column is then read
+    # by numpy's ISO reader, and so must the streamed file be (it falls back to the whole parse).
+    monkeypatch.setattr(ingest, "BATCH_ROWS", 4)
+    rows = [f"2000-01-{d:02d},{d}.5" for d in range(1, 5)] + [f"2000-01-{d:02d}T06:00:00,{d}.5" for d in range(5, 13)]
+    path = tmp_path / "mixed.csv"
+    path.write_text("date,y\n" + "\n".join(rows) + "\n")
+    cols = ingest.open_fast(str(path), ["y"], "date")
+    want = _slow(path, ["y"])
+    assert cols is not None and np.array_equal(cols.dates, want.dates)
+    assert np.array_equal(cols.stacked(), want.values)
+
+
+def test_short_writes_are_completed(fast: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write_csv(tmp_path / "s.csv", rows=60, columns=COLUMNS)
+    real = os.pwrite
+
+    def half(fd: int, data: object, offset: int) -> int:
+        view = memoryview(data).cast("B")  # type: ignore[arg-type]
+        return real(fd, view[: max(1, len(view) // 2)], offset)
+
+    monkeypatch.setattr(os, "pwrite", half)
+    cols = ingest.open_fast(str(path), ["y", "a", "b"], "date")
+    assert cols is not None and cols.cached
+    assert np.array_equal(cols.stacked(), _slow(path, ["y", "a", "b"]).values)
+
+
+def test_stale_temporaries_of_a_killed_writer_are_removed(fast: Path, tmp_path: Path) -> None:
+    path = write_csv(tmp_path / "s.csv", rows=60)
+    entry = ingest.cache_file_for(str(path), ["y"], "date")
+    assert entry is not None
+    fast.mkdir(parents=True)
+    stale, fresh = fast / f"{entry.stem}dead.tmp", fast / f"{entry.stem}busy.tmp"
+    for f in (stale, fresh):
+        f.write_bytes(b"half an entry")
+    old = time.time() - ingest.STALE_SECONDS - 60
+    os.utime(stale, (old, old))
+    assert ingest.open_fast(str(path), ["y"], "date") is not None
+    assert not stale.exists() and fresh.exists()  # one being written now is left alone

@@ -136,3 +136,49 @@ def test_training_never_imports_torch_dynamo(tmp_path) -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path)
     assert out.stdout.strip() == "False"
+
+
+def test_grad_scaler_steps_equal_torch_optim_and_skip_on_inf() -> None:
+    # fp16 training hands the fused kernel the inf flag (no host read per step); a step with an
+    # inf gradient changes nothing and does not count, exactly as with torch.optim's fused AdamW
+    if not _has_fused_kernel(torch.device("cpu")):
+        pytest.skip("this torch has no fused Adam kernel for the CPU")
+
+    def run(opt_of) -> tuple[dict[str, torch.Tensor], list[float]]:
+        model = _model()
+        opt = opt_of(model.parameters())
+        scaler = torch.amp.GradScaler("cpu", init_scale=2.0**8)
+        g = torch.Generator().manual_seed(1)
+        for i in range(5):
+            opt.zero_grad()
+            scaler.scale(model(torch.randn(4, 5, 3, generator=g))[0].pow(2).mean()).backward()
+            if i == 2:
+                next(model.parameters()).grad[0, 0] = float("inf")
+            scaler.unscale_(opt)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            scaler.step(opt)
+            scaler.update()
+        steps = [float(s["step"]) for s in opt.state.values()]
+        return {k: v.clone() for k, v in model.state_dict().items()}, steps
+
+    theirs, their_steps = run(lambda p: torch.optim.AdamW(p, lr=0.01, weight_decay=0.1, fused=True))
+    ours, our_steps = run(lambda p: Adam(p, lr=0.01, weight_decay=0.1))
+    assert our_steps == their_steps == [4.0] * len(our_steps)  # the inf step was skipped
+    for name, value in theirs.items():
+        assert torch.equal(value, ours[name]), name
+
+
+@pytest.mark.parametrize(
+    ("edit", "needle"),
+    [
+        (lambda sd: sd["state"][0].update(exp_avg=[0.0]), "lacks the tensor"),
+        (lambda sd: sd["state"].update({-1: sd["state"][0]}), "does not exist"),
+        (lambda sd: sd["state"][0].pop("step"), "lacks the tensor"),
+    ],
+)
+def test_a_hand_made_state_is_refused_in_one_line(edit, needle: str) -> None:
+    _, opt = _train(lambda p: Adam(p, lr=0.01), steps=1)
+    saved = opt.state_dict()
+    edit(saved)
+    with pytest.raises(ValueError, match=needle):
+        Adam(_model().parameters(), lr=0.01).load_state_dict(saved)
