@@ -411,3 +411,13 @@ def test_stale_temporaries_of_a_killed_writer_are_removed(fast: Path, tmp_path: 
     os.utime(stale, (old, old))
     assert ingest.open_fast(str(path), ["y"], "date") is not None
     assert not stale.exists() and fresh.exists()  # one being written now is left alone
+
+
+@pytest.mark.parametrize(("cells", "clean"), [(("1e308", "1e308"), True), (("1e308", "inf"), False), (("nan", "1"), False)])
+def test_finite_values_whose_sum_overflows_are_still_clean(fast: Path, tmp_path: Path, cells: tuple[str, str], clean: bool) -> None:
+    path = tmp_path / "big.csv"
+    path.write_text(f"date,y\n2000-01-01,{cells[0]}\n2000-01-02,{cells[1]}\n")
+    got = ingest.read_fast(str(path), ["y"], "date")
+    assert (got is not None) is clean
+    if clean:
+        assert got is not None and got[0][:, 0].tolist() == [1e308, 1e308]
