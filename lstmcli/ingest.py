@@ -270,46 +270,37 @@ def _stream_to_entry(
         return None
     if n_rows == 0:
         return None
-    tmp = None
-    try:
-        fd, tmp = _temporary(file)
-        with os.fdopen(fd, "wb", buffering=0) as f:
-            np.save(f, np.array(json.dumps(key, sort_keys=True)), allow_pickle=False)
-            date_at = _reserve(f, n_rows, np.dtype("datetime64[s]")) if date_column else 0
-            column_at = [_reserve(f, n_rows, np.dtype(np.float64)) for _ in columns]
-            f.truncate(f.tell())
-            row, last, form = 0, None, None
-            for batch in lazy.collect_batches(chunk_size=BATCH_ROWS):
-                if row + batch.height > n_rows:
-                    return _STREAM_FAILED  # the count and the parse disagree: let the whole parse decide
-                if not _clean(batch, header, columns):
+    def fill(fd: int, date_at: int, column_at: list[int]) -> object:
+        row, last, form = 0, None, None
+        for batch in lazy.collect_batches(chunk_size=BATCH_ROWS):
+            if row + batch.height > n_rows:
+                return _STREAM_FAILED  # the count and the parse disagree: let the whole parse decide
+            if not _clean(batch, header, columns):
+                return None
+            if date_column:
+                got = _dates(batch[date_column], form)
+                if got is None:  # not a date, or another form than the first batch's
+                    return _STREAM_FAILED if form is not None else None
+                dates, form = got
+                if not _increasing(dates, last):
                     return None
-                if date_column:
-                    got = _dates(batch[date_column], form)
-                    if got is None:  # not a date, or another form than the first batch's
-                        return _STREAM_FAILED if form is not None else None
-                    dates, form = got
-                    if not _increasing(dates, last):
-                        return None
-                    last = dates[-1]
-                    _pwrite_all(fd, dates.view(np.int64), date_at + row * 8)
-                for j, c in enumerate(columns):
-                    _pwrite_all(fd, np.ascontiguousarray(batch[c].to_numpy(), dtype=np.float64), column_at[j] + row * 8)
-                row += batch.height
-            if row != n_rows:
-                return _STREAM_FAILED
-        os.replace(tmp, file)  # readers see the old entry or the new one, never half of one
-        tmp = None
+                last = dates[-1]
+                _pwrite_all(fd, dates.view(np.int64), date_at + row * 8)
+            for j, c in enumerate(columns):
+                _pwrite_all(fd, np.ascontiguousarray(batch[c].to_numpy(), dtype=np.float64), column_at[j] + row * 8)
+            row += batch.height
+        return True if row == n_rows else _STREAM_FAILED
+
+    try:
+        written = _write_entry(file, key, n_rows, len(columns), date_column is not None, None, fill)
     except OSError:
         return _STREAM_FAILED  # a full or read-only cache directory: parse in memory instead
     except LstmcliError:
         raise  # a second Ctrl-C (Interrupted) stops at once
     except Exception:  # polars refused a row (a ragged line, an unparsable number): not clean
         return None
-    finally:
-        if tmp is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
+    if written is not True:
+        return written
     return _cache_open(key) or _STREAM_FAILED
 
 
@@ -498,28 +489,54 @@ def _temporary(file: Path) -> tuple[int, str]:
     return tempfile.mkstemp(dir=file.parent, prefix=file.stem, suffix=".tmp")
 
 
+def _write_entry(
+    file: Path,
+    key: dict[str, object],
+    n_rows: int,
+    width: int,
+    dated: bool,
+    parts: tuple[tuple[str, int, int], ...] | None,
+    fill: Callable[[int, int, list[int]], object],
+) -> object:
+    """Write ``file`` atomically in the entry layout: the key, the parts, then the dates and
+    ``width`` columns as .npy records of ``n_rows`` values each, reserved here and filled by
+    ``fill(fd, dates_offset, column_offsets)``. The entry replaces the old one only when ``fill``
+    returns True; its result is returned. OSError (a full or read-only directory) propagates."""
+    fd, tmp = _temporary(file)
+    replaced = False
+    try:
+        with os.fdopen(fd, "wb", buffering=0) as f:
+            np.save(f, np.array(json.dumps(key, sort_keys=True)), allow_pickle=False)
+            if parts is not None:
+                np.save(f, np.array(json.dumps(parts)), allow_pickle=False)
+            date_at = _reserve(f, n_rows, np.dtype("datetime64[s]")) if dated else 0
+            column_at = [_reserve(f, n_rows, np.dtype(np.float64)) for _ in range(width)]
+            f.truncate(f.tell())
+            done = fill(fd, date_at, column_at)
+        if done is True:
+            os.replace(tmp, file)  # readers see the old entry or the new one, never half of one
+            replaced = True
+        return done
+    finally:
+        if not replaced:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+
+
 def _cache_store(key: dict[str, object], parsed: Columns) -> bool:
     """Write the entry (atomically); False if the cache is off or unwritable."""
     file = _cache_file(key)
     if file is None:
         return False
-    tmp = None
+
+    def fill(fd: int, date_at: int, column_at: list[int]) -> bool:
+        if parsed.dates is not None:
+            _pwrite_all(fd, np.ascontiguousarray(parsed.dates, dtype="datetime64[s]").view(np.int64), date_at)
+        for j, at in enumerate(column_at):
+            _pwrite_all(fd, parsed.column(j), at)
+        return True
+
     try:
-        fd, tmp = _temporary(file)
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, np.array(json.dumps(key, sort_keys=True)), allow_pickle=False)
-            if parsed.parts is not None:
-                np.save(f, np.array(json.dumps(parsed.parts)), allow_pickle=False)
-            if parsed.dates is not None:
-                np.save(f, parsed.dates, allow_pickle=False)
-            for j in range(parsed.width):
-                np.save(f, parsed.column(j), allow_pickle=False)
-        os.replace(tmp, file)  # readers see the old entry or the new one, never half of one
-        tmp = None
+        return _write_entry(file, key, parsed.n_rows, parsed.width, parsed.dates is not None, parsed.parts, fill) is True
     except OSError:
         return False  # a read-only or full cache directory only costs the next run a parse
-    finally:
-        if tmp is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-    return True
