@@ -28,13 +28,13 @@ def fast(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     return cache
 
 
-def _slow(path: Path, columns: list[str], date_column: str | None = "date") -> data.Table:
-    saved = ingest.FAST_MIN_BYTES
-    ingest.FAST_MIN_BYTES = 1 << 62
-    try:
-        return read_table(path, columns, date_column)
-    finally:
-        ingest.FAST_MIN_BYTES = saved
+def _slow(
+    path: Path, columns: list[str], date_column: str | None = "date", series_column: str | None = None
+) -> data.Table:
+    """The validating reader's table (the fast path off)."""
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(ingest, "FAST_MIN_BYTES", 1 << 62)
+        return read_table(path, columns, date_column, series_column=series_column)
 
 
 def test_fast_path_values_and_dates_equal_the_validating_reader(fast: Path, tmp_path: Path) -> None:
@@ -79,12 +79,10 @@ def test_cache_hit_then_invalidated_when_the_csv_changes(
     def no_parse(*args: object) -> None:
         raise AssertionError("parsed again despite a valid cache entry")
 
-    monkeypatch.setattr(ingest, "_parse", no_parse)
-    hit = read_table(path, ["y", "a"], "date")
+    with monkeypatch.context() as m:
+        m.setattr(ingest, "_parse", no_parse)
+        hit = read_table(path, ["y", "a"], "date")
     assert np.array_equal(hit.values, first.values) and np.array_equal(hit.dates, first.dates)
-    monkeypatch.undo()
-    monkeypatch.setattr(ingest, "FAST_MIN_BYTES", 0)
-    monkeypatch.setenv("LSTMCLI_CACHE_DIR", str(fast))
 
     # same size, same first and last 64 KiB would fool a weak key; here the value in the
     # middle changes and the mtime moves, so the entry must be refused and rewritten
@@ -126,11 +124,13 @@ def test_a_truncated_cache_entry_is_ignored(fast: Path, tmp_path: Path, monkeypa
     assert entry is not None
     entry.write_bytes(entry.read_bytes()[:-8])  # the last value of the last column is gone
     parsed = []
-    monkeypatch.setattr(ingest, "_parse", lambda *a: parsed.append(1) or None)
-    assert ingest.open_fast(str(path), ["y", "a"], "date") is None and parsed  # refused: parsed again
-    monkeypatch.undo()
-    monkeypatch.setattr(ingest, "FAST_MIN_BYTES", 0)
+    with monkeypatch.context() as m:
+        m.setattr(ingest, "_parse", lambda *a: parsed.append(1) or None)
+        assert ingest.open_fast(str(path), ["y", "a"], "date") is None and parsed  # refused: parsed again
     assert np.array_equal(read_table(path, ["y", "a"], "date").values, expected)
+    with monkeypatch.context() as m:  # the entry in the test's cache (not the user's) was rewritten
+        m.setattr(ingest, "_parse", lambda *a: pytest.fail("parsed again"))
+        assert ingest.open_fast(str(path), ["y", "a"], "date") is not None
 
 
 def test_dataset_from_the_fast_path_equals_the_validating_path(fast: Path, tmp_path: Path) -> None:
@@ -221,7 +221,7 @@ def test_long_format_fast_path_groups_series_like_the_validating_reader(fast: Pa
         if t % 2 == 0:
             rows.append(f"c,{np.datetime64('1990-01', 'M') + np.timedelta64(t, 'M')}-01,{1e3 + t},1")
     path = _long_csv(tmp_path / "long.csv", rows)
-    slow = _slow_long(path)
+    slow = _slow(path, ["y", "x"], series_column="id")
     for _ in range(2):  # parsed, then from the cache
         parsed = ingest.read_fast(str(path), ["y", "x"], "date", "id")
         assert parsed is not None
@@ -243,15 +243,6 @@ def test_long_format_errors_still_name_the_row(fast: Path, tmp_path: Path) -> No
         read_table(empty, ["y", "x"], "date", series_column="id")
 
 
-def _slow_long(path: Path) -> data.Table:
-    saved = ingest.FAST_MIN_BYTES
-    ingest.FAST_MIN_BYTES = 1 << 62
-    try:
-        return read_table(path, ["y", "x"], "date", series_column="id")
-    finally:
-        ingest.FAST_MIN_BYTES = saved
-
-
 def test_long_format_dataset_from_the_fast_path_equals_the_validating_path(fast: Path, tmp_path: Path) -> None:
     from lstmcli.config import DataConfig
 
@@ -262,7 +253,7 @@ def test_long_format_dataset_from_the_fast_path_equals_the_validating_path(fast:
     path = _long_csv(tmp_path / "long.csv", rows)
     cfg = DataConfig(path=str(path), date_column="date", series_column="id", target="y", features=["x"],
                      lookback=12, horizon=3, season=12)
-    slow = data.prepare(_slow_long(path), cfg)
+    slow = data.prepare(_slow(path, ["y", "x"], series_column="id"), cfg)
     for _ in range(2):
         ds = data.load_dataset(cfg)
         assert [(s.id, s.start, s.stop) for s in ds.series] == [(s.id, s.start, s.stop) for s in slow.series]
@@ -296,7 +287,7 @@ def test_ids_stripped_as_python_strips_them(fast: Path, tmp_path: Path) -> None:
     path = _long_csv(tmp_path / "ws.csv", rows)
     parsed = ingest.read_fast(str(path), ["y", "x"], "date", "id")
     assert parsed is not None
-    assert parsed[2] == _slow_long(path).parts == (("A", 0, 12), ("B", 12, 18))
+    assert parsed[2] == _slow(path, ["y", "x"], series_column="id").parts == (("A", 0, 12), ("B", 12, 18))
 
 
 def test_a_single_series_entry_keeps_the_name_earlier_versions_used(fast: Path, tmp_path: Path) -> None:
