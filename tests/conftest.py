@@ -15,6 +15,27 @@ torch.set_num_threads(1)
 ROOT = Path(__file__).resolve().parent.parent
 
 
+class Crash(Exception):
+    """Stands in for a kill right after an epoch's checkpoint was written."""
+
+
+def crash_after(epoch: int):  # noqa: ANN201
+    """An ``on_epoch_end`` callback that raises Crash once ``epoch`` is reported."""
+
+    def on_epoch_end(report) -> None:  # noqa: ANN001
+        if report.epoch == epoch:
+            raise Crash
+
+    return on_epoch_end
+
+
+def assert_same_tensors(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    """Same names, and every tensor equal to the bit."""
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
 def write_csv(path: Path, rows: int = 80, columns: tuple[str, ...] = ("y",), start: str = "2000-01-01") -> Path:
     """A monthly seasonal series with trend; extra columns are scaled copies with a phase shift."""
     import numpy as np

@@ -73,9 +73,11 @@ def test_help_does_not_import_torch() -> None:
         "import sys\n"
         "from typer.testing import CliRunner\n"
         "from lstmcli.cli import app\n"
-        "for args in (['--help'], ['train', '--help'], ['inspect', '--help']):\n"
-        "    r = CliRunner().invoke(app, args)\n"
+        "for cmd in ('train', 'inspect', 'predict', 'init', 'resume', 'config'):\n"
+        "    r = CliRunner().invoke(app, [cmd, '--help'])\n"
         "    assert r.exit_code == 0, r.output\n"
+        "assert CliRunner().invoke(app, ['--help']).exit_code == 0\n"
+        "assert 'checkpoint' in CliRunner().invoke(app, ['resume', '--help']).output\n"
         "assert 'torch' not in sys.modules, 'torch was imported'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)

@@ -21,7 +21,7 @@ from lstmcli.data import load_dataset
 from lstmcli.pipeline import train_run
 from lstmcli.train import Trainer, fit
 
-from .conftest import ROOT
+from .conftest import ROOT, Crash, assert_same_tensors, crash_after
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -51,10 +51,6 @@ def test_captured_graph_trains_exactly_like_the_same_step_run_eagerly(tiny_confi
         assert torch.equal(value, graph.model.state_dict()[name]), name
 
 
-class Crash(Exception):
-    pass
-
-
 def test_resume_on_cuda_ends_with_the_uninterrupted_weights(tiny_config: Path, tmp_path: Path) -> None:
     base = [*CUDA, "train.epochs=6", "train.schedule=plateau", "train.patience=2"]
     ref = tmp_path / "ref"
@@ -62,16 +58,10 @@ def test_resume_on_cuda_ends_with_the_uninterrupted_weights(tiny_config: Path, t
     cut = tmp_path / "cut"
     cfg = load_config(tiny_config, [*base, f"output.dir={cut}"])
 
-    def crash(report: object) -> None:
-        if getattr(report, "epoch", 0) == 3:
-            raise Crash
-
     with pytest.raises(Crash):
-        train_run(cfg, cut, on_epoch_end=crash)
+        train_run(cfg, cut, on_epoch_end=crash_after(3))
     train_run(cfg, cut, resume=True)
-    a, b = load_file(ref / ck.WEIGHTS), load_file(cut / ck.WEIGHTS)
-    for k in a:
-        assert torch.equal(a[k], b[k]), k
+    assert_same_tensors(load_file(ref / ck.WEIGHTS), load_file(cut / ck.WEIGHTS))
 
 
 def test_more_cuda_processes_than_gpus_is_one_line_and_exit_2(tiny_config: Path) -> None:

@@ -23,7 +23,7 @@ from typer.testing import CliRunner
 from lstmcli import checkpoint as ck
 from lstmcli.cli import app
 
-from .conftest import ROOT, write_config
+from .conftest import ROOT, assert_same_tensors, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -93,12 +93,6 @@ def uninterrupted(config: Path, tmp_path: Path) -> dict[str, torch.Tensor]:
     return load_file(ref / ck.WEIGHTS)
 
 
-def assert_equal_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
-    assert a.keys() == b.keys()
-    for k in a:
-        assert torch.equal(a[k], b[k]), k
-
-
 def test_sigkill_at_random_moments_then_resume_gives_identical_weights(tmp_path: Path, tiny_csv: Path) -> None:
     seed = int(os.environ.get("KILL_SEED", random.randrange(2**32)))
     rng = random.Random(seed)
@@ -130,7 +124,7 @@ def test_sigkill_at_random_moments_then_resume_gives_identical_weights(tmp_path:
         assert final.p.returncode == 0, out
     assert kills_mid_training >= 1, f"seed {seed}: no kill landed during training"
     assert not (run / ck.LOCK).exists()
-    assert_equal_weights(uninterrupted(config, tmp_path), load_file(run / ck.WEIGHTS))
+    assert_same_tensors(uninterrupted(config, tmp_path), load_file(run / ck.WEIGHTS))
 
 
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
@@ -154,4 +148,4 @@ def test_sigterm_and_sigint_exit_with_a_resume_hint_and_resume_identically(
     out = resumed.finish()
     assert resumed.p.returncode == 0, out
     assert f"resuming from the checkpoint of epoch {saved.epoch}" in out
-    assert_equal_weights(uninterrupted(config, tmp_path), load_file(run / ck.WEIGHTS))
+    assert_same_tensors(uninterrupted(config, tmp_path), load_file(run / ck.WEIGHTS))

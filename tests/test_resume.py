@@ -7,7 +7,6 @@ import os
 from pathlib import Path
 
 import pytest
-import torch
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
@@ -17,28 +16,13 @@ from lstmcli.config import load_config
 from lstmcli.errors import CheckpointError, Interrupted
 from lstmcli.pipeline import train_run
 
-from .conftest import write_config
+from .conftest import Crash, assert_same_tensors, crash_after, write_config
 
 runner = CliRunner()
 
 
-class Crash(Exception):
-    """Stands in for a kill right after an epoch's checkpoint was written."""
-
-
-def crash_after(epoch: int):  # noqa: ANN201
-    def on_epoch_end(report) -> None:  # noqa: ANN001
-        if report.epoch == epoch:
-            raise Crash
-
-    return on_epoch_end
-
-
 def assert_same_weights(a: Path, b: Path) -> None:
-    ta, tb = load_file(a / ck.WEIGHTS), load_file(b / ck.WEIGHTS)
-    assert ta.keys() == tb.keys()
-    for k in ta:
-        assert torch.equal(ta[k], tb[k]), k
+    assert_same_tensors(load_file(a / ck.WEIGHTS), load_file(b / ck.WEIGHTS))
 
 
 CASES = {
@@ -226,21 +210,6 @@ def test_inspect_of_an_unfinished_run_says_how_to_resume(tmp_path: Path, tiny_cs
     result = runner.invoke(app, ["inspect", str(tmp_path / "run")])
     assert result.exit_code == 2
     assert f"continue it with: lstm resume {tmp_path / 'run'}" in result.output
-
-
-def test_resume_help_does_not_import_torch() -> None:
-    import subprocess
-    import sys
-
-    code = (
-        "import sys\n"
-        "from typer.testing import CliRunner\n"
-        "from lstmcli.cli import app\n"
-        "r = CliRunner().invoke(app, ['resume', '--help'])\n"
-        "assert r.exit_code == 0 and 'checkpoint' in r.output, r.output\n"
-        "assert 'torch' not in sys.modules, 'torch was imported'\n"
-    )
-    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_a_checkpoint_that_does_not_fit_the_model_is_refused(tmp_path: Path, tiny_csv: Path) -> None:

@@ -42,7 +42,6 @@ def test_dates_continue_at_month_ends_and_short_months(last: str, freq: str, exp
 
 
 def test_an_unavailable_device_fails_before_the_run_directory_exists(tiny_config: Path) -> None:
-    pytest.importorskip("torch")
     import torch
 
     if torch.cuda.is_available():

@@ -14,7 +14,7 @@ from lstmcli.cli import app
 from lstmcli.config import load_config
 from lstmcli.pipeline import train_run
 
-from .conftest import write_config
+from .conftest import Crash, crash_after, write_config
 
 runner = CliRunner()
 
@@ -39,10 +39,6 @@ def test_the_payload_really_executes_when_unpickled(tmp_path: Path) -> None:
     assert marker.exists()
 
 
-class Crash(Exception):
-    pass
-
-
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """A finished run and an unfinished one (checkpoint of epoch 1), built once."""
@@ -53,11 +49,8 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     config = write_config(d / "c.yaml", train={"epochs": 3})
     train_run(load_config(config), d / "finished")
 
-    def stop(report) -> None:  # noqa: ANN001
-        raise Crash
-
     with pytest.raises(Crash):
-        train_run(load_config(config, [f"output.dir={d / 'unfinished'}"]), d / "unfinished", on_epoch_end=stop)
+        train_run(load_config(config, [f"output.dir={d / 'unfinished'}"]), d / "unfinished", on_epoch_end=crash_after(1))
     return {"finished": d / "finished", "unfinished": d / "unfinished", "config": config}
 
 
