@@ -373,14 +373,13 @@ def _log_columns(n: int, n_targets: int, transform: str) -> np.ndarray:
     return log
 
 
-def _check_positive(path: str, columns: list[str], targets: np.ndarray) -> None:
-    bad = np.argwhere(targets <= 0)
+def check_log_positive(path: str, columns: list[str], values: np.ndarray, log: np.ndarray, why: str) -> None:
+    """Every value of a column modelled as log(x) (``log``, per column) must be positive; ``why``
+    ends the message, in the words of the caller (a config's transform, a run's scaler)."""
+    bad = np.argwhere((values <= 0) & log)
     if bad.size:
         i, j = bad[0]
-        raise DataError(
-            f"{path}: row {i + 1}, column '{columns[j]}': {targets[i, j]:g} is not "
-            "positive, but data.transform is log; use transform: none"
-        )
+        raise DataError(f"{path}: row {i + 1}, column '{columns[j]}': {values[i, j]:g} is not positive, {why}")
 
 
 def _column_stats(train: np.ndarray, log: bool) -> tuple[float, float]:
@@ -490,7 +489,8 @@ def _prepare(
     log = _log_columns(n, k, cfg.transform)
     if log.any():
         for _, start, stop, source, _ in layout:
-            _check_positive(source, whole.columns, whole.values[start:stop])
+            check_log_positive(source, whole.columns, whole.values[start:stop], log[:k],
+                               "but data.transform is log; use transform: none")
     scaled = np.empty((n_rows, n), dtype=np.float32)
     stats = np.empty((len(layout), n, 2))
     for j in range(n):

@@ -23,6 +23,7 @@ from lstmcli.data import (
     Scaler,
     Split,
     Table,
+    check_log_positive,
     continue_dates,
     format_dates,
     infer_frequency,
@@ -197,7 +198,8 @@ def read_series(run: Run, path: str | Path, min_rows: int, purpose: str, only: s
             raise DataError(f"{part.path}: has {part.n_rows} row(s), but {purpose}")
         stored = stored_series(run, sid)
         scaler = stored_scaler(run, stored)
-        _check_log_columns(part, scaler)
+        check_log_positive(part.path, part.columns, part.values, scaler.log,
+                           "but the run models this column as log(x) (data.transform: log)")
         scaled = scaler.transform(part.values).astype(np.float32)  # as data.prepare does
         result.append(Series(table=part, scaled=scaled, scaler=scaler, id=sid, stored=stored))
     return result
@@ -228,16 +230,6 @@ def stored_scaler(run: Run, stored: dict[str, Any]) -> Scaler:
     if not (scaler.mean.shape == scaler.std.shape == scaler.log.shape == (n,)):
         raise CheckpointError(f"{run.path / 'meta.json'}: scaler statistics are not for n = {n} columns")
     return scaler
-
-
-def _check_log_columns(table: Table, scaler: Scaler) -> None:
-    bad = np.argwhere((table.values <= 0) & scaler.log)
-    if bad.size:
-        i, j = bad[0]
-        raise DataError(
-            f"{table.path}: row {i + 1}, column '{table.columns[j]}': {table.values[i, j]:g} is not positive, "
-            "but the run models this column as log(x) (data.transform: log)"
-        )
 
 
 def _device(run: Run) -> torch.device:

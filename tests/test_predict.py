@@ -249,3 +249,13 @@ def test_scores_summed_in_chunks_match_metrics_json_exactly_and_the_unchunked_me
     for forecaster, row in whole["metrics"].items():
         for metric, value in row.items():
             assert chunked["metrics"][forecaster][metric] == pytest.approx(value, rel=1e-12)
+
+
+def test_a_non_positive_value_in_a_log_run_is_one_line(tmp_path: Path) -> None:
+    run = _train(tmp_path / "log", data={"transform": "log"})
+    lines = _csv_of(run).read_text().splitlines()
+    lines[5] = lines[5].split(",")[0] + ",0"
+    bad = tmp_path / "bad.csv"
+    bad.write_text("\n".join(lines) + "\n")
+    text = _one_line_error(_invoke(run, "--data", bad))
+    assert "row 5, column 'y': 0 is not positive, but the run models this column as log(x)" in text
