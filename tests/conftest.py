@@ -36,6 +36,28 @@ def assert_same_tensors(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) 
         assert torch.equal(a[k], b[k]), k
 
 
+# Bad CSVs (body, what the one-line error must say) for read_table(path, ["y"], "date"): the
+# validating reader's messages (tests/test_data.py), which the polars fast path must leave to it
+# (tests/test_ingest.py).
+BAD_CSVS = [
+    ("", "file is empty"),
+    ("date,y\n", "has a header but no data rows"),
+    ("date,z\n2000-01-01,1\n", "no column 'y'"),
+    ("date,y,y\n2000-01-01,1,2\n", "column 'y' appears twice"),
+    ("date,y\n2000-01-01,1\n2000-02-01,abc\n", "row 2 (line 3), column 'y': 'abc' is not a number"),
+    ("date,y\n2000-01-01,1\n2000-02-01,\n", "row 2 (line 3), column 'y': an empty cell"),
+    ("date,y\n2000-01-01,nan\n", "row 1 (line 2), column 'y': a missing value ('nan')"),
+    ("date,y\n2000-01-01,inf\n", "'inf' is not a finite number"),
+    ("date,y\n2000-01-01,1e400\n", "'1e400' is not a finite number"),
+    ("date,y\n2000-01-01,1\n2000-01-01,2\n", "row 2 (line 3), column 'date': date 2000-01-01 repeats"),
+    ("date,y\n2000-02-01,1\n2000-01-01,2\n", "goes back before the previous row's 2000-02-01"),
+    ("date,y\n2000-01-01,1\nJan 2000,2\n", "row 2 (line 3), column 'date': 'Jan 2000' is not an ISO date"),
+    ("date;y\n2000-01-01;1\n", "looks semicolon-separated"),
+    ("date,y\n2000-01-01,1,5\n", "row 1 (line 2) has 3 field(s), the header has 2"),
+    ("date,y,z\n2000-01-01,1\n", "row 1 (line 2) has 2 field(s), the header has 3"),
+]
+
+
 def write_csv(path: Path, rows: int = 80, columns: tuple[str, ...] = ("y",), start: str = "2000-01-01") -> Path:
     """A monthly seasonal series with trend; extra columns are scaled copies with a phase shift."""
     import numpy as np

@@ -11,7 +11,7 @@ from lstmcli.data import continue_dates, infer_frequency, load_dataset, make_spl
 from lstmcli.errors import DataError
 from lstmcli.windows import Windows
 
-from .conftest import write_config, write_csv
+from .conftest import BAD_CSVS, write_config, write_csv
 
 
 def test_split_boundaries_follow_the_floor_rule(tiny_config: Path) -> None:
@@ -91,23 +91,7 @@ def _bad_csv(tmp_path: Path, body: str) -> Path:
     return path
 
 
-@pytest.mark.parametrize(
-    ("body", "needle"),
-    [
-        ("", "file is empty"),
-        ("date,y\n", "has a header but no data rows"),
-        ("date,z\n2000-01-01,1\n", "no column 'y'"),
-        ("date,y\n2000-01-01,1\n2000-02-01,abc\n", "row 2 (line 3), column 'y': 'abc' is not a number"),
-        ("date,y\n2000-01-01,1\n2000-02-01,\n", "row 2 (line 3), column 'y': an empty cell"),
-        ("date,y\n2000-01-01,nan\n", "row 1 (line 2), column 'y': a missing value ('nan')"),
-        ("date,y\n2000-01-01,inf\n", "'inf' is not a finite number"),
-        ("date,y\n2000-01-01,1\n2000-01-01,2\n", "row 2 (line 3), column 'date': date 2000-01-01 repeats"),
-        ("date,y\n2000-02-01,1\n2000-01-01,2\n", "goes back before the previous row's 2000-02-01"),
-        ("date,y\n2000-01-01,1\nJan 2000,2\n", "row 2 (line 3), column 'date': 'Jan 2000' is not an ISO date"),
-        ("date;y\n2000-01-01;1\n", "looks semicolon-separated"),
-        ("date,y\n2000-01-01,1,5\n", "row 1 (line 2) has 3 field(s), the header has 2"),
-    ],
-)
+@pytest.mark.parametrize(("body", "needle"), BAD_CSVS)
 def test_bad_csv_messages_name_file_row_and_column(tmp_path: Path, body: str, needle: str) -> None:
     path = _bad_csv(tmp_path, body)
     with pytest.raises(DataError) as info:

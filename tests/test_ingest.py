@@ -13,7 +13,7 @@ from lstmcli import data, ingest
 from lstmcli.data import read_table
 from lstmcli.errors import DataError
 
-from .conftest import write_csv
+from .conftest import BAD_CSVS, write_csv
 
 COLUMNS = ("y", "a", "b")
 
@@ -150,25 +150,7 @@ def test_dataset_from_the_fast_path_equals_the_validating_path(fast: Path, tmp_p
     assert len(list(fast.glob("*.npys"))) == 1
 
 
-@pytest.mark.parametrize(
-    ("body", "needle"),
-    [
-        ("date,y\n2000-01-01,1\n2000-02-01,abc\n", "row 2 (line 3), column 'y': 'abc' is not a number"),
-        ("date,y\n2000-01-01,1\n2000-02-01,\n", "row 2 (line 3), column 'y': an empty cell"),
-        ("date,y\n2000-01-01,nan\n", "row 1 (line 2), column 'y': a missing value ('nan')"),
-        ("date,y\n2000-01-01,inf\n", "'inf' is not a finite number"),
-        ("date,y\n2000-01-01,1e400\n", "'1e400' is not a finite number"),
-        ("date,y\n2000-01-01,1\n2000-01-01,2\n", "row 2 (line 3), column 'date': date 2000-01-01 repeats"),
-        ("date,y\n2000-02-01,1\n2000-01-01,2\n", "goes back before the previous row's 2000-02-01"),
-        ("date,y\n2000-01-01,1\nJan 2000,2\n", "row 2 (line 3), column 'date': 'Jan 2000' is not an ISO date"),
-        ("date,y\n2000-01-01,1,5\n", "row 1 (line 2) has 3 field(s), the header has 2"),
-        ("date,y,z\n2000-01-01,1\n", "row 1 (line 2) has 2 field(s), the header has 3"),
-        ("date,z\n2000-01-01,1\n", "no column 'y'"),
-        ("date,y,y\n2000-01-01,1,2\n", "column 'y' appears twice"),
-        ("date,y\n", "has a header but no data rows"),
-        ("date;y\n2000-01-01;1\n", "looks semicolon-separated"),
-    ],
-)
+@pytest.mark.parametrize(("body", "needle"), BAD_CSVS)
 def test_error_messages_are_unchanged_on_the_fast_path(fast: Path, tmp_path: Path, body: str, needle: str) -> None:
     path = tmp_path / "bad.csv"
     path.write_text(body)
