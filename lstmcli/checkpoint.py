@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -17,7 +16,8 @@ import torch
 
 from lstmcli import __version__
 from lstmcli.config import Config, parse_yaml, validate_config
-from lstmcli.errors import CheckpointError, OutputError
+from lstmcli.errors import CheckpointError
+from lstmcli.fsutil import atomic_write, atomic_write_json, sha256
 from lstmcli.model import LSTMForecaster
 
 CONFIG = "config.yaml"
@@ -35,60 +35,6 @@ STATE_FORMAT = "lstmcli-train-state"
 STATE_FORMAT_VERSION = 1
 # Files that could hold a pickle: refused on sight, whatever their content.
 _PICKLE_SUFFIXES = {".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin", ".joblib"}
-
-
-# ---------------------------------------------------------------------------------------------
-# Atomic writes
-
-
-def atomic_write(path: str | Path, data: bytes | str) -> None:
-    """Write to a temporary file in the same directory, fsync it, then rename over ``path``."""
-    path = Path(path)
-    payload = data.encode("utf-8") if isinstance(data, str) else data
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(payload)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise OutputError(f"{path}: cannot write ({exc.strerror or exc})") from None
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def atomic_write_json(path: str | Path, obj: Any) -> None:
-    atomic_write(path, json.dumps(obj, indent=2, allow_nan=False) + "\n")
-
-
-def sha256(data: bytes | str) -> str:
-    return hashlib.sha256(data.encode("utf-8") if isinstance(data, str) else data).hexdigest()
-
-
-def sha256_file(path: str | Path) -> str:
-    """sha256 of a file read in 1 MiB blocks (a 700 MB CSV is never held in memory whole)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def weights_bytes(tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> bytes:

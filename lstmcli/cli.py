@@ -517,7 +517,7 @@ def predict(
     """Forecast the next H steps after the last row of a CSV with a trained run, or backtest it."""
     from lstmcli import plots
     from lstmcli import predict as pr
-    from lstmcli.checkpoint import atomic_write
+    from lstmcli.fsutil import atomic_write
 
     if not backtest and split is not SplitChoice.all:
         raise typer.BadParameter("--split applies to --backtest", param_hint="--split")

@@ -11,6 +11,12 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from lstmcli.errors import ConfigError
+from lstmcli.fsutil import MiB, expand, read_text
+
+MAX_CONFIG_BYTES = MiB  # a config is a few hundred bytes; a bigger file is not one
+MAX_YAML_DEPTH = 32  # a config nests 3 levels; composing YAML is recursive, so deeper is refused
+MAX_LAYERS = 64
+MAX_PARAMETERS = 1_000_000_000  # 24 GB of weights, gradients, Adam moments and best weights in fp32
 
 
 class _Section(BaseModel):
@@ -23,7 +29,7 @@ class ModelConfig(_Section):
 
     n: int = Field(gt=0, description="inputs per time step: the target columns plus the feature columns")
     m: int = Field(64, gt=0, description="units per layer: the size of y_t and c_t")
-    layers: int = Field(2, gt=0, description="stacked LSTM layers")
+    layers: int = Field(2, gt=0, le=MAX_LAYERS, description="stacked LSTM layers")
     dropout: float = Field(0.0, ge=0.0, lt=1.0, description="dropout between stacked layers")
     normalize: Literal["last", "mean", "none"] = Field(
         "last",
@@ -136,7 +142,21 @@ class Config(_Section):
                 f"model.n is {self.model.n} but data.target + data.features name {len(cols)} "
                 f"column(s) ({', '.join(cols)}); n must equal the number of input columns"
             )
+        if self.parameters > MAX_PARAMETERS:
+            raise ValueError(
+                f"the model would have {self.parameters:,} parameters (m = {self.model.m}, layers = "
+                f"{self.model.layers}, horizon = {self.data.horizon}); lstm trains at most {MAX_PARAMETERS:,}"
+            )
         return self
+
+    @property
+    def parameters(self) -> int:
+        """The forecaster's parameter count: per layer 4m(n_l + m) weights and two 4m biases (PyTorch's
+        layout), then the head m -> H·k."""
+        n, m, layers = self.model.n, self.model.m, self.model.layers
+        lstm = sum(4 * m * ((n if layer == 0 else m) + m) + 8 * m for layer in range(layers))
+        out = self.data.horizon * len(self.data.target)
+        return lstm + m * out + out
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data for YAML/JSON output."""
@@ -156,33 +176,83 @@ def load_config(path: str | os.PathLike[str], overrides: list[str] | tuple[str, 
     ``data.path`` is resolved relative to the config file's directory.
     """
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{path}: is a directory, expected a YAML config file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read config file ({exc})") from None
+    text = read_config_text(path)
     raw = parse_yaml(text, str(path))
     raw = apply_overrides(raw, overrides)
     cfg = validate_config(raw, str(path))
-    data_path = Path(cfg.data.path)
+    data_path = Path(expand(cfg.data.path))
     if not data_path.is_absolute():
         data_path = Path(os.path.normpath(path.parent / data_path))
     return cfg.model_copy(update={"data": cfg.data.model_copy(update={"path": str(data_path)})})
 
 
-def parse_yaml(text: str, source: str) -> dict[str, Any]:
-    """``yaml.safe_load`` a mapping, turning syntax errors into one line with the position."""
+def read_config_text(path: Path) -> str:
+    """A config file's text: a regular UTF-8 file of at most MAX_CONFIG_BYTES."""
+    return read_text(path, "YAML config file", ConfigError, MAX_CONFIG_BYTES)
+
+
+class _Refused(yaml.composer.ComposerError):
+    """Valid YAML that a config may not use (an alias, a duplicate key, deep nesting)."""
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """``yaml.safe_load``'s loader made strict for configs.
+
+    - No aliases (``*name``): PyYAML shares an aliased node, but everything after it (pydantic,
+      copies, dumps) walks each reference, so nine lines of nested aliases become 10^9 values.
+      A config has no use for them.
+    - No duplicate keys: PyYAML keeps the last silently, so a repeated key hides the first value.
+    - At most MAX_YAML_DEPTH levels: composing is recursive, and 100,000 nested brackets would
+      exhaust the interpreter's stack.
+    """
+
+    depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent):
+            raise _Refused(None, None, f"aliases (*{event.anchor}) are not allowed in a config; write the value out", event.start_mark)
+        self.depth += 1
+        try:
+            if self.depth > MAX_YAML_DEPTH:
+                raise _Refused(None, None, f"nested more than {MAX_YAML_DEPTH} levels deep", event.start_mark)
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        seen: dict[Any, Any] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                first = seen.setdefault(key, key_node)
+            except TypeError:
+                continue  # an unhashable key: the base class reports it
+            if first is not key_node:
+                raise _Refused(None, None, f"key {key!r} appears twice (first on line {first.start_mark.line + 1})", key_node.start_mark)
+        return super().construct_mapping(node, deep)
+
+
+def load_yaml(text: str, source: str) -> Any:
+    """Parse YAML with the strict loader; every problem becomes one ConfigError line with the position."""
     try:
-        raw = yaml.safe_load(text)
+        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "?"
+        if isinstance(exc, _Refused):
+            raise ConfigError(f"{source}: {where}: {exc.problem}") from None
         raise ConfigError(f"{source}: malformed YAML at {where}: {exc.problem}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{source}: malformed YAML: {exc}") from None
+    except ValueError as exc:  # Python refuses to read an integer of more than 4,300 digits
+        what = "a number of more than 4,300 digits" if "digits" in str(exc) else str(exc).splitlines()[0][:200]
+        raise ConfigError(f"{source}: cannot read a value: {what}") from None
+
+
+def parse_yaml(text: str, source: str) -> dict[str, Any]:
+    """A YAML mapping (the strict loader), turning syntax errors into one line with the position."""
+    raw = load_yaml(text, source)
     if raw is None:
         raise ConfigError(f"{source}: config is empty; expected a mapping with model and data sections")
     if not isinstance(raw, dict):
@@ -200,8 +270,8 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str] | tuple[str, ...])
         if not sep or not key or any(not part for part in key.split(".")):
             raise ConfigError(f"--set {item!r}: expected KEY.PATH=VALUE, e.g. train.lr=0.001")
         try:
-            value = yaml.safe_load(text) if text.strip() else None
-        except yaml.YAMLError:
+            value = load_yaml(text, f"--set {item!r}") if text.strip() else None
+        except ConfigError:
             raise ConfigError(f"--set {item!r}: the value is not valid YAML") from None
         node = result
         parts = key.split(".")
@@ -274,5 +344,5 @@ def _deep_copy(node: Any) -> Any:
 def default_run_dir(config_path: str | os.PathLike[str], cfg: Config) -> Path:
     """``output.dir`` if set (relative to the working directory), else ``runs/<config name>``."""
     if cfg.output.dir:
-        return Path(cfg.output.dir)
+        return Path(expand(cfg.output.dir))
     return Path("runs") / Path(config_path).stem

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import csv
 import difflib
-import io
 import math
-from collections.abc import Callable
+from array import array
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -19,7 +19,9 @@ from typing import Any
 import numpy as np
 
 from lstmcli.config import DataConfig
+from lstmcli.dates import format_dates, offset_of, parse_iso
 from lstmcli.errors import DataError
+from lstmcli.fsutil import MiB, check_regular, open_regular
 from lstmcli.ingest import open_fast, read_fast
 
 SPLITS = ("train", "val", "test")
@@ -68,53 +70,64 @@ def read_table(
     Errors name the file, the row (1-based data row, and the line in the file) and the column.
     """
     path = str(path)
+    check_regular(path, "CSV file", DataError)
     # Large clean files: polars, or the cached parse (long format grouped as _group_series does).
     fast = read_fast(path, columns, date_column, series_column)
     if fast is not None:
         return Table(path=path, columns=list(columns), values=fast[0], dates=fast[1], parts=fast[2])
-    text = read_text(path)
-    reader = csv.reader(io.StringIO(text, newline=""))
-    header = next(reader, None)
-    if header is None or not any(h.strip() for h in header):
-        raise DataError(f"{path}: file is empty; expected a header row naming the columns")
-    header = [h.strip() for h in header]
+    return _read_validated(path, columns, date_column, missing, series_column)
+
+
+def _read_validated(
+    path: str, columns: list[str], date_column: str | None, missing: str, series_column: str | None
+) -> Table:
+    """The row-by-row reader: every cell checked, the first problem named by row, line and column."""
+    records = csv_records(path)
+    header = header_of(path, records)
     _check_delimiter(path, header, columns)
-    keys = [c for c in (series_column, date_column) if c]
-    index = _column_index(path, header, [*keys, *columns])
-
-    raw_rows: list[list[str]] = []
-    for row_no, row in enumerate(reader, start=1):
-        if not row or (len(row) == 1 and not row[0].strip()):
-            continue  # blank line (a trailing newline, say)
-        if len(row) != len(header):
-            raise DataError(
-                f"{path}: row {row_no} (line {row_no + 1}) has {len(row)} field(s), "
-                f"the header has {len(header)}"
-            )
-        raw_rows.append(row)
-    if not raw_rows:
+    index = _column_index(path, header, [c for c in (series_column, date_column, *columns) if c])
+    wanted = [index[c] for c in columns]
+    values: list[float] = []
+    lines = array("q")  # the file line of each data row, for messages after grouping or sorting
+    date_cells: list[str] = []
+    ids: list[str] = []
+    for row, (line, fields) in enumerate(records, start=1):
+        if len(fields) != len(header):
+            raise DataError(f"{path}: row {row} (line {line}) has {len(fields)} field(s), the header has {len(header)}")
+        for name, j in zip(columns, wanted, strict=True):
+            values.append(_parse_number(path, fields[j], row, line, name, missing))
+        lines.append(line)
+        if date_column:
+            date_cells.append(fields[index[date_column]])
+        if series_column:
+            ids.append(fields[index[series_column]].strip())
+    if not lines:
         raise DataError(f"{path}: has a header but no data rows")
-
-    values = np.empty((len(raw_rows), len(columns)), dtype=np.float64)
-    for j, name in enumerate(columns):
-        col = index[name]
-        for i, row in enumerate(raw_rows):
-            values[i, j] = _parse_number(path, row[col], i + 1, name, missing)
-    dates = None
-    if date_column:
-        dates = _parse_dates(path, [row[index[date_column]] for row in raw_rows], date_column)
+    where = _Where(path, np.frombuffer(lines, dtype=np.int64))
+    table = np.array(values, dtype=np.float64).reshape(len(lines), len(columns))
+    dates = _parse_dates(where, date_cells, date_column) if date_column else None
     if series_column is None:
         if dates is not None:
-            _check_increasing(path, dates, np.arange(1, len(dates) + 1), date_column)  # type: ignore[arg-type]
+            _check_increasing(where, dates, np.arange(len(dates)), date_column or "")
         if missing != "error":
-            values = _fill_missing(path, values, columns, missing)
-        return Table(path=path, columns=list(columns), values=values, dates=dates)
-    return _group_series(path, [row[index[series_column]].strip() for row in raw_rows], series_column,
-                         values, dates, columns, date_column, missing)
+            table = _fill_missing(path, table, columns, missing)
+        return Table(path=path, columns=list(columns), values=table, dates=dates)
+    return _group_series(where, ids, series_column, table, dates, columns, date_column, missing)
+
+
+@dataclass(frozen=True)
+class _Where:
+    """Names data row i (0-based) as the user sees it: "row i+1 (line L)"."""
+
+    path: str
+    lines: np.ndarray  # (N,) file line of each data row
+
+    def __call__(self, i: int) -> str:
+        return f"{self.path}: row {i + 1} (line {int(self.lines[i])})"
 
 
 def _group_series(
-    path: str,
+    where: _Where,
     ids: list[str],
     series_column: str,
     values: np.ndarray,
@@ -124,13 +137,13 @@ def _group_series(
     missing: str,
 ) -> Table:
     """Stack a long-format table series by series (stable: rows keep their file order)."""
-    for i, sid in enumerate(ids, start=1):
+    path = where.path
+    for i, sid in enumerate(ids):
         if not sid:
-            raise DataError(f"{path}: row {i} (line {i + 1}), column '{series_column}': empty series id")
+            raise DataError(f"{where(i)}, column '{series_column}': empty series id")
     first: dict[str, int] = {}
     code = np.array([first.setdefault(sid, len(first)) for sid in ids])
-    order = np.argsort(code, kind="stable")
-    rows = order + 1  # 1-based file rows, for messages
+    order = np.argsort(code, kind="stable")  # row order[i] of the file is row i of the table
     values, code = values[order], code[order]
     dates = dates[order] if dates is not None else None
     bounds = np.flatnonzero(np.diff(code)) + 1
@@ -139,38 +152,66 @@ def _group_series(
     parts = tuple((sid, start, stop) for sid, start, stop in zip(first, starts, stops, strict=True))
     for sid, start, stop in parts:
         if dates is not None:
-            _check_increasing(path, dates[start:stop], rows[start:stop], date_column or "", f" in series '{sid}'")
+            _check_increasing(where, dates[start:stop], order[start:stop], date_column or "", f" in series '{sid}'")
         if missing != "error":
             values[start:stop] = _fill_missing(f"{path} series '{sid}'", values[start:stop], columns, missing)
     return Table(path=path, columns=list(columns), values=values, dates=dates, parts=parts)
 
 
-def read_text(path: str, first_line: bool = False) -> str:
-    """The file as text (or only its first line), refusing UTF-16 and invalid UTF-8 with the line."""
-    try:
-        with open(path, "rb") as fh:
-            data = fh.readline() if first_line else fh.read()
-    except FileNotFoundError:
-        raise DataError(f"{path}: data file not found") from None
-    except IsADirectoryError:
-        raise DataError(f"{path}: is a directory, expected a CSV file") from None
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read ({exc.strerror})") from None
-    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        raise DataError(f"{path}: is UTF-16 encoded (byte-order mark); save it as UTF-8 CSV")
-    try:
-        return data.decode("utf-8-sig")  # a UTF-8 byte-order mark (Excel's) is accepted
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise DataError(f"{path}: line {line} is not valid UTF-8; save the file as UTF-8 CSV") from None
+# The csv module refuses fields over 128 KiB with a bare _csv.Error; a text column (notes, say)
+# may hold longer cells, so fields are bounded by the line limit instead.
+MAX_LINE_BYTES = 16 * MiB
+csv.field_size_limit(MAX_LINE_BYTES)
+
+
+def csv_records(path: str) -> Iterator[tuple[int, list[str]]]:
+    """(line number, fields) of every non-blank record of a CSV file, the header first.
+
+    The file is streamed line by line (a line longer than MAX_LINE_BYTES is refused, so a
+    1 GiB line or a file of NUL bytes never fills the memory); each line is decoded on its
+    own, so an invalid byte is named by its line. Only regular files are read.
+    """
+    with open_regular(path, "CSV file", DataError) as fh:
+        reader = csv.reader(_decoded_lines(fh, path))
+        try:
+            for fields in reader:
+                if not fields or (len(fields) == 1 and not fields[0].strip()):
+                    continue  # a blank line (a trailing newline, say)
+                yield reader.line_num, fields
+        except csv.Error as exc:
+            raise DataError(f"{path}: line {reader.line_num + 1}: {exc}") from None
+
+
+def _decoded_lines(fh: Any, path: str) -> Iterator[str]:
+    line = 0
+    while True:
+        raw = fh.readline(MAX_LINE_BYTES + 1)
+        if not raw:
+            return
+        line += 1
+        if len(raw) > MAX_LINE_BYTES:
+            raise DataError(f"{path}: line {line} is longer than {MAX_LINE_BYTES // MiB} MiB; expected a CSV time series")
+        if line == 1:
+            if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+                raise DataError(f"{path}: is UTF-16 encoded (byte-order mark); save it as UTF-8 CSV")
+            raw = raw.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 byte-order mark (Excel's) is accepted
+        try:
+            yield raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise DataError(f"{path}: line {line} is not valid UTF-8; save the file as UTF-8 CSV") from None
+
+
+def header_of(path: str, records: Iterator[tuple[int, list[str]]]) -> list[str]:
+    """The stripped column names from the first record of ``csv_records``."""
+    first = next(records, None)
+    if first is None or not any(h.strip() for h in first[1]):
+        raise DataError(f"{path}: file is empty; expected a header row naming the columns")
+    return [h.strip() for h in first[1]]
 
 
 def read_header(path: str) -> list[str]:
-    """The CSV's column names (stripped), read from its first line only."""
-    header = next(csv.reader(io.StringIO(read_text(path, first_line=True), newline="")), None)
-    if not header or not any(h.strip() for h in header):
-        raise DataError(f"{path}: file is empty; expected a header row naming the columns")
-    return [h.strip() for h in header]
+    """The CSV's column names (stripped), read from its first record only."""
+    return header_of(path, csv_records(path))
 
 
 def _check_delimiter(path: str, header: list[str], wanted: list[str]) -> None:
@@ -197,30 +238,38 @@ def _column_index(path: str, header: list[str], names: list[str]) -> dict[str, i
     return {name: seen[name] for name in names}
 
 
-_MISSING = {"", "na", "nan", "null", "none", "n/a"}
+MISSING_CELLS = {"", "na", "nan", "null", "none", "n/a"}
+# Squared errors of values beyond this overflow float64 sums; no measured quantity comes near it.
+MAX_ABS_VALUE = 1e100
 
 
-def _parse_number(path: str, cell: str, row: int, column: str, missing: str) -> float:
+def _parse_number(path: str, cell: str, row: int, line: int, column: str, missing: str) -> float:
     text = cell.strip()
-    if text.lower() in _MISSING:
+    where = f"{path}: row {row} (line {line}), column '{column}'"
+    if text.lower() in MISSING_CELLS:
         if missing == "error":
             what = "an empty cell" if not text else f"a missing value ({text!r})"
-            raise DataError(
-                f"{path}: row {row} (line {row + 1}), column '{column}': {what}; "
-                "expected a number (set data.missing: interpolate or ffill to fill gaps)"
-            )
+            raise DataError(f"{where}: {what}; expected a number (set data.missing: interpolate or ffill to fill gaps)")
         return math.nan
     try:
         value = float(text)
     except ValueError:
-        raise DataError(
-            f"{path}: row {row} (line {row + 1}), column '{column}': {cell!r} is not a number"
-        ) from None
+        shown = repr(cell) if len(cell) <= 40 else repr(cell[:40]) + f"... ({len(cell):,} characters)"
+        raise DataError(f"{where}: {shown} is not a number") from None
     if not math.isfinite(value):
-        raise DataError(
-            f"{path}: row {row} (line {row + 1}), column '{column}': {cell!r} is not a finite number"
-        )
+        raise DataError(f"{where}: {cell!r} is not a finite number")
     return value
+
+
+def check_magnitude(path: str, columns: list[str], values: np.ndarray) -> None:
+    """Every value of (N, k) ``values`` within ±MAX_ABS_VALUE (rows named 1-based)."""
+    bad = np.argwhere(np.abs(values) >= MAX_ABS_VALUE)
+    if bad.size:
+        i, j = bad[0]
+        raise DataError(
+            f"{path}: row {i + 1}, column '{columns[j]}': {values[i, j]:g} is too large (expected |x| < "
+            f"{MAX_ABS_VALUE:g}: squared errors would overflow); rescale the column"
+        )
 
 
 def _fill_missing(path: str, values: np.ndarray, columns: list[str], how: str) -> np.ndarray:
@@ -244,37 +293,38 @@ def _fill_missing(path: str, values: np.ndarray, columns: list[str], how: str) -
     return out
 
 
-def _parse_dates(path: str, cells: list[str], column: str) -> np.ndarray:
-    try:
-        dates = np.array([c.strip() for c in cells], dtype="datetime64[s]")
-    except ValueError:
-        for i, c in enumerate(cells, start=1):
-            try:
-                np.datetime64(c.strip(), "s")
-            except ValueError:
-                raise DataError(
-                    f"{path}: row {i} (line {i + 1}), column '{column}': {c!r} is not an ISO date "
-                    "(expected YYYY-MM-DD or YYYY-MM-DDTHH:MM:SS)"
-                ) from None
-        raise
-    if np.isnat(dates).any():
-        i = int(np.flatnonzero(np.isnat(dates))[0]) + 1
-        raise DataError(f"{path}: row {i} (line {i + 1}), column '{column}': empty date")
-    return dates
+def _parse_dates(where: _Where, cells: list[str], column: str) -> np.ndarray:
+    dates = parse_iso(cells)
+    if dates is not None:
+        return dates
+    for i, c in enumerate(cells):
+        zone = offset_of(c)
+        if zone:
+            raise DataError(
+                f"{where(i)}, column '{column}': {c.strip()!r} carries a time-zone offset ({zone}); lstm reads "
+                "local dates without one (converting them to UTC would move every date); remove the offset"
+            )
+        if not c.strip():
+            raise DataError(f"{where(i)}, column '{column}': empty date")
+        if parse_iso([c]) is None:
+            raise DataError(
+                f"{where(i)}, column '{column}': {c!r} is not an ISO date "
+                "(expected YYYY-MM-DD or YYYY-MM-DDTHH:MM:SS)"
+            )
+    raise DataError(f"{where.path}: column '{column}': the dates cannot be read as ISO dates")
 
 
-def _check_increasing(path: str, dates: np.ndarray, rows: np.ndarray, column: str, where: str = "") -> None:
-    """Dates must increase strictly; ``rows`` are the 1-based file rows of ``dates``."""
+def _check_increasing(where: _Where, dates: np.ndarray, rows: np.ndarray, column: str, suffix: str = "") -> None:
+    """Dates must increase strictly; ``rows`` are the 0-based data rows of ``dates`` in the file."""
     steps = np.diff(dates)
     bad = np.flatnonzero(steps <= np.timedelta64(0, "s"))
     if bad.size:
         j = int(bad[0]) + 1  # the later of the two dates
-        i = int(rows[j])
         kind = "repeats" if steps[bad[0]] == np.timedelta64(0, "s") else "goes back before"
         shown = format_dates(dates[[j - 1, j]])
         raise DataError(
-            f"{path}: row {i} (line {i + 1}), column '{column}': date {shown[1]} {kind} the previous "
-            f"row's {shown[0]}{where}; rows must be in increasing date order"
+            f"{where(int(rows[j]))}, column '{column}': date {shown[1]} {kind} the previous "
+            f"row's {shown[0]}{suffix}; rows must be in increasing date order"
         )
 
 
@@ -350,10 +400,21 @@ class Scaler:
         v = np.where(self.log, np.log(np.where(self.log, values, 1.0)), values)
         return (v - self.mean) / self.std
 
+    def to_float32(self, source: str, columns: list[str], values: np.ndarray) -> np.ndarray:
+        """``transform`` into the float32 the network reads, refusing values it cannot hold (as
+        training refuses them), so that no inf ever reaches the model."""
+        check_magnitude(source, columns, values)
+        with np.errstate(over="ignore"):  # an overflow is found and named just below
+            scaled = self.transform(values).astype(np.float32)
+        for j, name in enumerate(columns):
+            check_scaled(source, name, values[:, j], scaled[:, j], 0, float(self.std[j]))
+        return scaled
+
     def inverse(self, z: np.ndarray, columns: slice | list[int] = slice(None)) -> np.ndarray:
         """Back to original units for the selected columns (last axis of ``z``)."""
         v = z * self.std[columns] + self.mean[columns]
-        return np.where(self.log[columns], np.exp(np.where(self.log[columns], v, 0.0)), v)
+        with np.errstate(over="ignore"):  # a log model's runaway forecast is inf, not a warning
+            return np.where(self.log[columns], np.exp(np.where(self.log[columns], v, 0.0)), v)
 
     def to_dict(self) -> dict[str, Any]:
         return {"mean": self.mean.tolist(), "std": self.std.tolist(), "log": self.log.tolist()}
@@ -380,6 +441,17 @@ def check_log_positive(path: str, columns: list[str], values: np.ndarray, log: n
     if bad.size:
         i, j = bad[0]
         raise DataError(f"{path}: row {i + 1}, column '{columns[j]}': {values[i, j]:g} is not positive, {why}")
+
+
+def check_scaled(source: str, name: str, raw: np.ndarray, scaled: np.ndarray, first_row: int, std: float) -> None:
+    """A standardised value beyond float32's range (a value millions of training-row standard
+    deviations away) would enter the network as inf; refuse it with its row."""
+    if not np.isfinite(scaled).all():
+        i = int(np.flatnonzero(~np.isfinite(scaled))[0])
+        raise DataError(
+            f"{source}: row {first_row + i + 1}, column '{name}': {raw[i]:g} lies too far outside the training "
+            f"rows' range (standard deviation {std:g}) to be standardised in float32; check the value or rescale the column"
+        )
 
 
 def _column_stats(train: np.ndarray, log: bool) -> tuple[float, float]:
@@ -495,12 +567,16 @@ def _prepare(
     stats = np.empty((len(layout), n, 2))
     for j in range(n):
         values = whole.values[:, j] if j < k else column(j)
-        for s, (_, start, stop, _, split) in enumerate(layout):
+        for s, (_, start, stop, source, split) in enumerate(layout):
+            check_magnitude(source, [cfg.columns[j]], values[start:stop, None])
             mean, std = stats[s, j] = _column_stats(values[start : start + split.train_end], bool(log[j]))
             # In row chunks: the transform's float64 temporaries stay small on a 10M-row series.
             for lo in range(start, stop, _CHUNK_ROWS):
                 chunk = values[lo : min(lo + _CHUNK_ROWS, stop)]
-                scaled[lo : lo + len(chunk), j] = ((np.log(chunk) if log[j] else chunk) - mean) / std
+                out = scaled[lo : lo + len(chunk), j]
+                with np.errstate(over="ignore"):  # an overflow is found and named just below
+                    np.divide((np.log(chunk) if log[j] else chunk) - mean, std, out=out, casting="unsafe")
+                check_scaled(source, cfg.columns[j], chunk, out, lo - start, std)
         del values
     series = [
         Series(id=sid, start=start, stop=stop, split=split,
@@ -508,66 +584,3 @@ def _prepare(
         for s, (sid, start, stop, _, split) in enumerate(layout)
     ]
     return Dataset(table=whole, series=series, scaled=scaled, n_targets=k)
-
-
-# ---------------------------------------------------------------------------------------------
-# Dates: frequency and continuation
-
-_MONTHS = {"MS": 1, "QS": 3, "YS": 12}
-
-
-def infer_frequency(dates: np.ndarray | None) -> str | None:
-    """'D', 'W', 'MS' (monthly), 'QS', 'YS', or '<k>s' for another fixed step; None without dates."""
-    if dates is None or len(dates) < 2:
-        return None
-    steps = np.diff(dates.astype("datetime64[s]")).astype(np.int64)
-    step = int(np.median(steps))
-    day = 86400
-    midnight = bool(np.all(dates.astype("datetime64[s]").astype(np.int64) % day == 0))
-    if midnight:
-        if step == day:
-            return "D"
-        if step == 7 * day:
-            return "W"
-        for name, lo, hi in (("MS", 28, 31), ("QS", 89, 92), ("YS", 365, 366)):
-            if lo * day <= step <= hi * day:
-                return name
-    return f"{step}s"
-
-
-def continue_dates(last: np.datetime64, frequency: str, steps: int) -> np.ndarray:
-    """The ``steps`` dates after ``last`` at ``frequency`` (as from ``infer_frequency``)."""
-    start = np.array(last).astype("datetime64[s]")[()]
-    if frequency in _MONTHS:
-        # Explicit units throughout: numpy >= 2.5 deprecates adding bare integers to datetimes.
-        one_month, one_day = np.timedelta64(1, "M"), np.timedelta64(1, "D")
-        day = start.astype("datetime64[D]")
-        time_of_day = start - day.astype("datetime64[s]")
-        month = day.astype("datetime64[M]")
-        months = month + np.arange(1, steps + 1) * _MONTHS[frequency] * one_month
-        ends = (months + one_month).astype("datetime64[D]") - one_day  # last day of each month
-        if day == (month + one_month).astype("datetime64[D]") - one_day:
-            days = ends  # month-end series stay at month ends (Jan 31 -> Feb 28 -> Mar 31)
-        else:  # the same day of the month, clipped to short months
-            days = np.minimum(months.astype("datetime64[D]") + (day - month.astype("datetime64[D]")), ends)
-        return days.astype("datetime64[s]") + time_of_day
-    seconds = {"D": 86400, "W": 7 * 86400}.get(frequency)
-    if seconds is None:
-        seconds = int(frequency.rstrip("s"))
-    return start + np.arange(1, steps + 1) * np.timedelta64(seconds, "s")
-
-
-def format_dates(dates: np.ndarray) -> list[str]:
-    """ISO strings, dropping a midnight time so daily-or-coarser dates read YYYY-MM-DD."""
-    secs = dates.astype("datetime64[s]")
-    if np.all(secs.astype(np.int64) % 86400 == 0):
-        return [str(d) for d in secs.astype("datetime64[D]")]
-    return [str(d) for d in secs]
-
-
-def describe_dates(dates: np.ndarray | None) -> dict[str, Any]:
-    """First and last date and inferred frequency, for a run's metadata."""
-    if dates is None:
-        return {"first_date": None, "last_date": None, "frequency": None}
-    first, last = format_dates(dates[[0, -1]])
-    return {"first_date": first, "last_date": last, "frequency": infer_frequency(dates)}

@@ -25,6 +25,12 @@ class OutputError(LstmcliError):
     """A file the user asked for (or a run file) cannot be written: missing folder, no permission."""
 
 
+class ResourceError(LstmcliError):
+    """The machine ran out of something at run time: disk space, a quota, memory, file locks."""
+
+    exit_code = 1
+
+
 class TrainingError(LstmcliError):
     """Training failed at run time (for example the loss diverged)."""
 

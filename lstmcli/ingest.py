@@ -41,6 +41,7 @@ from typing import Any
 
 import numpy as np
 
+from lstmcli.dates import parse_iso
 from lstmcli.errors import DataError, LstmcliError
 
 # Below this size the validating reader takes milliseconds; importing polars would cost more.
@@ -49,6 +50,7 @@ STALE_SECONDS = 3600  # a temporary entry this old was left by a killed writer
 BATCH_ROWS = 1 << 18  # rows per streamed batch: 16 MiB of float64 for 8 columns
 CACHE_VERSION = 2  # 2: one record per column (1 held the whole table in one record)
 _EDGE = 65536
+HEADER_MAX_BYTES = 1 << 20
 _DATE_FORMATS = (
     (r"^\d{4}-\d{2}-\d{2}$", "%Y-%m-%d"),
     (r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}$", "%Y-%m-%dT%H:%M:%S"),
@@ -152,7 +154,9 @@ def _load(
 
 def _header(path: str) -> list[str] | None:
     with open(path, "rb") as f:
-        first = f.readline()
+        first = f.readline(HEADER_MAX_BYTES + 1)
+    if len(first) > HEADER_MAX_BYTES:
+        return None  # the validating reader names the problem
     if first.startswith((b"\xff\xfe", b"\xfe\xff")) or b'"' in first:
         return None
     try:
@@ -367,10 +371,9 @@ def _dates(s: Any, form: int | None = None) -> tuple[np.ndarray, int] | None:
             break
     if form is not None and used != form:
         return None
-    if dates is None:  # another ISO form numpy reads (e.g. 2020-01 or minutes only)
-        try:
-            dates = np.array([c.strip() for c in s.to_list()], dtype="datetime64[s]")
-        except ValueError:
+    if dates is None:  # another ISO form numpy reads (e.g. 2020-01 or minutes only; never an offset)
+        dates = parse_iso(s.to_list())
+        if dates is None:
             return None
     return None if np.isnat(dates).any() else (dates, used)  # order is checked by the caller
 

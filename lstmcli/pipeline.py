@@ -14,10 +14,12 @@ import yaml
 
 from lstmcli import checkpoint as ck
 from lstmcli.config import Config, parse_yaml, validate_config
-from lstmcli.data import Dataset, describe_dates, load_dataset
+from lstmcli.data import Dataset, load_dataset
+from lstmcli.dates import describe_dates
 from lstmcli.distributed import Dist, shutdown
-from lstmcli.errors import CheckpointError, Interrupted, TrainingError
+from lstmcli.errors import CheckpointError, DataError, Interrupted, TrainingError
 from lstmcli.evaluate import evaluate_split
+from lstmcli.fsutil import sha256_file
 from lstmcli.interrupts import StopSignals
 from lstmcli.plots import loss_curve
 from lstmcli.plots import preload as preload_plotting
@@ -60,7 +62,7 @@ def train_run(
             update={"data": cfg.data.model_copy(update={"path": str(Path(cfg.data.path).resolve())})}
         )
         config_text = cfg.to_yaml()
-        data_sha = ck.sha256_file(cfg.data.path)
+        data_sha = sha256_file(cfg.data.path, DataError)
         if stop.signum:
             raise Interrupted(f"{stop.name}: stopped before training started; nothing was written", stop.exit_code)
         with ck.RunLock(run_dir):

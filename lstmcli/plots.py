@@ -7,7 +7,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from lstmcli.checkpoint import atomic_write
+from lstmcli.fsutil import atomic_write
 
 _preload: threading.Thread | None = None
 

@@ -19,18 +19,8 @@ import numpy as np
 import torch
 
 from lstmcli.checkpoint import Run, load_run
-from lstmcli.data import (
-    Scaler,
-    Split,
-    Table,
-    check_log_positive,
-    continue_dates,
-    format_dates,
-    infer_frequency,
-    read_header,
-    read_table,
-    split_rows,
-)
+from lstmcli.data import Scaler, Split, Table, check_log_positive, read_header, read_table, split_rows
+from lstmcli.dates import continue_dates, format_dates, infer_frequency
 from lstmcli.errors import CheckpointError, ConfigError, DataError
 from lstmcli.evaluate import Scores, forecast_chunks, forecast_set
 from lstmcli.runtime import resolve_device
@@ -200,7 +190,7 @@ def read_series(run: Run, path: str | Path, min_rows: int, purpose: str, only: s
         scaler = stored_scaler(run, stored)
         check_log_positive(part.path, part.columns, part.values, scaler.log,
                            "but the run models this column as log(x) (data.transform: log)")
-        scaled = scaler.transform(part.values).astype(np.float32)  # as data.prepare does
+        scaled = scaler.to_float32(part.path, part.columns, part.values)  # as data.prepare scales
         result.append(Series(table=part, scaled=scaled, scaler=scaler, id=sid, stored=stored))
     return result
 

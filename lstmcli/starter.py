@@ -7,26 +7,23 @@ to print.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import yaml
 
-from lstmcli.checkpoint import atomic_write
 from lstmcli.config import ModelConfig, parse_yaml, validate_config
-from lstmcli.data import infer_frequency, prepare, read_table, read_text
+from lstmcli.data import MISSING_CELLS, csv_records, header_of, prepare, read_table
+from lstmcli.dates import infer_frequency, parse_iso
 from lstmcli.errors import ConfigError, DataError
+from lstmcli.fsutil import atomic_write
 
 # Seasonal period per inferred frequency (infer_frequency's names; hourly is '3600s').
 SEASONS = {"MS": (12, "monthly"), "W": (52, "weekly"), "D": (7, "daily"), "QS": (4, "quarterly"),
            "3600s": (24, "hourly"), "YS": (1, "yearly")}
 _DATE_NAMES = {"date", "time", "datetime", "timestamp", "ds", "day", "week", "month", "year", "period"}
-_MISSING = {"", "na", "nan", "null", "none", "n/a"}
 
 
 @dataclass
@@ -49,16 +46,36 @@ class Starter:
     text: str = ""
 
 
-def read_cells(path: str) -> tuple[list[str], list[list[str]]]:
-    """Header and data rows as strings (blank lines skipped)."""
-    rows = list(csv.reader(io.StringIO(read_text(path), newline="")))
-    if not rows or not any(h.strip() for h in rows[0]):
-        raise DataError(f"{path}: file is empty; expected a header row naming the columns")
-    header = [h.strip() for h in rows[0]]
-    body = [r for r in rows[1:] if r and not (len(r) == 1 and not r[0].strip())]
-    if not body:
+SAMPLE_ROWS = 10_000  # rows that decide each column's kind; every row is still checked by read_table
+
+
+@dataclass(frozen=True)
+class Cells:
+    """What init needs of a CSV: the header, the first rows as text, and counts over every row."""
+
+    header: list[str]
+    sample: list[list[str]]  # the first SAMPLE_ROWS data rows
+    rows: int
+    missing: list[int]  # empty or missing cells per column, over the whole file
+
+
+def read_cells(path: str) -> Cells:
+    """Stream the CSV once: keep a sample of rows, count the rows and the missing cells."""
+    records = csv_records(path)
+    header = header_of(path, records)
+    sample: list[list[str]] = []
+    missing = [0] * len(header)
+    rows = 0
+    for _, fields in records:
+        rows += 1
+        if len(sample) < SAMPLE_ROWS:
+            sample.append(fields)
+        for j, cell in enumerate(fields[: len(header)]):
+            if cell.strip().lower() in MISSING_CELLS:
+                missing[j] += 1
+    if not rows:
         raise DataError(f"{path}: has a header but no data rows")
-    return header, body
+    return Cells(header, sample, rows, missing)
 
 
 def _is_number(cell: str) -> bool:
@@ -69,30 +86,23 @@ def _is_number(cell: str) -> bool:
     return True
 
 
-def _is_date(cell: str) -> bool:
-    try:
-        return not np.isnat(np.datetime64(cell.strip(), "s"))
-    except ValueError:
-        return False
-
-
-def classify(header: list[str], body: list[list[str]]) -> tuple[str | None, list[str], dict[str, int], list[str]]:
+def classify(cells: Cells) -> tuple[str | None, list[str], dict[str, int], list[str]]:
     """(date column, numeric columns, gaps per numeric column, other columns)."""
     date_column, numeric, gaps, other = None, [], {}, []
-    for j, name in enumerate(header):
-        cells = [r[j].strip() if j < len(r) else "" for r in body]
-        present = [c for c in cells if c.lower() not in _MISSING]
+    for j, name in enumerate(cells.header):
+        column = [r[j].strip() if j < len(r) else "" for r in cells.sample]
+        present = [c for c in column if c.lower() not in MISSING_CELLS]
         if not present:
             other.append(name)
             continue
         numbers = all(_is_number(c) for c in present)
         # A numeric column is a date column only when named like one (years such as 1949 are numbers too).
-        dated = all(_is_date(c) for c in cells) and (not numbers or name.lower() in _DATE_NAMES)
+        dated = parse_iso(column) is not None and (not numbers or name.lower() in _DATE_NAMES)
         if dated and date_column is None:
             date_column = name
         elif numbers:
             numeric.append(name)
-            gaps[name] = len(cells) - len(present)
+            gaps[name] = cells.missing[j]
         else:
             other.append(name)
     return date_column, numeric, gaps, other
@@ -103,8 +113,9 @@ def propose(
 ) -> Starter:
     """Choose date column, target, features, s, L and H for ``csv_path``; build the YAML text."""
     path = str(csv_path)
-    header, body = read_cells(path)
-    date_column, numeric, gaps, other = classify(header, body)
+    cells = read_cells(path)
+    header = cells.header
+    date_column, numeric, gaps, other = classify(cells)
     reasons: list[str] = []
     if not numeric:
         raise DataError(f"{path}: no numeric column to forecast; columns are: {', '.join(header)}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,7 +33,8 @@ def snapshot(root: Path) -> dict[str, str]:
     files = {}
     for p in sorted(root.rglob("*")):
         rel = str(p.relative_to(root))
-        files[rel] = hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "<dir>"
+        # Only regular files are read: a FIFO among the inputs would block the snapshot itself.
+        files[rel] = hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "<not a file>"
     return files
 
 
@@ -53,6 +55,18 @@ def cfg_text(text: str, *extra: str) -> Callable[[Path], list[str]]:
         write_csv(d / "series.csv")
         (d / "bad.yaml").write_text(text)
         return ["train", str(d / "bad.yaml"), "-q", *extra]
+
+    return setup
+
+
+def fifo(name: str, *args: str) -> Callable[[Path], list[str]]:
+    """A named pipe where a file is expected: reading it would block until a writer came."""
+
+    def setup(d: Path) -> list[str]:
+        write_csv(d / "series.csv")
+        write_config(d / "good.yaml")
+        os.mkfifo(d / name)
+        return [a.replace("{d}", str(d)) for a in args]
 
     return setup
 
@@ -183,7 +197,7 @@ CASES = [
     Case("set-unknown-key", overrides("model.mm=3"), ("good.yaml", "unknown key 'model.mm'", "did you mean 'model.m'")),
     Case("set-wrong-type", overrides("train.epochs=many"), ("good.yaml", "train.epochs", "valid integer", "'many'")),
     # --- CSV files ------------------------------------------------------------------------------
-    Case("csv-missing", lambda d: ["train", str(write_config(d / "good.yaml")), "-q"], ("series.csv", "data file not found")),
+    Case("csv-missing", lambda d: ["train", str(write_config(d / "good.yaml")), "-q"], ("series.csv", "CSV file not found")),
     Case("csv-empty", csv_text(""), ("series.csv", "file is empty", "header row")),
     Case("csv-header-only", csv_text("date,y\n"), ("series.csv", "header but no data rows")),
     Case("csv-missing-column", csv_text(GOOD.replace("date,y", "date,value")), ("series.csv", "no column 'y'", "columns are: date, value")),
@@ -218,6 +232,26 @@ CASES = [
     Case("run-pickle-present", run_dir(lambda r: (r / "model.pt").write_bytes(b"\x80\x04K\x01.")), ("model.pt", "looks like a pickle", "never unpickles")),
     Case("resume-finished", run_dir(lambda r: None, "resume"), ("run", "already finished", "metrics.json")),
     Case("resume-bad-pointer", run_dir(unfinished, "resume"), ("state.json", "key 'tensors' must name a .safetensors file")),
+    # --- inputs that could hang a command or fill the memory -------------------------------------
+    Case("yaml-alias-bomb", cfg_text("a: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\nc: [*b, *b, *b, *b, *b, *b, *b, *b, *b]\n"), ("bad.yaml", "line 2", "aliases (*a) are not allowed")),
+    Case("yaml-self-alias", cfg_text("a: &a [*a]\n"), ("bad.yaml", "aliases (*a) are not allowed")),
+    Case("yaml-deep-nesting", cfg_text("model: " + "[" * 100_000 + "]" * 100_000 + "\n"), ("bad.yaml", "line 1", "nested more than 32 levels")),
+    Case("yaml-huge-list", cfg_text("x:\n" + "- 1\n" * 400_000), ("bad.yaml", "1,600,003 bytes", "1,048,576 bytes at most")),
+    Case("yaml-duplicate-key", cfg_text("model: {n: 1, m: 8}\nmodel: {n: 2}\n"), ("bad.yaml", "line 2, column 1", "key 'model' appears twice", "first on line 1")),
+    Case("yaml-duplicate-nested-key", cfg_text("model:\n  m: 8\n  m: 16\n"), ("bad.yaml", "line 3", "key 'm' appears twice")),
+    Case("yaml-huge-integer", cfg_text("model: {m: " + "9" * 5000 + "}\n"), ("bad.yaml", "more than 4,300 digits")),
+    Case("config-fifo", fifo("pipe.yaml", "train", "{d}/pipe.yaml"), ("pipe.yaml", "is a pipe (FIFO)", "regular YAML config file")),
+    Case("config-dev-zero", lambda d: ["train", "/dev/zero"], ("/dev/zero", "character device", "regular YAML config file")),
+    Case("csv-fifo", fifo("pipe.csv", "train", "{d}/good.yaml", "--set", "data.path={d}/pipe.csv"), ("pipe.csv", "is a pipe (FIFO)", "regular CSV file")),
+    Case("csv-dev-zero", overrides("data.path=/dev/zero"), ("/dev/zero", "character device", "regular CSV file")),
+    Case("csv-dev-stdin", overrides("data.path=/dev/stdin"), ("/dev/stdin", "expected a regular CSV file")),
+    Case("csv-line-over-16-mib", csv_text(good_with(5, "2000-04-01," + "1" * (17 << 20))), ("series.csv", "line 5 is longer than 16 MiB")),
+    Case("csv-nul-byte", csv_text(good_with(5, "2000-04-01,1\0")), ("series.csv", "row 4 (line 5)", "column 'y'", "is not a number")),
+    Case("csv-time-zone-offset", csv_text(GOOD.replace("-01,", "-01T00:00:00+02:00,")), ("series.csv", "row 1 (line 2)", "column 'date'", "time-zone offset (+02:00)")),
+    Case("csv-utc-z", csv_text(GOOD.replace("-01,", "-01T00:00Z,")), ("series.csv", "row 1 (line 2)", "time-zone offset (Z)")),
+    Case("csv-value-near-1e200", csv_text(good_with(20, "2001-07-01,1e200")), ("series.csv", "row 19", "column 'y'", "too large", "rescale")),
+    Case("model-too-many-layers", overrides("model.layers=1000000"), ("good.yaml", "model.layers", "less than or equal to 64")),
+    Case("model-too-many-parameters", overrides("model.m=100000"), ("good.yaml", "parameters", "at most 1,000,000,000")),
     # --- CLI arguments -----------------------------------------------------------------------------
     Case("cli-unknown-option", lambda d: ["train", "x.yaml", "--epochz", "3"], ("No such option: --epochz", "lstm train --help")),
     Case("cli-missing-argument", lambda d: ["train"], ("Missing argument", "lstm train --help")),
@@ -231,7 +265,7 @@ CASES.append(
     Case(
         "config-not-utf8",
         lambda d: ["train", str(d / "bad.yaml")] if (d / "bad.yaml").write_bytes(b"model: {n: 1}\n# caf\xe9\n") else [],
-        ("bad.yaml", "cannot read config file"),
+        ("bad.yaml", "line 2 is not valid UTF-8"),
     )
 )
 EXTRA_ARGS = {"cli-resume-and-overwrite": ["--resume", "--overwrite"], "cli-set-on-a-run": ["--set", "model.m=3"]}

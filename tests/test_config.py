@@ -128,3 +128,13 @@ def test_round_trip_through_yaml(tiny_config: Path) -> None:
     cfg = load_config(tiny_config)
     again = Config.model_validate(yaml.safe_load(cfg.to_yaml()))
     assert again == cfg
+
+
+def test_a_tilde_in_output_dir_and_data_path_means_the_home_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from lstmcli.config import default_run_dir
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    config = write_config(tmp_path / "c.yaml", csv="~/series.csv", output={"dir": "~/runs/x"})
+    cfg = load_config(config)
+    assert cfg.data.path == str(tmp_path / "series.csv")
+    assert default_run_dir(config, cfg) == tmp_path / "runs" / "x"

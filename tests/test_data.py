@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from lstmcli.config import load_config
-from lstmcli.data import continue_dates, infer_frequency, load_dataset, make_split, read_table
+from lstmcli.data import load_dataset, make_split, read_table
+from lstmcli.dates import continue_dates, infer_frequency
 from lstmcli.errors import DataError
 from lstmcli.windows import Windows
 
@@ -121,3 +122,17 @@ def test_frequency_inference_and_continuation(tmp_path: Path) -> None:
     weekly = np.array(["2001-12-15", "2001-12-22", "2001-12-29"], dtype="datetime64[s]")
     assert infer_frequency(weekly) == "W"
     assert str(continue_dates(weekly[-1], "W", 1)[0])[:10] == "2002-01-05"
+
+
+def test_a_text_column_with_cells_over_128_kib_is_read(tmp_path: Path) -> None:
+    # The csv module's default field limit (128 KiB) would raise a bare _csv.Error here.
+    rows = ["date,y,notes"] + [f"2000-{m:02d}-01,{m},{'x' * (200_000 if m == 3 else 1)}" for m in range(1, 13)]
+    (tmp_path / "notes.csv").write_text("\n".join(rows) + "\n")
+    table = read_table(tmp_path / "notes.csv", ["y"], "date")
+    assert table.values[:, 0].tolist() == list(range(1, 13))
+
+
+def test_rows_and_lines_are_named_apart_when_blank_lines_intervene(tmp_path: Path) -> None:
+    (tmp_path / "gaps.csv").write_text("date,y\n2000-01-01,1\n\n\n2000-02-01,x\n")
+    with pytest.raises(DataError, match=r"row 2 \(line 5\), column 'y': 'x' is not a number"):
+        read_table(tmp_path / "gaps.csv", ["y"], "date")

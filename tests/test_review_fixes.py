@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from lstmcli.cli import app
-from lstmcli.data import continue_dates, format_dates
+from lstmcli.dates import continue_dates, format_dates
 
 from .conftest import ROOT, write_config
 

@@ -1,0 +1,94 @@
+"""Dates: parsing ISO cells, the frequency of a series, continuing it, formatting.
+
+The one module of date rules, for the validating CSV reader, the polars path, ``init``, ``train``
+and ``predict`` alike.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import numpy as np
+
+# A time of day followed by a zone: Z, +02, +0200 or +02:00. numpy would shift such dates to UTC
+# (with a DeprecationWarning), which silently moves every date and breaks a daily or monthly
+# frequency, so they are refused with the cell named.
+_OFFSET = re.compile(r"\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?\s*(?P<zone>[zZ]|[+-]\d{2}(?::?\d{2})?)$")
+
+
+def offset_of(cell: str) -> str | None:
+    """The time-zone offset a date cell ends with (``Z``, ``+02:00``), or None."""
+    m = _OFFSET.search(cell.strip())
+    return m.group("zone") if m else None
+
+
+def parse_iso(cells: list[str]) -> np.ndarray | None:
+    """The cells as datetime64[s], or None if any is not an ISO date (or carries an offset)."""
+    if any(offset_of(c) for c in cells):
+        return None
+    try:
+        dates = np.array([c.strip() for c in cells], dtype="datetime64[s]")
+    except ValueError:
+        return None
+    return None if np.isnat(dates).any() else dates
+
+
+_MONTHS = {"MS": 1, "QS": 3, "YS": 12}
+
+
+def infer_frequency(dates: np.ndarray | None) -> str | None:
+    """'D', 'W', 'MS' (monthly), 'QS', 'YS', or '<k>s' for another fixed step; None without dates."""
+    if dates is None or len(dates) < 2:
+        return None
+    steps = np.diff(dates.astype("datetime64[s]")).astype(np.int64)
+    step = int(np.median(steps))
+    day = 86400
+    midnight = bool(np.all(dates.astype("datetime64[s]").astype(np.int64) % day == 0))
+    if midnight:
+        if step == day:
+            return "D"
+        if step == 7 * day:
+            return "W"
+        for name, lo, hi in (("MS", 28, 31), ("QS", 89, 92), ("YS", 365, 366)):
+            if lo * day <= step <= hi * day:
+                return name
+    return f"{step}s"
+
+
+def continue_dates(last: np.datetime64, frequency: str, steps: int) -> np.ndarray:
+    """The ``steps`` dates after ``last`` at ``frequency`` (as from ``infer_frequency``)."""
+    start = np.array(last).astype("datetime64[s]")[()]
+    if frequency in _MONTHS:
+        # Explicit units throughout: numpy >= 2.5 deprecates adding bare integers to datetimes.
+        one_month, one_day = np.timedelta64(1, "M"), np.timedelta64(1, "D")
+        day = start.astype("datetime64[D]")
+        time_of_day = start - day.astype("datetime64[s]")
+        month = day.astype("datetime64[M]")
+        months = month + np.arange(1, steps + 1) * _MONTHS[frequency] * one_month
+        ends = (months + one_month).astype("datetime64[D]") - one_day  # last day of each month
+        if day == (month + one_month).astype("datetime64[D]") - one_day:
+            days = ends  # month-end series stay at month ends (Jan 31 -> Feb 28 -> Mar 31)
+        else:  # the same day of the month, clipped to short months
+            days = np.minimum(months.astype("datetime64[D]") + (day - month.astype("datetime64[D]")), ends)
+        return days.astype("datetime64[s]") + time_of_day
+    seconds = {"D": 86400, "W": 7 * 86400}.get(frequency)
+    if seconds is None:
+        seconds = int(frequency.rstrip("s"))
+    return start + np.arange(1, steps + 1) * np.timedelta64(seconds, "s")
+
+
+def format_dates(dates: np.ndarray) -> list[str]:
+    """ISO strings, dropping a midnight time so daily-or-coarser dates read YYYY-MM-DD."""
+    secs = dates.astype("datetime64[s]")
+    if np.all(secs.astype(np.int64) % 86400 == 0):
+        return [str(d) for d in secs.astype("datetime64[D]")]
+    return [str(d) for d in secs]
+
+
+def describe_dates(dates: np.ndarray | None) -> dict[str, Any]:
+    """First and last date and inferred frequency, for a run's metadata."""
+    if dates is None:
+        return {"first_date": None, "last_date": None, "frequency": None}
+    first, last = format_dates(dates[[0, -1]])
+    return {"first_date": first, "last_date": last, "frequency": infer_frequency(dates)}
