@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import shutil
-import socket
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,22 +12,15 @@ from typing import Any
 import torch
 
 from lstmcli import __version__
-from lstmcli.config import Config, parse_yaml, validate_config
+from lstmcli.config import MAX_CONFIG_BYTES, Config, parse_yaml, validate_config
 from lstmcli.errors import CheckpointError
-from lstmcli.fsutil import atomic_write, atomic_write_json, sha256
+from lstmcli.fsutil import SMALL_FILE_BYTES, MiB, atomic_write, atomic_write_json, read_bytes, read_text, sha256
 from lstmcli.model import LSTMForecaster
+from lstmcli.runs.schema import Metrics, RunMeta, read_model
+from lstmcli.runs.store import CHECKPOINT_DIR, CONFIG, META, METRICS, STATE_POINTER, WEIGHTS, RunDir
 
-CONFIG = "config.yaml"
-WEIGHTS = "model.safetensors"
-META = "meta.json"
-METRICS = "metrics.json"
-HISTORY = "history.csv"
-LOSS_PLOT = "loss.png"
 FORMAT = "lstmcli-run"
 FORMAT_VERSION = 1
-LOCK = ".lock"
-CHECKPOINT_DIR = "checkpoint"
-STATE_POINTER = "state.json"
 STATE_FORMAT = "lstmcli-train-state"
 STATE_FORMAT_VERSION = 1
 # Files that could hold a pickle: refused on sight, whatever their content.
@@ -45,7 +35,7 @@ def weights_bytes(tensors: dict[str, torch.Tensor], metadata: dict[str, str] | N
 
 
 def read_weights(
-    path: Path, expected_sha256: str | None = None, model: torch.nn.Module | None = None
+    path: Path, expected_sha256: str | None = None, model: torch.nn.Module | None = None, limit: int | None = None
 ) -> dict[str, torch.Tensor]:
     """Load safetensors from ``path``; a truncated, garbled or altered file is a CheckpointError.
 
@@ -54,10 +44,10 @@ def read_weights(
     """
     from safetensors.torch import load
 
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise CheckpointError(f"{path}: weights file is missing") from None
+    if not path.exists():
+        raise CheckpointError(f"{path}: weights file is missing")
+    size_limit = limit if limit is not None else weights_limit(sum(p.numel() for p in model.parameters()) if model else 0)
+    data = read_bytes(path, "safetensors file", CheckpointError, size_limit)
     altered = expected_sha256 is not None and sha256(data) != expected_sha256
     altered_msg = f"{path}: weights do not match the checksum recorded in {META} (truncated or altered after training)"
     try:
@@ -72,51 +62,7 @@ def read_weights(
 
 
 # ---------------------------------------------------------------------------------------------
-# Creating a run directory
-
-
-def claim_run_dir(run_dir: Path, overwrite: bool) -> None:
-    """Make ``run_dir`` ready for a new run; refuse to replace a finished or unfinished run.
-
-    With ``overwrite`` the old contents are removed, which the caller does only once the config
-    and the data have been checked, so a typo never costs an existing run.
-    """
-    check_run_dir_path(run_dir)
-    contents = [p for p in run_dir.iterdir() if p.name != LOCK] if run_dir.exists() else []
-    if contents:
-        foreign = sorted(p.name for p in contents if not _is_run_file(p.name))
-        if foreign:
-            # Never delete what lstm did not write: output.dir may point at a project folder.
-            shown = ", ".join(foreign[:4]) + (", ..." if len(foreign) > 4 else "")
-            raise CheckpointError(
-                f"{run_dir}: is not empty and not an lstm run directory (it holds {shown}); "
-                "choose another output.dir (--set output.dir=...)"
-            )
-        if not overwrite:
-            resume = " or --resume to continue it" if not (run_dir / METRICS).exists() else ""
-            raise CheckpointError(
-                f"{run_dir}: a run directory is already there; pass --overwrite to replace it{resume}, "
-                "or set output.dir (--set output.dir=...)"
-            )
-        for item in contents:  # everything but the lock this process holds
-            if item.is_dir() and not item.is_symlink():
-                shutil.rmtree(item)
-            else:
-                item.unlink()
-    run_dir.mkdir(parents=True, exist_ok=True)
-
-
-_RUN_FILES = {CONFIG, WEIGHTS, META, METRICS, HISTORY, LOSS_PLOT, CHECKPOINT_DIR, LOCK}
-
-
-def _is_run_file(name: str) -> bool:
-    """A file ``lstm train`` writes (or a temporary file of one of its atomic writes)."""
-    return name in _RUN_FILES or (name.startswith(".") and ".tmp-" in name)
-
-
-def check_run_dir_path(run_dir: Path) -> None:
-    if run_dir.exists() and not run_dir.is_dir():
-        raise CheckpointError(f"{run_dir}: exists and is not a directory; choose another output.dir")
+# Writing a finished run
 
 
 def run_meta(cfg: Config, config_text: str, extra: dict[str, Any]) -> dict[str, Any]:
@@ -153,21 +99,20 @@ class Run:
 
     path: Path
     cfg: Config
-    meta: dict[str, Any]
+    meta: RunMeta
     model: LSTMForecaster
 
-    def metrics(self) -> dict[str, Any] | None:
+    def metrics(self) -> Metrics | None:
         path = self.path / METRICS
-        if not path.exists():
-            return None
-        return read_json(path)
+        return read_model(path, Metrics) if path.exists() else None
 
 
 def read_json(path: Path) -> Any:
+    """A small JSON file of the run (a regular file, bounded in size)."""
+    if not path.exists():
+        raise CheckpointError(f"{path}: file is missing")
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise CheckpointError(f"{path}: file is missing") from None
+        return json.loads(read_bytes(path, "JSON file", CheckpointError, SMALL_FILE_BYTES))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise CheckpointError(f"{path}: not valid JSON ({exc})") from None
 
@@ -203,30 +148,41 @@ def load_run(run_dir: str | Path) -> Run:
     if not run_dir.is_dir():
         what = "is a file, not a run directory" if run_dir.is_file() else "run directory not found"
         raise CheckpointError(f"{run_dir}: {what} (runs are the directories lstm train writes)")
-    for name in (CONFIG, META, WEIGHTS):
-        if not (run_dir / name).is_file():
-            if (run_dir / CHECKPOINT_DIR / STATE_POINTER).is_file():
-                raise CheckpointError(
-                    f"{run_dir}: {name} is missing: the run has not finished (it stopped after a checkpoint); "
-                    f"continue it with: lstm resume {run_dir}"
-                )
-            raise CheckpointError(f"{run_dir}: {name} is missing; not a complete lstm run directory")
-    refuse_pickles(run_dir)
-    meta = read_json(run_dir / META)
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise CheckpointError(f"{run_dir / META}: not an lstm run's metadata (no format: {FORMAT})")
-    config_text = (run_dir / CONFIG).read_text(encoding="utf-8")
-    if sha256(config_text) != meta.get("config_sha256"):
+    store = RunDir(run_dir)
+    missing = [name for name in (CONFIG, META, WEIGHTS) if not (run_dir / name).is_file()]
+    if store.awaiting_commit():
         raise CheckpointError(
-            f"{run_dir / CONFIG}: was edited after training (its checksum differs from {META}); "
+            f"{run_dir}: a finished run is being moved into place here (or that move was interrupted); "
+            f"complete it with: lstm resume {run_dir}"
+        )
+    if missing and (store.in_progress() or store.legacy_unfinished()):
+        raise CheckpointError(
+            f"{run_dir}: {missing[0]} is missing: the run has not finished (it stopped after a checkpoint); "
+            f"continue it with: lstm resume {run_dir}"
+        )
+    if missing:
+        raise CheckpointError(f"{run_dir}: {missing[0]} is missing; not a complete lstm run directory")
+    refuse_pickles(run_dir)
+    meta = read_model(run_dir / META, RunMeta)
+    config_path = run_dir / CONFIG
+    config_text = read_text(config_path, "run config", CheckpointError, MAX_CONFIG_BYTES)
+    if sha256(config_text) != meta.config_sha256:
+        raise CheckpointError(
+            f"{config_path}: was edited after training (its checksum differs from {META}); "
             "the weights belong to the original config — retrain, or restore the file"
         )
-    cfg = validate_config(parse_yaml(config_text, str(run_dir / CONFIG)), str(run_dir / CONFIG))
+    cfg = validate_config(parse_yaml(config_text, str(config_path)), str(config_path))
     model = LSTMForecaster.from_config(cfg)
-    tensors = read_weights(run_dir / WEIGHTS, meta.get("weights_sha256"), model)
+    tensors = read_weights(run_dir / WEIGHTS, meta.weights_sha256, model)
     model.load_state_dict(tensors)
     model.eval()
     return Run(path=run_dir, cfg=cfg, meta=meta, model=model)
+
+
+def weights_limit(parameters: int, copies: int = 1) -> int:
+    """The largest safetensors file that can hold ``copies`` fp32 copies of a model's weights (plus
+    the header and, for a checkpoint, the RNG states): a bigger one is refused unread."""
+    return copies * 4 * parameters + 16 * MiB
 
 
 def check_shapes(model: torch.nn.Module, tensors: dict[str, torch.Tensor], source: Path) -> None:
@@ -313,8 +269,9 @@ def save_train_state(run_dir: Path, tensors: dict[str, torch.Tensor], info: dict
     return ck_dir / STATE_POINTER
 
 
-def load_train_state(run_dir: Path) -> TrainCheckpoint | None:
-    """The last checkpoint in ``run_dir``, or None when no epoch was saved yet."""
+def load_train_state(run_dir: Path, parameters: int) -> TrainCheckpoint | None:
+    """The last checkpoint in ``run_dir``, or None when no epoch was saved yet. ``parameters``
+    (the config's model size) bounds the size of the tensors file read."""
     ck_dir = run_dir / CHECKPOINT_DIR
     pointer_path = ck_dir / STATE_POINTER
     if not pointer_path.exists():
@@ -332,7 +289,8 @@ def load_train_state(run_dir: Path) -> TrainCheckpoint | None:
     if not isinstance(name, str) or "/" in name or "\\" in name or not name.endswith(".safetensors"):
         raise CheckpointError(f"{pointer_path}: key 'tensors' must name a .safetensors file in {ck_dir}")
     try:
-        tensors = read_weights(ck_dir / name, pointer.get("tensors_sha256"))
+        # the weights, the best weights, two Adam moments: four copies of the model
+        tensors = read_weights(ck_dir / name, pointer.get("tensors_sha256"), limit=weights_limit(parameters, copies=4))
     except CheckpointError as exc:
         raise CheckpointError(f"{exc} (named by {pointer_path})") from None
     info = from_json_safe({k: v for k, v in pointer.items() if k not in {"format", "format_version", "tensors", "tensors_sha256"}})
@@ -340,130 +298,3 @@ def load_train_state(run_dir: Path) -> TrainCheckpoint | None:
         if key not in info:
             raise CheckpointError(f"{pointer_path}: key '{key}' is missing; the checkpoint is incomplete")
     return TrainCheckpoint(tensors=tensors, info=info)
-
-
-def remove_stale_temps(run_dir: Path) -> None:
-    """Delete temporary files a killed writer left behind (called while holding the lock)."""
-    for item in [*run_dir.glob(".*.tmp-*"), *(run_dir / CHECKPOINT_DIR).glob(".*.tmp-*")]:
-        item.unlink(missing_ok=True)
-
-
-def remove_checkpoint(run_dir: Path) -> None:
-    """Drop the training checkpoint once the finished run's files are written."""
-    shutil.rmtree(run_dir / CHECKPOINT_DIR, ignore_errors=True)
-
-
-# ---------------------------------------------------------------------------------------------
-# One trainer per run directory
-
-
-class RunLock:
-    """``run_dir/.lock`` created with O_CREAT|O_EXCL, holding our pid; a dead holder's lock is cleared.
-
-    The lock is a context manager; it creates ``run_dir`` (and parents) if needed.
-    """
-
-    def __init__(self, run_dir: Path) -> None:
-        self.run_dir = run_dir
-        self.path = run_dir / LOCK
-        self.held = False
-
-    def __enter__(self) -> RunLock:
-        self.acquire()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.release()
-
-    def acquire(self) -> None:
-        check_run_dir_path(self.run_dir)
-        try:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise CheckpointError(f"{self.run_dir}: cannot create the run directory ({exc.strerror})") from None
-        me = {"pid": os.getpid(), "host": socket.gethostname(), "start": _process_start(os.getpid())}
-        for _ in range(3):
-            try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except PermissionError as exc:
-                raise CheckpointError(f"{self.path}: cannot create the lock file ({exc.strerror})") from None
-            except FileExistsError:
-                holder = self._read_holder()
-                if holder == {}:
-                    continue  # released between our open and our read
-                if holder is not None and _alive(holder):
-                    raise CheckpointError(
-                        f"{self.run_dir}: locked by another lstm process (pid {holder.get('pid')} on "
-                        f"{holder.get('host')}, see {self.path}); wait for it to finish, or delete the lock "
-                        "file if that process is gone"
-                    ) from None
-                self._break_stale(holder)
-                continue
-            with os.fdopen(fd, "w") as fh:
-                fh.write(json.dumps(me) + "\n")
-                fh.flush()
-                os.fsync(fh.fileno())
-            self.held = True
-            return
-        raise CheckpointError(f"{self.path}: could not take the lock (it keeps reappearing); try again")
-
-    def release(self) -> None:
-        if self.held:
-            self.path.unlink(missing_ok=True)
-            self.held = False
-
-    def _read_holder(self) -> dict[str, Any] | None:
-        try:
-            holder = json.loads(self.path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return {}  # released between our open and our read: not stale, just gone
-        except (OSError, ValueError):
-            return None  # unreadable (a writer killed mid-write): stale
-        return holder if isinstance(holder, dict) else None
-
-    def _break_stale(self, holder: dict[str, Any] | None) -> None:
-        # Only remove the file if it still says what we judged stale (narrows the race with a
-        # second process breaking the same lock and taking a fresh one).
-        try:
-            now = json.loads(self.path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return
-        except (OSError, ValueError):
-            now = None
-        if now == holder or holder is None:
-            self.path.unlink(missing_ok=True)
-
-
-def _proc_stat(pid: int) -> list[str] | None:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return stat.rsplit(")", 1)[-1].split()  # fields from 3 (state) on; the name may hold spaces
-
-
-def _process_start(pid: int) -> str | None:
-    """The process's start time in clock ticks (Linux), to tell a reused pid from the holder."""
-    fields = _proc_stat(pid)
-    return fields[19] if fields else None
-
-
-def _alive(holder: dict[str, Any]) -> bool:
-    pid = holder.get("pid")
-    if not isinstance(pid, int) or pid <= 0:
-        return False
-    if holder.get("host") not in (None, socket.gethostname()):
-        return True  # another machine's process: we cannot tell, so keep out
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    fields = _proc_stat(pid)
-    if fields is None:
-        return True  # no /proc: the pid answers, so assume it is the holder
-    if fields[0] in ("Z", "X"):
-        return False  # killed, waiting to be reaped
-    start = holder.get("start")
-    return start is None or fields[19] == start

@@ -334,7 +334,8 @@ def inspect(
     if units:
         facts["units"] = {str(layer): shapes.unit_view(model, layer) for layer in range(1, model.layers + 1)}
     if run is not None:
-        facts["metrics"] = run.metrics()
+        metrics = run.metrics()
+        facts["metrics"] = metrics.model_dump(mode="json", exclude_none=True) if metrics is not None else None
         facts["run"] = shapes.run_summary(run.path, run.cfg, run.meta, facts["metrics"])
     if as_json:
         print(json.dumps(facts, indent=2))
@@ -517,8 +518,9 @@ def predict(
     """Forecast the next H steps after the last row of a CSV with a trained run, or backtest it."""
     from lstmcli import plots
     from lstmcli import predict as pr
-    from lstmcli.fsutil import atomic_write
+    from lstmcli.fsutil import atomic_write, check_outputs
 
+    check_outputs({"--out": out_file, "--plot": plot}, [data, *([future] if future else [])], protected=run)
     if not backtest and split is not SplitChoice.all:
         raise typer.BadParameter("--split applies to --backtest", param_hint="--split")
     if backtest and (steps is not None or future is not None):
@@ -584,8 +586,11 @@ def init(
 ) -> None:
     """Write a starter config for a CSV: date column, target, season, lookback and horizon chosen for you."""
     from lstmcli import starter
+    from lstmcli.fsutil import check_outputs
 
-    st = starter.propose(csv_file, out_file or starter.default_out(csv_file), target, feature)
+    out_path = out_file or starter.default_out(csv_file)
+    check_outputs({"--out": out_path}, [csv_file])
+    st = starter.propose(csv_file, out_path, target, feature)
     starter.write(st, force)
     freq = f", frequency {st.frequency}" if st.frequency else ""
     date = f"date column {st.date_column}" if st.date_column else "no date column"

@@ -225,3 +225,21 @@ def same_file(a: str | Path, b: str | Path) -> bool:
         return os.path.samefile(a, b)
     except OSError:
         return False
+
+
+def check_outputs(outputs: dict[str, Path | None], inputs: list[Path], protected: Path | None = None) -> None:
+    """Refuse an output path (``{flag: path}``) that is an input, lies inside ``protected`` (a run
+    directory, whose files only lstm train writes), or is another output's path."""
+    seen: dict[Path, str] = {}
+    for flag, out in outputs.items():
+        if out is None:
+            continue
+        if protected is not None and is_within(out, protected):
+            raise OutputError(f"{flag} {out}: is inside the run directory {protected}; write it elsewhere")
+        for source in inputs:
+            if same_file(out, source) or out.resolve() == source.resolve():
+                raise OutputError(f"{flag} {out}: is the input file {source}; choose another file name")
+        key = out.resolve()
+        if key in seen:
+            raise OutputError(f"{flag} {out}: is also given to {seen[key]}; choose another file name")
+        seen[key] = flag

@@ -2,28 +2,28 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from lstmcli import checkpoint as ck
-from lstmcli.config import Config, parse_yaml, validate_config
+from lstmcli.config import Config, load_yaml, parse_yaml, read_config_text, validate_config
 from lstmcli.data import Dataset, load_dataset
 from lstmcli.dates import describe_dates
 from lstmcli.distributed import Dist, shutdown
-from lstmcli.errors import CheckpointError, DataError, Interrupted, TrainingError
+from lstmcli.errors import CheckpointError, DataError, Interrupted, ResourceError, TrainingError
 from lstmcli.evaluate import evaluate_split
-from lstmcli.fsutil import sha256_file
+from lstmcli.fsutil import atomic_write, atomic_write_json, sha256, sha256_file
 from lstmcli.interrupts import StopSignals
 from lstmcli.plots import loss_curve
 from lstmcli.plots import preload as preload_plotting
-from lstmcli.runtime import resolve_device
+from lstmcli.runs.store import CHECKPOINT_DIR, CONFIG, HISTORY, LOSS_PLOT, MARKER, META, METRICS, STATE_POINTER, RunDir
+from lstmcli.runtime import check_threads, resolve_device
 from lstmcli.train import EpochReport, Trainer, TrainResult, fit
 
 
@@ -46,16 +46,19 @@ def train_run(
 ) -> TrainSummary:
     """Train ``cfg`` into ``run_dir`` and return the test metrics.
 
-    The data is read and checked before the run directory is touched. Every epoch is
-    checkpointed into ``run_dir/checkpoint``; with ``resume`` the run continues from there (or
-    starts, if no epoch was saved yet). SIGINT/SIGTERM stop at the next batch with the last
-    checkpoint intact and raise ``Interrupted``. Under torchrun every rank trains; rank 0 alone
-    locks, checkpoints, evaluates and writes the run directory.
+    The data is read and checked before the run directory is touched. The run trains in
+    ``run_dir/partial`` with a checkpoint every epoch, and its files are moved into ``run_dir``
+    only once it has finished (``runs.store``), so a run that fails leaves the previous one as it
+    was. With ``resume`` the run continues from its checkpoint (or starts, if no epoch was saved
+    yet). SIGINT/SIGTERM stop at the next batch with the last checkpoint intact and raise
+    ``Interrupted``. Under torchrun every rank trains; rank 0 alone locks, checkpoints, evaluates
+    and writes the run directory.
     """
     dist = dist or Dist()
     if not dist.is_main:
         return _follow(cfg, run_dir, resume, dist)
     with StopSignals() as stop:
+        check_threads(cfg.train.threads)
         ds = load_dataset(cfg.data)
         resolve_device(cfg.train.device, dist.local_world)  # an unavailable device fails before the run directory is touched
         cfg = cfg.model_copy(
@@ -65,24 +68,21 @@ def train_run(
         data_sha = sha256_file(cfg.data.path, DataError)
         if stop.signum:
             raise Interrupted(f"{stop.name}: stopped before training started; nothing was written", stop.exit_code)
-        with ck.RunLock(run_dir):
-            if resume:
-                saved = _prepare_resume(run_dir, config_text, data_sha)
-            else:
-                ck.claim_run_dir(run_dir, overwrite)
-                saved = None
-            if not (run_dir / ck.CONFIG).exists():
-                ck.atomic_write(run_dir / ck.CONFIG, config_text)
-            trainer = Trainer(cfg, ds, dist=dist)
+        run = RunDir(run_dir)
+        with run.locked():
+            work, saved = _prepare_resume(run, config_text, data_sha, cfg.parameters) if resume else (_start_new(run, overwrite, config_text), None)
+            with _out_of_memory_is_one_line():
+                trainer = Trainer(cfg, ds, dist=dist)
             if saved is not None:
                 try:
                     trainer.restore(saved.tensors, saved.info)
                 except (KeyError, IndexError, ValueError, TypeError, RuntimeError) as exc:
                     # A checkpoint with matching checksums but the wrong contents (hand-made or
                     # from another version): refuse it in one line.
-                    pointer = run_dir / ck.CHECKPOINT_DIR / ck.STATE_POINTER
                     what = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
-                    raise CheckpointError(f"{pointer}: the checkpoint does not fit this run's model and optimizer ({what})") from None
+                    raise CheckpointError(
+                        f"{work / CHECKPOINT_DIR / STATE_POINTER}: the checkpoint does not fit this run's model and optimizer ({what})"
+                    ) from None
                 if on_resume is not None:
                     on_resume(saved.epoch)
             if on_start is not None:
@@ -96,29 +96,62 @@ def train_run(
 
             def save_checkpoint(tr: Trainer) -> None:
                 tensors, info = tr.snapshot()
-                info.update(config_sha256=ck.sha256(config_text), data_sha256=data_sha)
-                ck.save_train_state(run_dir, tensors, info)
+                info.update(config_sha256=sha256(config_text), data_sha256=data_sha)
+                ck.save_train_state(work, tensors, info)
+                run.epoch_saved()
 
             start = time.perf_counter()
             try:
-                result = fit(cfg, ds, on_epoch_end=epoch_end, after_epoch=save_checkpoint, trainer=trainer)
-            except TrainingError as exc:
+                with _out_of_memory_is_one_line():
+                    result = fit(cfg, ds, on_epoch_end=epoch_end, after_epoch=save_checkpoint, trainer=trainer)
+            except (TrainingError, ResourceError) as exc:
                 if not trainer.state.best_epoch:
                     raise
-                # The diverged epoch was never checkpointed: the last checkpoint holds the best weights.
-                raise TrainingError(f"{exc} (checkpoint in {run_dir / ck.CHECKPOINT_DIR})") from None
+                # The failed epoch was never checkpointed: the last checkpoint holds the best weights.
+                raise type(exc)(f"{exc} (checkpoint in {work / CHECKPOINT_DIR}; the previous run in {run_dir} is unchanged)") from None
             shutdown(dist)  # the other ranks are done; rank 0 evaluates and writes alone
             seconds = time.perf_counter() - start
-            summary = _finish(cfg, ds, config_text, run_dir, result, seconds, dist.world)
-            ck.remove_checkpoint(run_dir)
-            return summary
+            summary = _finish(cfg, ds, config_text, work, result, seconds, dist.world)
+            run.commit()
+            return TrainSummary(run_dir=run_dir, metrics=summary, result=result)
+
+
+@contextlib.contextmanager
+def _out_of_memory_is_one_line() -> Iterator[None]:
+    """Running out of memory (torch's allocators, numpy) is a runtime failure of one line, exit 1."""
+    try:
+        yield
+    except MemoryError:
+        raise ResourceError("training ran out of memory; use a smaller model.m, model.layers or train.batch_size") from None
+    except RuntimeError as exc:
+        text = str(exc)
+        if "out of memory" not in text.lower() and "can't allocate memory" not in text.lower():
+            raise
+        first = text.splitlines()[0][:160]
+        raise ResourceError(
+            f"training ran out of memory ({first}); use a smaller model.m, model.layers or train.batch_size"
+        ) from None
+
+
+def _start_new(run: RunDir, overwrite: bool, config_text: str) -> Path:
+    """``partial/`` for a new run; a finished or unfinished run already there needs ``--overwrite``
+    (and stays in place until the new run has something to replace it with)."""
+    if (run.finished() or run.in_progress() or run.legacy_unfinished()) and not overwrite:
+        unfinished = run.in_progress() or run.legacy_unfinished()
+        resume = " or --resume to continue it" if unfinished else ""
+        raise CheckpointError(
+            f"{run.path}: a run directory is already there; pass --overwrite to replace it{resume}, "
+            "or set output.dir (--set output.dir=...)"
+        )
+    run.adopt_legacy()
+    return run.start(config_text)
 
 
 def _follow(cfg: Config, run_dir: Path, resume: bool, dist: Dist) -> TrainSummary:
     """A rank other than 0: train in step with rank 0 (from its checkpoint when resuming), write nothing."""
     ds = load_dataset(cfg.data)
     trainer = Trainer(cfg, ds, dist=dist)
-    saved = ck.load_train_state(run_dir) if resume else None
+    saved = ck.load_train_state(RunDir(run_dir).partial, cfg.parameters) if resume else None
     if saved is not None:
         trainer.restore(saved.tensors, saved.info)
     result = fit(cfg, ds, trainer=trainer)
@@ -132,16 +165,28 @@ def resume_run(
     on_epoch_end: Callable[[EpochReport], None] | None = None,
     on_resume: Callable[[int], None] | None = None,
 ) -> TrainSummary:
-    """Continue the run in ``run_dir`` with its own ``config.yaml``."""
+    """Continue the run in ``run_dir`` with its own config (the one it started with)."""
+    run = RunDir(run_dir)
     if not run_dir.is_dir():
         raise CheckpointError(f"{run_dir}: run directory not found")
-    config_path = run_dir / ck.CONFIG
+    if not run.is_ours():
+        raise CheckpointError(f"{run_dir}: not an lstm run directory (no {MARKER} marker); nothing to resume")
+    ck.refuse_pickles(run_dir)
+    config_path = run.partial / CONFIG if (run.partial / CONFIG).is_file() else run_dir / CONFIG
+    if run.finished() and not (run.in_progress() or run.awaiting_commit()):
+        raise CheckpointError(_finished_message(run_dir))
     if not config_path.is_file():
-        raise CheckpointError(
-            f"{config_path}: missing, so there is no run to resume here; start it with lstm train CONFIG --resume"
-        )
-    cfg = validate_config(parse_yaml(config_path.read_text(encoding="utf-8"), str(config_path)), str(config_path))
+        raise CheckpointError(f"{config_path}: missing, so there is no run to resume here; start it with lstm train CONFIG --resume")
+    source = str(config_path)
+    cfg = validate_config(parse_yaml(read_config_text(config_path), source), source)
     return train_run(cfg, run_dir, resume=True, on_start=on_start, on_epoch_end=on_epoch_end, on_resume=on_resume)
+
+
+def _finished_message(run_dir: Path) -> str:
+    return (
+        f"{run_dir}: this run already finished ({METRICS} is there); nothing to resume "
+        "(to train it again: lstm train CONFIG --overwrite)"
+    )
 
 
 def _poll(stop: StopSignals, trainer: Trainer, run_dir: Path) -> None:
@@ -152,27 +197,27 @@ def _poll(stop: StopSignals, trainer: Trainer, run_dir: Path) -> None:
     raise Interrupted(f"{stop.name}: stopped training; {saved}. Resume with: lstm resume {run_dir}", stop.exit_code)
 
 
-def _prepare_resume(run_dir: Path, config_text: str, data_sha: str) -> ck.TrainCheckpoint | None:
-    """Check that ``run_dir`` holds an unfinished run of this very config and data; load its checkpoint."""
-    ck.refuse_pickles(run_dir)
-    if (run_dir / ck.METRICS).exists():
-        raise CheckpointError(
-            f"{run_dir}: this run already finished ({ck.METRICS} is there); nothing to resume "
-            "(use --overwrite to train it again)"
-        )
-    ck.remove_stale_temps(run_dir)
-    config_path = run_dir / ck.CONFIG
-    if config_path.exists():
-        stored = config_path.read_text(encoding="utf-8")
-        if stored != config_text:
-            raise CheckpointError(f"{config_path}: {_config_difference(stored, config_text)}")
-    elif any(p.name not in (ck.LOCK, ck.CHECKPOINT_DIR) for p in run_dir.iterdir()):
-        raise CheckpointError(f"{run_dir}: has files but no {ck.CONFIG}; not an lstm run directory to resume")
-    saved = ck.load_train_state(run_dir)
+def _prepare_resume(
+    run: RunDir, config_text: str, data_sha: str, parameters: int
+) -> tuple[Path, ck.TrainCheckpoint | None]:
+    """The unfinished run of this very config and data in ``run``, and its checkpoint (None, and a
+    fresh ``partial/``, when no epoch was saved yet)."""
+    ck.refuse_pickles(run.path)
+    run.adopt_legacy()
+    if not run.in_progress():
+        if run.finished():
+            raise CheckpointError(_finished_message(run.path))
+        return run.start(config_text), None
+    work = run.partial
+    config_path = work / CONFIG
+    stored = read_config_text(config_path) if config_path.is_file() else None
+    if stored is not None and stored != config_text:
+        raise CheckpointError(f"{config_path}: {_config_difference(stored, config_text)}")
+    saved = ck.load_train_state(work, parameters)
     if saved is None:
-        return None
-    pointer = run_dir / ck.CHECKPOINT_DIR / ck.STATE_POINTER
-    if saved.info.get("config_sha256") != ck.sha256(config_text):
+        return run.start(config_text), None
+    pointer = work / CHECKPOINT_DIR / STATE_POINTER
+    if saved.info.get("config_sha256") != sha256(config_text):
         raise CheckpointError(
             f"{config_path}: was edited after the checkpoint in {pointer} was written; restore it or start a new run"
         )
@@ -181,7 +226,7 @@ def _prepare_resume(run_dir: Path, config_text: str, data_sha: str) -> ck.TrainC
             f"{pointer}: the data file changed since this run started (sha256 differs); "
             "resuming would not continue the same training, start a new run"
         )
-    return saved
+    return work, saved
 
 
 def _config_difference(stored: str, wanted: str) -> str:
@@ -194,7 +239,7 @@ def _config_difference(stored: str, wanted: str) -> str:
             return out
         return {prefix[:-1]: node}
 
-    a, b = flat(yaml.safe_load(stored)), flat(yaml.safe_load(wanted))
+    a, b = flat(load_yaml(stored, "the run's config")), flat(load_yaml(wanted, "the config"))
     keys = [k for k in [*a, *(k for k in b if k not in a)] if a.get(k) != b.get(k)]
     shown = ", ".join(f"{k} is {a.get(k)!r} in the run but {b.get(k)!r} now" for k in keys[:3])
     return (
@@ -205,8 +250,9 @@ def _config_difference(stored: str, wanted: str) -> str:
 
 def _finish(
     cfg: Config, ds: Dataset, config_text: str, run_dir: Path, result: TrainResult, seconds: float, processes: int = 1
-) -> TrainSummary:
-    """Evaluate and write the finished run's files; metrics.json last marks it finished."""
+) -> dict[str, Any]:
+    """Evaluate and write the finished run's files into ``run_dir`` (``partial/``); metrics.json
+    last marks it finished. Returns the metrics."""
     windows = result.windows  # evaluated on the device it was trained on
     metrics = {
         "test": evaluate_split(result.model, windows, ds, "test", cfg.data.season),
@@ -221,7 +267,7 @@ def _finish(
         "precision": result.precision,
         "processes": processes,
     }
-    weights_sha = ck.save_model(run_dir, result.model, ck.sha256(config_text))
+    weights_sha = ck.save_model(run_dir, result.model, sha256(config_text))
     meta = ck.run_meta(
         cfg,
         config_text,
@@ -231,11 +277,11 @@ def _finish(
             "data": {"path": cfg.data.path, "rows": ds.table.n_rows, **describe_dates(ds.table.dates)},
         },
     )
-    ck.atomic_write_json(run_dir / ck.META, meta)
-    ck.atomic_write(run_dir / ck.HISTORY, history_csv(result.state.history))
-    loss_curve(result.state.history, result.state.best_epoch, run_dir / ck.LOSS_PLOT)
-    ck.atomic_write_json(run_dir / ck.METRICS, metrics)  # last: its presence marks a finished run
-    return TrainSummary(run_dir=run_dir, metrics=metrics, result=result)
+    atomic_write_json(run_dir / META, meta)
+    atomic_write(run_dir / HISTORY, history_csv(result.state.history))
+    loss_curve(result.state.history, result.state.best_epoch, run_dir / LOSS_PLOT)
+    atomic_write_json(run_dir / METRICS, metrics)  # last: its presence marks a finished run
+    return metrics
 
 
 def series_meta(ds: Dataset) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from lstmcli.data import Scaler, Split, Table, check_log_positive, read_header, 
 from lstmcli.dates import continue_dates, format_dates, infer_frequency
 from lstmcli.errors import CheckpointError, ConfigError, DataError
 from lstmcli.evaluate import Scores, forecast_chunks, forecast_set
+from lstmcli.runs.schema import SeriesMeta
 from lstmcli.runtime import resolve_device
 from lstmcli.windows import Windows
 
@@ -37,7 +38,7 @@ class Series:
     scaled: np.ndarray  # (N, n) float32, exactly as train scales its series
     scaler: Scaler
     id: str | None = None  # the series id in a multi-series (long-format) run
-    stored: dict[str, Any] | None = None  # what meta.json recorded of this series in training
+    stored: SeriesMeta | None = None  # what meta.json recorded of this series in training
 
 
 @dataclass(frozen=True)
@@ -195,30 +196,28 @@ def read_series(run: Run, path: str | Path, min_rows: int, purpose: str, only: s
     return result
 
 
-def stored_series(run: Run, sid: str | None) -> dict[str, Any]:
+def stored_series(run: Run, sid: str | None) -> SeriesMeta:
     """meta.json's record of series ``sid`` (scaler, split rows, dates); id None for a single series."""
-    meta = run.meta
-    for entry in meta.get("series", []):
-        if isinstance(entry, dict) and entry.get("id") == sid:
+    for entry in run.meta.series:
+        if entry.id == sid:
             return entry
     if sid is None:
-        raise CheckpointError(f"{run.path / 'meta.json'}: has no readable scaler statistics")
-    trained = ", ".join(str(e.get("id")) for e in meta.get("series", []) if isinstance(e, dict))
+        raise CheckpointError(f"{run.path / 'meta.json'}: records no single series (the run was trained on several)")
+    trained = ", ".join(str(e.id) for e in run.meta.series)
     raise DataError(
         f"series '{sid}' was not in the training data of run {run.path} (trained on: {trained}); "
         "its scaling statistics are unknown, so the run cannot forecast it"
     )
 
 
-def stored_scaler(run: Run, stored: dict[str, Any]) -> Scaler:
+def stored_scaler(run: Run, stored: SeriesMeta) -> Scaler:
     """The scaler fitted on one series' training rows, as recorded in meta.json."""
-    try:
-        scaler = Scaler.from_dict(stored["scaler"])
-    except (KeyError, TypeError, ValueError):
-        raise CheckpointError(f"{run.path / 'meta.json'}: has no readable scaler statistics") from None
+    scaler = Scaler.from_dict(stored.scaler.model_dump())
     n = run.cfg.model.n
     if not (scaler.mean.shape == scaler.std.shape == scaler.log.shape == (n,)):
         raise CheckpointError(f"{run.path / 'meta.json'}: scaler statistics are not for n = {n} columns")
+    if not (np.isfinite(scaler.mean).all() and np.isfinite(scaler.std).all() and (scaler.std > 0).all()):
+        raise CheckpointError(f"{run.path / 'meta.json'}: scaler statistics must be finite, with positive std")
     return scaler
 
 
@@ -302,7 +301,7 @@ def _forecast_one(run: Run, series: Series, K: int, future: str | Path | None) -
     cfg = run.cfg.data
     L, H, k = cfg.lookback, cfg.horizon, len(cfg.target)
     table = series.table
-    frequency = infer_frequency(table.dates) or run.meta.get("data", {}).get("frequency")
+    frequency = infer_frequency(table.dates) or run.meta.data.frequency
     calls = math.ceil(K / H)
     future_scaled = None
     if calls > 1 and cfg.features:
@@ -448,10 +447,9 @@ def _origins(run: Run, series: Series, split: str) -> tuple[np.ndarray, str]:
     L, H, N = cfg.lookback, cfg.horizon, table.n_rows
     if split == "all":
         return np.arange(L, N - H + 1, dtype=np.int64), "every origin of the file"
-    recorded = series.stored or {}
-    stored = recorded.get("split", {})
-    if _is_training_data(recorded, table) and stored.get("n_rows") == N:
-        rows = Split(N, int(stored["train_end"]), int(stored["val_end"]), L, H)
+    stored = series.stored
+    if stored is not None and _is_training_data(stored, table) and stored.split.n_rows == N:
+        rows = Split(N, stored.split.train_end, stored.split.val_end, L, H)
         source = f"the run's stored {split} split (rows {_rows(rows, split)} of the training data)"
     else:
         rows = split_rows(N, cfg)
@@ -467,11 +465,11 @@ def _rows(split: Split, name: str) -> str:
     return f"{lo + 1}-{hi}"
 
 
-def _is_training_data(data: dict[str, Any], table: Table) -> bool:
+def _is_training_data(data: SeriesMeta, table: Table) -> bool:
     """Same row count and (with dates) the same first and last date as the series in training."""
-    if data.get("rows") != table.n_rows:
+    if data.rows != table.n_rows:
         return False
     if table.dates is None:
-        return data.get("first_date") is None
+        return data.first_date is None
     first, last = format_dates(table.dates[[0, -1]])
-    return bool(data.get("first_date") == first and data.get("last_date") == last)
+    return bool(data.first_date == first and data.last_date == last)

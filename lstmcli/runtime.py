@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import os
 import sys
 from typing import TYPE_CHECKING
 
@@ -33,6 +34,25 @@ def stable_malloc() -> bool:
     except (OSError, AttributeError):
         return False
     return bool(ok_mmap and ok_trim)
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on (its affinity mask, where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def check_threads(threads: int | None) -> None:
+    """``train.threads`` no larger than the cores this process may use (OpenMP given 100,000
+    threads crashes the process without a message)."""
+    cores = available_cores()
+    if threads is not None and threads > cores:
+        raise ConfigError(
+            f"train.threads is {threads}, but this process may use {cores} CPU core(s); "
+            f"use at most {cores} (or leave it unset)"
+        )
 
 
 def resolve_device(name: str, processes: int = 1, local_rank: int | None = None) -> torch.device:

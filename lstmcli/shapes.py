@@ -231,16 +231,16 @@ def forget_bias(b_f: torch.Tensor, m: int) -> dict[str, float]:
     }
 
 
-def run_summary(path: Any, cfg: Any, meta: dict[str, Any], metrics: dict[str, Any] | None) -> dict[str, Any]:
+def run_summary(path: Any, cfg: Any, meta: Any, metrics: dict[str, Any] | None) -> dict[str, Any]:
     """What a trained run was trained on and how training went, for ``lstm inspect RUN``."""
-    data = meta.get("data", {})
+    data = meta.data
     summary: dict[str, Any] = {
         "path": str(path),
-        "data": data.get("path"),
-        "rows": data.get("rows"),
-        "first_date": data.get("first_date"),
-        "last_date": data.get("last_date"),
-        "frequency": data.get("frequency"),
+        "data": data.path,
+        "rows": data.rows,
+        "first_date": data.first_date,
+        "last_date": data.last_date,
+        "frequency": data.frequency,
         "target": list(cfg.data.target),
         "features": list(cfg.data.features),
         "lookback": cfg.data.lookback,

@@ -151,9 +151,10 @@ def wrong_shapes(run: Path) -> None:
 
 
 def unfinished(run: Path) -> None:
-    (run / "metrics.json").unlink()  # an unfinished run with no checkpoint left to resume from
-    (run / "checkpoint").mkdir()
-    (run / "checkpoint" / "state.json").write_text('{"format": "lstmcli-train-state", "format_version": 1, "tensors": "../model.safetensors"}')
+    (run / "metrics.json").unlink()  # an unfinished run whose checkpoint names a file outside it
+    (run / "partial" / "checkpoint").mkdir(parents=True)
+    (run / "partial" / "config.yaml").write_bytes((run / "config.yaml").read_bytes())
+    (run / "partial" / "checkpoint" / "state.json").write_text('{"format": "lstmcli-train-state", "format_version": 1, "tensors": "../model.safetensors"}')
 
 
 CASES = [

@@ -22,6 +22,9 @@ from typer.testing import CliRunner
 
 from lstmcli import checkpoint as ck
 from lstmcli.cli import app
+from lstmcli.config import load_config
+from lstmcli.runs.lock import LOCK
+from lstmcli.runs.store import CHECKPOINT_DIR, METRICS, STATE_POINTER, WEIGHTS
 
 from .conftest import ROOT, assert_same_tensors, write_config
 
@@ -90,7 +93,7 @@ def uninterrupted(config: Path, tmp_path: Path) -> dict[str, torch.Tensor]:
     ref = tmp_path / "ref"
     result = runner.invoke(app, ["train", str(config), "-q", "--set", f"output.dir={ref}"])
     assert result.exit_code == 0, result.output
-    return load_file(ref / ck.WEIGHTS)
+    return load_file(ref / WEIGHTS)
 
 
 def test_sigkill_at_random_moments_then_resume_gives_identical_weights(tmp_path: Path, tiny_csv: Path) -> None:
@@ -116,15 +119,16 @@ def test_sigkill_at_random_moments_then_resume_gives_identical_weights(tmp_path:
             break
         assert proc.p.returncode == -signal.SIGKILL
         kills_mid_training += any(line.startswith("epoch ") for line in proc.seen)
-        if (run / ck.CHECKPOINT_DIR / ck.STATE_POINTER).exists():
-            assert ck.load_train_state(run) is not None  # whatever the moment, the pair is consistent
-    if not (run / ck.METRICS).exists():
+        if (run / "partial" / CHECKPOINT_DIR / STATE_POINTER).exists():
+            # whatever the moment, the pair is consistent
+            assert ck.load_train_state(run / "partial", load_config(config).parameters) is not None
+    if not (run / METRICS).exists():
         final = Proc(["train", str(config), "--resume"], tmp_path)
         out = final.finish()
         assert final.p.returncode == 0, out
     assert kills_mid_training >= 1, f"seed {seed}: no kill landed during training"
-    assert not (run / ck.LOCK).exists()
-    assert_same_tensors(uninterrupted(config, tmp_path), load_file(run / ck.WEIGHTS))
+    assert not (run / LOCK).exists()
+    assert_same_tensors(uninterrupted(config, tmp_path), load_file(run / WEIGHTS))
 
 
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
@@ -141,11 +145,11 @@ def test_sigterm_and_sigint_exit_with_a_resume_hint_and_resume_identically(
     last = out.strip().splitlines()[-1]
     assert last.startswith("interrupted:") and f"lstm resume {run}" in last, out
     assert "Traceback" not in out
-    saved = ck.load_train_state(run)
+    saved = ck.load_train_state(run / "partial", load_config(config).parameters)
     assert saved is not None and saved.epoch >= 3
-    assert not (run / ck.LOCK).exists() and not list(run.rglob(".*.tmp-*"))
+    assert not (run / LOCK).exists() and not list(run.rglob(".*.tmp-*"))
     resumed = Proc(["resume", str(run)], tmp_path)
     out = resumed.finish()
     assert resumed.p.returncode == 0, out
     assert f"resuming from the checkpoint of epoch {saved.epoch}" in out
-    assert_same_tensors(uninterrupted(config, tmp_path), load_file(run / ck.WEIGHTS))
+    assert_same_tensors(uninterrupted(config, tmp_path), load_file(run / WEIGHTS))

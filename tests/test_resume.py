@@ -15,6 +15,8 @@ from lstmcli.cli import app
 from lstmcli.config import load_config
 from lstmcli.errors import CheckpointError, Interrupted
 from lstmcli.pipeline import train_run
+from lstmcli.runs.lock import LOCK, RunLock
+from lstmcli.runs.store import MARKER, RunDir
 
 from .conftest import Crash, assert_same_tensors, crash_after, write_config
 
@@ -45,23 +47,23 @@ def test_resume_after_a_crash_is_bit_identical(tmp_path: Path, tiny_csv: Path, o
             pass
         else:  # early stopping may finish first
             break
-        state = json.loads((tmp_path / "cut" / "checkpoint" / "state.json").read_text())
+        state = json.loads((tmp_path / "cut" / "partial" / "checkpoint" / "state.json").read_text())
         assert state["epoch"] == cut
-        assert not (tmp_path / "cut" / ck.LOCK).exists()
+        assert not (tmp_path / "cut" / LOCK).exists()
     resumed = train_run(cfg, tmp_path / "cut", resume=True)
     assert_same_weights(tmp_path / "ref", tmp_path / "cut")
     assert [h["val_loss"] for h in resumed.result.state.history] == [h["val_loss"] for h in ref.result.state.history]
     assert resumed.metrics["test"] == ref.metrics["test"]
-    assert not (tmp_path / "cut" / "checkpoint").exists()  # removed once the run finished
+    assert not (tmp_path / "cut" / "partial").exists()  # moved into place once the run finished
 
 
 def test_checkpoint_holds_every_part_of_the_state(tmp_path: Path, tiny_csv: Path) -> None:
     cfg = load_config(write_config(tmp_path / "c.yaml"), ["train.epochs=5"])
     with pytest.raises(Crash):
         train_run(cfg, tmp_path / "run", on_epoch_end=crash_after(2))
-    ck_dir = tmp_path / "run" / "checkpoint"
+    ck_dir = tmp_path / "run" / "partial" / "checkpoint"
     assert sorted(p.name for p in ck_dir.iterdir()) == ["state-000002.safetensors", "state.json"]
-    saved = ck.load_train_state(tmp_path / "run")
+    saved = ck.load_train_state(tmp_path / "run" / "partial", cfg.parameters)
     assert saved is not None and saved.epoch == 2
     names = set(saved.tensors)
     assert {"rng.torch", "rng.shuffle", "rng.numpy_keys"} <= names
@@ -88,43 +90,61 @@ def test_a_kill_between_tensors_and_pointer_keeps_the_previous_generation(
     with pytest.raises(Crash):
         train_run(cfg, tmp_path / "run")
     monkeypatch.setattr(ck, "atomic_write_json", real)
-    saved = ck.load_train_state(tmp_path / "run")
+    saved = ck.load_train_state(tmp_path / "run" / "partial", cfg.parameters)
     assert saved is not None and saved.epoch == 2  # the orphan epoch-3 tensors are ignored
     train_run(cfg, tmp_path / "run", resume=True)
     train_run(cfg.model_copy(), tmp_path / "ref")
     assert_same_weights(tmp_path / "ref", tmp_path / "run")
 
 
-def test_lock_refuses_a_live_holder_and_clears_a_dead_one(tmp_path: Path) -> None:
+def test_lock_refuses_a_live_holder_and_names_it(tmp_path: Path) -> None:
     run = tmp_path / "run"
-    with ck.RunLock(run):
-        with pytest.raises(CheckpointError, match=r"locked by another lstm process \(pid \d+"):
-            ck.RunLock(run).acquire()
-    assert not (run / ck.LOCK).exists()
-    # A dead process's lock: a child that has exited and been reaped.
+    run.mkdir()
+    with RunLock(run):
+        with pytest.raises(CheckpointError, match=rf"another lstm process is training into it \(pid {os.getpid()} on "):
+            RunLock(run).acquire()
+    assert not (run / LOCK).exists()  # removed by its holder on release
+
+
+def test_a_lock_whose_holder_died_is_free_whatever_the_file_says(tmp_path: Path) -> None:
+    # The kernel releases a flock when its process dies, so neither a pid that is gone nor another
+    # host's name (a container restart gives a new hostname) can leave a stale lock behind.
     import subprocess
     import sys
 
-    child = subprocess.Popen([sys.executable, "-c", "pass"])
-    child.wait()
-    (run / ck.LOCK).write_text(json.dumps({"pid": child.pid, "host": os.uname().nodename, "start": "1"}))
-    with ck.RunLock(run) as lock:
+    run = tmp_path / "run"
+    run.mkdir()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from pathlib import Path; from lstmcli.runs.lock import RunLock; "
+         "l = RunLock(Path(sys.argv[1])); l.acquire(); print('held', flush=True); time.sleep(60)", str(run)],
+        stdout=subprocess.PIPE, text=True,
+    )
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+    with pytest.raises(CheckpointError, match=f"pid {holder.pid}"):
+        RunLock(run).acquire()
+    holder.kill()
+    holder.wait()
+    holder.stdout.close()
+    (run / LOCK).write_text(json.dumps({"pid": 1, "host": "another-host", "since": "2026-01-01 00:00:00"}))
+    with RunLock(run) as lock:
         assert json.loads(lock.path.read_text())["pid"] == os.getpid()
-    (run / ck.LOCK).write_text("{garbled")  # a holder killed mid-write
-    with ck.RunLock(run):
+    (run / LOCK).write_text("{garbled")
+    with RunLock(run):
         pass
 
 
 def test_train_into_a_locked_run_dir_exits_2(tmp_path: Path, tiny_csv: Path) -> None:
     config = write_config(tmp_path / "c.yaml")
     run = tmp_path / "run"
-    with ck.RunLock(run):
+    run.mkdir()
+    RunDir(run).mark()
+    with RunLock(run):
         for args in (["train", str(config), "-q"], ["train", str(config), "-q", "--resume"]):
             result = runner.invoke(app, args)
             assert result.exit_code == 2, result.output
-            assert "locked by another lstm process" in result.output and str(run) in result.output
+            assert "another lstm process is training into it" in result.output and str(run) in result.output
             assert len(result.output.strip().splitlines()) == 1
-        assert sorted(p.name for p in run.iterdir()) == [ck.LOCK]
+        assert sorted(p.name for p in run.iterdir()) == [LOCK, MARKER]
 
 
 def test_resume_cli_continues_and_then_refuses_a_finished_run(tmp_path: Path, tiny_csv: Path) -> None:
@@ -173,7 +193,7 @@ def test_a_signal_stops_at_a_batch_leaves_the_checkpoint_and_resumes_identically
         train_run(cfg, tmp_path / "run", on_epoch_end=on_epoch_end)
     assert info.value.exit_code == 128 + signum
     assert f"lstm resume {tmp_path / 'run'}" in str(info.value) and "epoch 2" in str(info.value)
-    assert not (tmp_path / "run" / ck.LOCK).exists()
+    assert not (tmp_path / "run" / LOCK).exists()
     train_run(cfg, tmp_path / "run", resume=True)
     assert_same_weights(tmp_path / "ref", tmp_path / "run")
 
@@ -195,11 +215,11 @@ def test_divergence_keeps_the_best_checkpoint_and_exits_1(
     assert result.exit_code == 1, result.output
     assert "training diverged at epoch 4" in result.output and "train.lr" in result.output
     assert "Traceback" not in result.output
-    saved = ck.load_train_state(tmp_path / "run")
+    saved = ck.load_train_state(tmp_path / "run" / "partial", load_config(config).parameters)
     assert saved is not None and saved.epoch == 3
     best = saved.info["trainer"]["best_epoch"]
     assert f"the best weights (epoch {best}) are kept" in result.output
-    assert str(tmp_path / "run" / "checkpoint") in result.output
+    assert str(tmp_path / "run" / "partial" / "checkpoint") in result.output
     assert any(k.startswith("best.") for k in saved.tensors)
 
 
@@ -217,10 +237,10 @@ def test_a_checkpoint_that_does_not_fit_the_model_is_refused(tmp_path: Path, tin
     with pytest.raises(Crash):
         train_run(load_config(config), tmp_path / "run", on_epoch_end=crash_after(1))
     # Re-write a consistent pair (checksums match) whose tensors lack the RNG state.
-    saved = ck.load_train_state(tmp_path / "run")
+    saved = ck.load_train_state(tmp_path / "run" / "partial", load_config(config).parameters)
     assert saved is not None
     tensors = {k: v for k, v in saved.tensors.items() if k != "rng.torch"}
-    ck.save_train_state(tmp_path / "run", tensors, saved.info)
+    ck.save_train_state(tmp_path / "run" / "partial", tensors, saved.info)
     result = runner.invoke(app, ["resume", str(tmp_path / "run")])
     assert result.exit_code == 2, result.output
     assert "does not fit this run" in result.output and "Traceback" not in result.output

@@ -61,7 +61,7 @@ PLANTS: dict[str, Callable[[Path, bytes], None]] = {
     "pickle as model.safetensors": lambda run, data: (run / "model.safetensors").write_bytes(data),
     "pickle as metrics.json": lambda run, data: (run / "metrics.json").write_bytes(data),
     "pickle as checkpoint tensors": lambda run, data: [
-        p.write_bytes(data) for p in (run / "checkpoint").glob("state-*.safetensors")
+        p.write_bytes(data) for p in (run / "partial" / "checkpoint").glob("state-*.safetensors")
     ],
 }
 
