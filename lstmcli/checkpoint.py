@@ -14,7 +14,16 @@ import torch
 from lstmcli import __version__
 from lstmcli.config import MAX_CONFIG_BYTES, Config, parse_yaml, validate_config
 from lstmcli.errors import CheckpointError
-from lstmcli.fsutil import SMALL_FILE_BYTES, MiB, atomic_write, atomic_write_json, read_bytes, read_text, sha256
+from lstmcli.fsutil import (
+    SMALL_FILE_BYTES,
+    MiB,
+    atomic_write_json,
+    atomic_write_with,
+    read_bytes,
+    read_text,
+    sha256,
+    sha256_file,
+)
 from lstmcli.model import LSTMForecaster
 from lstmcli.runs.schema import Metrics, RunMeta, read_model
 from lstmcli.runs.store import CHECKPOINT_DIR, CONFIG, META, METRICS, STATE_POINTER, WEIGHTS, RunDir
@@ -27,11 +36,17 @@ STATE_FORMAT_VERSION = 1
 _PICKLE_SUFFIXES = {".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin", ".joblib"}
 
 
-def weights_bytes(tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> bytes:
-    """Serialise tensors as safetensors (CPU, contiguous)."""
-    from safetensors.torch import save
+def save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> str:
+    """Write tensors (CPU, contiguous) as a safetensors file, atomically; returns its sha256.
 
-    return save({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, metadata=metadata)
+    ``save_file`` streams each tensor to the file; building the whole file as bytes first (``save``)
+    doubled the memory at every checkpoint, and a failed allocation in its Rust code aborts the
+    process instead of raising MemoryError."""
+    from safetensors.torch import save_file
+
+    flat = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+    atomic_write_with(path, lambda tmp: save_file(flat, tmp, metadata=metadata))
+    return sha256_file(path, CheckpointError)
 
 
 def read_weights(
@@ -84,9 +99,7 @@ def run_meta(cfg: Config, config_text: str, extra: dict[str, Any]) -> dict[str, 
 
 def save_model(run_dir: Path, model: torch.nn.Module, config_sha: str) -> str:
     """Write ``model.safetensors`` atomically; return its sha256 for the metadata."""
-    data = weights_bytes(model.state_dict(), {"format": FORMAT, "config_sha256": config_sha})
-    atomic_write(run_dir / WEIGHTS, data)
-    return sha256(data)
+    return save_tensors(run_dir / WEIGHTS, model.state_dict(), {"format": FORMAT, "config_sha256": config_sha})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -151,10 +164,7 @@ def load_run(run_dir: str | Path) -> Run:
     store = RunDir(run_dir)
     missing = [name for name in (CONFIG, META, WEIGHTS) if not (run_dir / name).is_file()]
     if store.awaiting_commit():
-        raise CheckpointError(
-            f"{run_dir}: a finished run is being moved into place here (or that move was interrupted); "
-            f"complete it with: lstm resume {run_dir}"
-        )
+        _complete_move(store)
     if missing and (store.in_progress() or store.legacy_unfinished()):
         raise CheckpointError(
             f"{run_dir}: {missing[0]} is missing: the run has not finished (it stopped after a checkpoint); "
@@ -177,6 +187,19 @@ def load_run(run_dir: str | Path) -> Run:
     model.load_state_dict(tensors)
     model.eval()
     return Run(path=run_dir, cfg=cfg, meta=meta, model=model)
+
+
+def _complete_move(store: RunDir) -> None:
+    """A finished run whose move into place was interrupted (a kill in the milliseconds it takes):
+    complete it, as SQLite's readers roll back a hot journal, so the reader gets the new run."""
+    try:
+        with store.locked():
+            pass  # taking the lock completes the move (RunDir.recover)
+    except CheckpointError as exc:
+        raise CheckpointError(
+            f"{store.path}: a finished run is being moved into place here and could not be completed now "
+            f"({exc}); try again in a moment"
+        ) from None
 
 
 def weights_limit(parameters: int, copies: int = 1) -> int:
@@ -253,13 +276,12 @@ def save_train_state(run_dir: Path, tensors: dict[str, torch.Tensor], info: dict
     ck_dir = run_dir / CHECKPOINT_DIR
     ck_dir.mkdir(exist_ok=True)
     name = f"state-{int(info['epoch']):06d}.safetensors"
-    data = weights_bytes(tensors, {"format": STATE_FORMAT})
-    atomic_write(ck_dir / name, data)
+    digest = save_tensors(ck_dir / name, tensors, {"format": STATE_FORMAT})
     pointer = {
         "format": STATE_FORMAT,
         "format_version": STATE_FORMAT_VERSION,
         "tensors": name,
-        "tensors_sha256": sha256(data),
+        "tensors_sha256": digest,
         **to_json_safe(info),
     }
     atomic_write_json(ck_dir / STATE_POINTER, pointer)

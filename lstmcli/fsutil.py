@@ -15,6 +15,7 @@ import json
 import math
 import os
 import stat
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -128,6 +129,28 @@ def atomic_write(path: str | Path, data: bytes | str) -> None:
             fh.write(payload)
             fh.flush()
             os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        _unlink_quietly(tmp)
+        raise os_error(path, exc) from None
+    except BaseException:
+        _unlink_quietly(tmp)
+        raise
+    fsync_dir(path.parent)
+
+
+def atomic_write_with(path: str | Path, write: Callable[[Path], None]) -> None:
+    """``atomic_write`` for a writer that takes a file name (``write(tmp)``, e.g. safetensors'
+    ``save_file``, which streams the tensors instead of building the file in memory first)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        write(tmp)
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
     except OSError as exc:
         _unlink_quietly(tmp)

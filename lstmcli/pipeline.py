@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -119,18 +120,19 @@ def train_run(
 @contextlib.contextmanager
 def _out_of_memory_is_one_line() -> Iterator[None]:
     """Running out of memory (torch's allocators, numpy) is a runtime failure of one line, exit 1."""
+    hint = "use a smaller model.m, model.layers or train.batch_size"
     try:
         yield
     except MemoryError:
-        raise ResourceError("training ran out of memory; use a smaller model.m, model.layers or train.batch_size") from None
-    except RuntimeError as exc:
+        raise ResourceError(f"training ran out of memory; {hint}") from None
+    except RuntimeError as exc:  # torch.OutOfMemoryError (CUDA) is a RuntimeError too
         text = str(exc)
         if "out of memory" not in text.lower() and "can't allocate memory" not in text.lower():
             raise
-        first = text.splitlines()[0][:160]
-        raise ResourceError(
-            f"training ran out of memory ({first}); use a smaller model.m, model.layers or train.batch_size"
-        ) from None
+        size = re.search(r"allocate (\d+) bytes", text) or re.search(r"allocate ([\d.]+ ?[KMGT]i?B)", text)
+        amount = size.group(1) if size is None or not size.group(1).isdigit() else f"{int(size.group(1)) / 1e9:.3g} GB"
+        tried = f" (it tried to allocate {amount} more)" if size else ""
+        raise ResourceError(f"training ran out of memory{tried}; {hint}") from None
 
 
 def _start_new(run: RunDir, overwrite: bool, config_text: str) -> Path:
@@ -173,7 +175,11 @@ def resume_run(
         raise CheckpointError(f"{run_dir}: not an lstm run directory (no {MARKER} marker); nothing to resume")
     ck.refuse_pickles(run_dir)
     config_path = run.partial / CONFIG if (run.partial / CONFIG).is_file() else run_dir / CONFIG
-    if run.finished() and not (run.in_progress() or run.awaiting_commit()):
+    if run.awaiting_commit():
+        with run.locked():
+            pass  # taking the lock completes the interrupted move into place (RunDir.recover)
+        raise CheckpointError(_finished_message(run_dir) + "; its interrupted move into place was completed now")
+    if run.finished() and not run.in_progress():
         raise CheckpointError(_finished_message(run_dir))
     if not config_path.is_file():
         raise CheckpointError(f"{config_path}: missing, so there is no run to resume here; start it with lstm train CONFIG --resume")

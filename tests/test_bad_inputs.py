@@ -140,7 +140,9 @@ def edit_config(run: Path) -> None:
 
 def wrong_shapes(run: Path) -> None:
     # Consistent checksum, wrong architecture: weights of m=4 under a config that says m=8.
-    from lstmcli.checkpoint import sha256, weights_bytes
+    from safetensors.torch import save as weights_bytes
+
+    from lstmcli.fsutil import sha256
     from lstmcli.model import LSTMForecaster
 
     data = weights_bytes(LSTMForecaster(n=1, m=4, layers=2, horizon=3, n_targets=1).state_dict())

@@ -138,7 +138,8 @@ def test_missing_weight_file_is_one_line_exit_2(run_dir: Path, tmp_path: Path) -
 
 
 def test_mismatched_weight_file_names_the_tensor(run_dir: Path, tmp_path: Path) -> None:
-    from lstmcli.checkpoint import weights_bytes
+    from safetensors.torch import save as weights_bytes
+
     from lstmcli.model import LSTMForecaster
 
     broken = tmp_path / "run"

@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from safetensors.torch import save
 from typer.testing import CliRunner
 
 from lstmcli import checkpoint as ck
@@ -30,7 +31,7 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _weights_with_header_length(tensors: dict, length: int) -> bytes:
     """Re-save ``tensors`` with metadata padding chosen so the JSON header is ``length`` bytes."""
     for pad in range(2000):
-        data = ck.weights_bytes(tensors, {"pad": "x" * pad})
+        data = save(tensors, {"pad": "x" * pad})
         if int.from_bytes(data[:8], "little") == length:
             return data
     raise AssertionError(f"no padding gives a {length}-byte header")
