@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
+import os
 from collections.abc import Callable, Iterator
 from enum import Enum
 from pathlib import Path
@@ -17,17 +17,20 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 from typer.core import TyperGroup
 
-from lstmcli.errors import Interrupted, LstmcliError
+from lstmcli.errors import Interrupted, LstmcliError, PeerLost
 
 if TYPE_CHECKING:
     from lstmcli.config import Config
     from lstmcli.train import EpochReport
 
 
-out = Console()
-err = Console(stderr=True)
+# Markup off by default: paths, column names and series ids are printed as they are, whatever
+# brackets they hold; the few styled lines opt in with markup=True and escape what they show.
+out = Console(markup=False, highlight=False)
+err = Console(stderr=True, markup=False, highlight=False)
 
 
 @contextlib.contextmanager
@@ -43,14 +46,19 @@ def _one_line_usage_errors() -> Iterator[None]:
             raise
         ctx = getattr(exc, "ctx", None)
         hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
-        err.print(f"[bold red]error:[/] {escape(exc.format_message() + hint)}", highlight=False, soft_wrap=True)
+        err.print(f"[bold red]error:[/] {escape(exc.format_message() + hint)}", markup=True, soft_wrap=True)
         raise typer.Exit(2) from None
 
 
+ARGV_KEY = "lstmcli.argv"
+
+
 class _Group(TyperGroup):
-    def make_context(self, *args: Any, **kwargs: Any) -> Any:
+    def make_context(self, info_name: str | None, args: list[str], *rest: Any, **kwargs: Any) -> Any:
         with _one_line_usage_errors():
-            return super().make_context(*args, **kwargs)
+            ctx = super().make_context(info_name, list(args), *rest, **kwargs)
+        ctx.meta[ARGV_KEY] = list(args)  # the command line as given, for the --nproc ranks
+        return ctx
 
     def invoke(self, ctx: Any) -> Any:
         with _one_line_usage_errors():
@@ -82,16 +90,46 @@ def handle_errors(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except Interrupted as exc:
-            err.print(f"[bold yellow]interrupted:[/] {escape(str(exc))}", markup=True, highlight=False, soft_wrap=True)
+            if os.environ.get("RANK", "0") in ("", "0"):  # under torchrun, rank 0 speaks for the job
+                err.print(f"[bold yellow]interrupted:[/] {escape(str(exc))}", markup=True, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
         except LstmcliError as exc:
-            err.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True, highlight=False, soft_wrap=True)
+            if not (isinstance(exc, PeerLost) and os.environ.get("LSTMCLI_LAUNCHED")):  # the launcher names the rank
+                _error_line(str(exc))
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
             err.print("interrupted", highlight=False)
             raise typer.Exit(130) from None
+        except (typer.Exit, typer.Abort, SystemExit):
+            raise
+        except Exception as exc:  # a failure the library did not name: still one line, never a traceback
+            if os.environ.get("LSTMCLI_DEBUG") or hasattr(exc, "format_message"):
+                raise  # a usage error (typer.BadParameter) is rendered by _one_line_usage_errors
+            known = _unexpected(exc)
+            _error_line(str(known))
+            raise typer.Exit(known.exit_code) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _error_line(message: str) -> None:
+    err.print(f"[bold red]error:[/] {escape(message)}", markup=True, soft_wrap=True)
+
+
+def _unexpected(exc: Exception) -> LstmcliError:
+    """A one-line error for an exception no library code translated (exit 1: a runtime failure)."""
+    from lstmcli.errors import InternalError, ResourceError
+    from lstmcli.fsutil import os_error
+
+    if isinstance(exc, OSError):
+        return os_error(exc.filename or "lstm", exc, "read or write it")
+    first = (str(exc).splitlines() or [""])[0][:200]
+    if isinstance(exc, MemoryError) or "out of memory" in first.lower() or "can't allocate memory" in first.lower():
+        return ResourceError(f"ran out of memory ({first or type(exc).__name__})")
+    return InternalError(
+        f"internal error ({type(exc).__name__}: {first}); this is a bug in lstm, please report it "
+        "(LSTMCLI_DEBUG=1 shows the traceback)"
+    )
 
 
 def _load(config: Path, overrides: list[str] | None) -> Config:
@@ -122,6 +160,7 @@ def config_cmd(
 @app.command()
 @handle_errors
 def train(
+    ctx: typer.Context,
     config: Annotated[Path, typer.Argument(help="YAML config file.")],
     set_: SetOption = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing run directory.")] = False,
@@ -159,9 +198,10 @@ def train(
         from lstmcli.runtime import resolve_device
 
         resolve_device(cfg.train.device, nproc)  # too few GPUs, say: once, here, not once per process
-        flags = [f"--set={s}" for s in set_ or []] + ["--overwrite"] * overwrite + ["--resume"] * resume
-        flags += ["--quiet"] * quiet + ["--print-config"] * print_config
-        raise typer.Exit(launch(nproc, ["train", str(config), *flags]))
+        from lstmcli.config import default_run_dir
+
+        hint = f"lstm resume {default_run_dir(config, cfg)}"
+        raise typer.Exit(launch(nproc, _without_nproc(ctx.meta[ARGV_KEY]), hint))
     stable_malloc()
     if print_config and dist.is_main:
         err.print(cfg.to_yaml(), end="", highlight=False)
@@ -203,6 +243,20 @@ def resume(
     with progress:
         summary = resume_run(run, on_start=progress.start, on_epoch_end=progress.update, on_resume=progress.resumed)
     _print_summary(summary)
+
+
+def _without_nproc(argv: list[str]) -> list[str]:
+    """The command line with ``--nproc K`` (or ``--nproc=K``) taken out: every other option reaches
+    the ranks exactly as the user gave it."""
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--nproc":
+            skip = True
+        elif not arg.startswith("--nproc="):
+            out.append(arg)
+    return out
 
 
 def _print_summary(summary: Any) -> None:
@@ -285,7 +339,7 @@ def metrics_table(metrics: dict[str, Any], title: str) -> Table:
     for key, label in (("model", "LSTM"), ("naive", "naive"), ("seasonal_naive", "seasonal naive")):
         row = metrics[key]
         cells = [_fmt(row["MAE"]), _fmt(row["RMSE"]), f"{row['sMAPE']:.2f}%", _fmt(row["MASE"], 3)]
-        table.add_row(f"[bold]{label}[/]" if key == "model" else label, *cells)
+        table.add_row(Text(label, style="bold") if key == "model" else label, *cells)
     return table
 
 
@@ -296,7 +350,7 @@ def series_table(per_series: dict[str, Any]) -> Table:
         table.add_column(col, justify="left" if col == "series" else "right")
     for sid, m in per_series.items():
         table.add_row(
-            escape(str(sid)),
+            str(sid),
             _fmt(m["model"]["MAE"]),
             _fmt(m["naive"]["MAE"]),
             _fmt(m["seasonal_naive"]["MAE"]),
@@ -326,6 +380,7 @@ def inspect(
 ) -> None:
     """Show a stacked LSTM the way the textbook draws it: four gate sub-layers per layer."""
     from lstmcli import shapes
+    from lstmcli.fsutil import json_text
 
     model, run = _inspect_model(target, set_)
     facts = shapes.describe(model, stats=run is not None)
@@ -338,7 +393,7 @@ def inspect(
         facts["metrics"] = metrics.model_dump(mode="json", exclude_none=True) if metrics is not None else None
         facts["run"] = shapes.run_summary(run.path, run.cfg, run.meta, facts["metrics"])
     if as_json:
-        print(json.dumps(facts, indent=2))
+        print(json_text(facts), end="")
     else:
         _render_inspect(facts)
     if check and facts["check"]["max_abs_diff"] > 1e-10:
@@ -371,7 +426,8 @@ def _render_inspect(f: dict[str, Any]) -> None:
     sizes = " → ".join([f"x_t ({n})", *[f"layer {lay['layer']} y_t ({m})" for lay in f["layers"]]])
     out.print(
         f"[bold]Stacked LSTM[/]: n = {n} inputs per step, m = {m} units per layer, {f['num_layers']} layer(s), "
-        f"head → {f['horizon']} steps × {f['targets']} target(s)"
+        f"head → {f['horizon']} steps × {f['targets']} target(s)",
+        markup=True,
     )
     out.print(f"{sizes} → head ({f['head']['output'][0]})\n", highlight=False)
     for lay in f["layers"]:
@@ -380,7 +436,7 @@ def _render_inspect(f: dict[str, Any]) -> None:
             f"[bold]Layer {k}[/]: input n_{k} = {n_l}, " + escape(f"[x_t, y_(t-1)] = {n_l} + {m} = {lay['concat_size']}")
             + f", state c_t = {m}, output y_t = {m}",
             soft_wrap=True,
-            highlight=False,
+            markup=True,
         )
         t = Table()
         for col in ("gate", "sub-layer", "act", "W", "b", "rows in weight_ih / weight_hh / biases"):
@@ -410,7 +466,7 @@ def _render_inspect(f: dict[str, Any]) -> None:
                 f"  [bold]learned forget-gate bias b_f[/]: mean {fb['mean']:+.3f}, range [{fb['min']:+.3f}, {fb['max']:+.3f}] "
                 f"(untrained: within ±2/√m = ±{fb['init_bound']:.3f}); with zero input the forget gate keeps "
                 f"σ(mean b_f) = {fb['sigmoid_of_mean']:.3f} of c_(t-1)",
-                highlight=False,
+                markup=True,
             )
         tensors = ", ".join(f"{x['name']} {'×'.join(map(str, x['shape']))}" for x in lay["torch_tensors"])
         out.print(f"  PyTorch packs rows in order {', '.join(TORCH_ORDER)}: {tensors}", highlight=False)
@@ -430,7 +486,7 @@ def _render_inspect(f: dict[str, Any]) -> None:
     out.print(
         f"[bold]Total parameters: {f['total_parameters']:,}[/] (sum of the model's tensors; textbook count "
         f"{textbook:,} without the duplicate biases)",
-        highlight=False,
+        markup=True,
     )
     if "units" in f:
         _render_units(f)
@@ -453,14 +509,15 @@ def _render_inspect(f: dict[str, Any]) -> None:
             f"check: textbook gate equations vs fused nn.LSTM (float64, random input): "
             f"max |difference| = {diff:.3e} ≤ 1e-10 → {verdict}"
             if ok
-            else f"check: max |difference| = {diff:.3e} > 1e-10 → {verdict}"
+            else f"check: max |difference| = {diff:.3e} > 1e-10 → {verdict}",
+            markup=True,
         )
 
 
 def _render_run(r: dict[str, Any]) -> None:
     dates = f", {r['first_date']} … {r['last_date']} ({r['frequency']})" if r.get("first_date") else ""
     feats = f"; features {', '.join(r['features'])}" if r["features"] else ""
-    out.print(f"[bold]Run[/] {escape(r['path'])}: trained on {escape(str(r['data']))} ({r['rows']} rows{dates})", highlight=False)
+    out.print(f"[bold]Run[/] {escape(r['path'])}: trained on {escape(str(r['data']))} ({r['rows']} rows{dates})", markup=True)
     out.print(
         f"  target {', '.join(r['target'])}{feats}; L = {r['lookback']}, H = {r['horizon']}, s = {r['season']}",
         highlight=False,
@@ -518,7 +575,7 @@ def predict(
     """Forecast the next H steps after the last row of a CSV with a trained run, or backtest it."""
     from lstmcli import plots
     from lstmcli import predict as pr
-    from lstmcli.fsutil import atomic_write, check_outputs
+    from lstmcli.fsutil import atomic_write, check_outputs, json_text
 
     check_outputs({"--out": out_file, "--plot": plot}, [data, *([future] if future else [])], protected=run)
     if not backtest and split is not SplitChoice.all:
@@ -533,7 +590,7 @@ def predict(
     if plot is not None:
         (plots.backtest_plot if backtest else plots.forecast_plot)(result.items[0], plot)
     if as_json:
-        print(json.dumps(result.to_dict(), indent=2))
+        print(json_text(result.to_dict()), end="")
     else:
         for item in result.items:
             _render_prediction(item, backtest)
@@ -547,7 +604,7 @@ def predict(
 def _render_prediction(result: Any, backtest: bool) -> None:
     d = result.to_dict()
     if result.series is not None:
-        out.print(f"[bold]series {escape(result.series)}[/]")
+        out.print(f"[bold]series {escape(result.series)}[/]", markup=True)
     if backtest:
         out.print(
             f"Backtest of {d['run']} on {d['data']}: {d['windows']} windows, origins {d['first_origin']} … "
@@ -557,7 +614,7 @@ def _render_prediction(result: Any, backtest: bool) -> None:
         )
         out.print(metrics_table(d["metrics"], f"H = {d['horizon']} steps from each origin, original units"))
         for name, per in d["metrics"].get("per_target", {}).items():
-            out.print(metrics_table(per, f"target {escape(name)}"))
+            out.print(metrics_table(per, f"target {name}"))
         return
     how = f" (recursive: {d['steps']} > H = {d['horizon']}, forecasts fed back in)" if d["recursive"] else ""
     after = f"after {d['last_date']}" if d["last_date"] else f"after row {d['rows']}"
@@ -565,7 +622,7 @@ def _render_prediction(result: Any, backtest: bool) -> None:
     t = Table()
     t.add_column(d["index_name"])
     for name in d["forecast"]:
-        t.add_column(escape(name), justify="right")
+        t.add_column(name, justify="right")
     for i, label in enumerate(d["index"]):
         t.add_row(label, *(f"{vals[i]:.6g}" for vals in d["forecast"].values()))
     out.print(t)

@@ -9,10 +9,14 @@ processes train the same model as one process with the same config.
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
+
+from lstmcli.errors import ConfigError, Interrupted, PeerLost, RankFailed
 
 
 @dataclass(frozen=True)
@@ -47,15 +51,53 @@ class Dist:
 
 def from_env() -> Dist:
     """Read torchrun's RANK / WORLD_SIZE / LOCAL_RANK; a plain process is rank 0 of 1."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
+    world = _env_int("WORLD_SIZE", 1)
     if world <= 1:
         return Dist()
-    return Dist(
-        rank=int(os.environ["RANK"]),
-        world=world,
-        local_rank=int(os.environ.get("LOCAL_RANK", "0")),
-        local_world=int(os.environ.get("LOCAL_WORLD_SIZE", str(world))),
-    )
+    rank = _env_int("RANK", None, world)
+    local_world = _env_int("LOCAL_WORLD_SIZE", world)
+    dist = Dist(rank=rank, world=world, local_rank=_env_int("LOCAL_RANK", 0, world), local_world=local_world)
+    if not 0 <= dist.rank < world or not 0 <= dist.local_rank < max(local_world, 1):
+        raise ConfigError(
+            f"environment: RANK={dist.rank}, LOCAL_RANK={dist.local_rank} do not fit WORLD_SIZE={world}, "
+            f"LOCAL_WORLD_SIZE={local_world}; start the ranks with torchrun or lstm train --nproc K"
+        )
+    return dist
+
+
+def _env_int(name: str, default: int | None, world: int | None = None) -> int:
+    raw = os.environ.get(name)
+    if raw is None or not raw.strip():
+        if default is None:
+            raise ConfigError(
+                f"environment: WORLD_SIZE={world} asks for a distributed run, but {name} is not set; "
+                "start the ranks with torchrun or lstm train --nproc K (or unset WORLD_SIZE)"
+            )
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(f"environment: {name}={raw!r} is not a whole number") from None
+
+
+LAUNCHED_ENV = "LSTMCLI_LAUNCHED"  # set by launch(): the launcher reports a lost rank, not its peers
+
+
+@contextlib.contextmanager
+def peers_lost_is_one_line(dist: Dist) -> Iterator[None]:
+    """A collective that fails because another rank is gone becomes PeerLost (one line, exit 1)."""
+    try:
+        yield
+    except RuntimeError as exc:
+        text = str(exc)
+        lost = isinstance(exc, torch.distributed.DistError) or any(
+            word in text for word in ("Connection closed by peer", "Connection reset by peer", "gloo", "NCCL", "Broken pipe")
+        )
+        if not dist.enabled or not lost:
+            raise
+        first = text.splitlines()[0]
+        first = first.split("] ", 1)[-1][:120]  # drop the C++ source location
+        raise PeerLost(f"rank {dist.rank} lost contact with the other ranks ({first}); another rank has failed or stopped") from None
 
 
 def init(dist: Dist, device: torch.device) -> None:
@@ -77,13 +119,23 @@ def shutdown(dist: Dist) -> None:
         torch.distributed.destroy_process_group()
 
 
-def launch(nproc: int, argv: list[str]) -> int:
-    """Start ``python -m lstmcli ARGV`` in ``nproc`` processes on this machine, as torchrun would.
+GRACE_SECONDS = 60.0  # after a stop, how long rank 0 may take to reach its next batch boundary
+
+
+def launch(nproc: int, argv: list[str], resume_hint: str) -> int:
+    """Start ``python -m lstmcli ARGV`` in ``nproc`` processes on this machine, as torchrun would,
+    and return the job's exit code.
 
     Each child gets torchrun's variables (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR on loopback,
-    a free MASTER_PORT) and an equal share of the CPU threads. If one child fails the others are
-    stopped, and its exit code is returned; each child prints its own one-line error.
+    a free MASTER_PORT) and an equal share of the CPU threads, in a process group of its own, so
+    that a terminal's Ctrl-C reaches this process only. A SIGINT or SIGTERM is forwarded to rank 0
+    alone: the other ranks keep stepping with it, so it always reaches its next batch boundary,
+    where it stops with its checkpoint intact and says how to resume; the others, which write
+    nothing, are then killed. The same happens when any rank ends: a rank that exits with an
+    error has printed it, one killed by a signal is named here, in one line. Every write is
+    atomic and the lock is the kernel's, so a killed rank loses nothing.
     """
+    import signal
     import socket
     import subprocess
     import sys
@@ -93,28 +145,61 @@ def launch(nproc: int, argv: list[str]) -> int:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     base = dict(os.environ, MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    base.update(WORLD_SIZE=str(nproc), LOCAL_WORLD_SIZE=str(nproc))
+    base.update(WORLD_SIZE=str(nproc), LOCAL_WORLD_SIZE=str(nproc), **{LAUNCHED_ENV: "1"})
     base.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
-    procs = [
-        subprocess.Popen([sys.executable, "-m", "lstmcli", *argv], env=dict(base, RANK=str(r), LOCAL_RANK=str(r)))
-        for r in range(nproc)
-    ]
+    group = {"process_group": 0} if sys.version_info >= (3, 11) else {"preexec_fn": os.setpgrp}
+    received: list[int] = []
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def kill_all() -> None:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        received.append(signum)
+        if procs and procs[0].poll() is None:
+            procs[0].send_signal(signum)
+
+    old = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        while True:
+        for r in range(nproc):
+            env = dict(base, RANK=str(r), LOCAL_RANK=str(r))
+            procs.append(subprocess.Popen([sys.executable, "-m", "lstmcli", *argv], env=env, **group))  # type: ignore[call-overload]
+        ended: tuple[int, int] | None = None  # (rank, exit code) of the first rank to end unsuccessfully
+        deadline: float | None = None
+        stopping = False  # from here on, the ranks still running are killed by this launcher
+        while any(p.poll() is None for p in procs):
             codes = [p.poll() for p in procs]
-            failed = [c for c in codes if c not in (None, 0)]
-            if failed or all(c == 0 for c in codes):
-                break
+            if not stopping:
+                ended = next(((r, c) for r, c in enumerate(codes) if c not in (None, 0)), None)
+                stopping = ended is not None or codes[0] is not None
+            if stopping:
+                kill_all()  # rank 0 is done (or a rank failed): the others have nothing left to write
+            if received and deadline is None:
+                deadline = time.monotonic() + GRACE_SECONDS
+            if deadline is not None and time.monotonic() > deadline:
+                kill_all()
             time.sleep(0.05)
-    except KeyboardInterrupt:
-        failed = [130]
-    for p in procs:
-        if p.poll() is None:
-            p.terminate()
-    for p in procs:
-        try:  # a rank blocked in a collective (waiting for the one that failed) never sees SIGTERM
-            p.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            p.kill()
+    finally:
+        kill_all()  # only if this very loop failed: never leave a rank behind
+        for p in procs:
             p.wait()
-    return failed[0] if failed else 0
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+    main = procs[0].returncode
+    if received:
+        signum = received[0]
+        if main != 128 + signum:  # rank 0 did not stop by itself, so it said nothing
+            raise Interrupted(f"{signal.Signals(signum).name}: the {nproc} ranks were stopped. Resume with: {resume_hint}", 128 + signum)
+        return main
+    if ended is None:
+        return 0
+    rank, code = ended
+    if code < 0:
+        raise RankFailed(
+            f"rank {rank} of {nproc} was killed by {signal.Signals(-code).name}; the other ranks were stopped "
+            f"(the last finished epoch's checkpoint is kept). Resume with: {resume_hint}",
+            128 - code,
+        )
+    return code

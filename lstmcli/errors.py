@@ -31,6 +31,12 @@ class ResourceError(LstmcliError):
     exit_code = 1
 
 
+class InternalError(LstmcliError):
+    """A failure no part of lstm anticipated (a bug): still one line, exit 1."""
+
+    exit_code = 1
+
+
 class TrainingError(LstmcliError):
     """Training failed at run time (for example the loss diverged)."""
 
@@ -43,3 +49,17 @@ class Interrupted(LstmcliError):
     def __init__(self, message: str, exit_code: int) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+
+
+class RankFailed(LstmcliError):
+    """A process of a data-parallel job died (killed by a signal); the exit code says how."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class PeerLost(LstmcliError):
+    """A rank of a data-parallel job lost contact with another one (which has failed or stopped)."""
+
+    exit_code = 1

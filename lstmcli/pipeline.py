@@ -16,7 +16,7 @@ from lstmcli import checkpoint as ck
 from lstmcli.config import Config, load_yaml, parse_yaml, read_config_text, validate_config
 from lstmcli.data import Dataset, load_dataset
 from lstmcli.dates import describe_dates
-from lstmcli.distributed import Dist, shutdown
+from lstmcli.distributed import Dist, peers_lost_is_one_line, shutdown
 from lstmcli.errors import CheckpointError, DataError, Interrupted, ResourceError, TrainingError
 from lstmcli.evaluate import evaluate_split
 from lstmcli.fsutil import atomic_write, atomic_write_json, sha256, sha256_file
@@ -103,14 +103,15 @@ def train_run(
 
             start = time.perf_counter()
             try:
-                with _out_of_memory_is_one_line():
+                with _out_of_memory_is_one_line(), peers_lost_is_one_line(dist):
                     result = fit(cfg, ds, on_epoch_end=epoch_end, after_epoch=save_checkpoint, trainer=trainer)
             except (TrainingError, ResourceError) as exc:
                 if not trainer.state.best_epoch:
                     raise
                 # The failed epoch was never checkpointed: the last checkpoint holds the best weights.
                 raise type(exc)(f"{exc} (checkpoint in {work / CHECKPOINT_DIR}; the previous run in {run_dir} is unchanged)") from None
-            shutdown(dist)  # the other ranks are done; rank 0 evaluates and writes alone
+            with peers_lost_is_one_line(dist):
+                shutdown(dist)  # the other ranks are done; rank 0 evaluates and writes alone
             seconds = time.perf_counter() - start
             summary = _finish(cfg, ds, config_text, work, result, seconds, dist.world)
             run.commit()
@@ -156,8 +157,9 @@ def _follow(cfg: Config, run_dir: Path, resume: bool, dist: Dist) -> TrainSummar
     saved = ck.load_train_state(RunDir(run_dir).partial, cfg.parameters) if resume else None
     if saved is not None:
         trainer.restore(saved.tensors, saved.info)
-    result = fit(cfg, ds, trainer=trainer)
-    shutdown(dist)
+    with peers_lost_is_one_line(dist):
+        result = fit(cfg, ds, trainer=trainer)
+        shutdown(dist)
     return TrainSummary(run_dir=run_dir, metrics={}, result=result)
 
 

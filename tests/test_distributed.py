@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +21,7 @@ from lstmcli.model import LSTMForecaster
 from lstmcli.runtime import resolve_device
 
 from .conftest import ROOT, write_config
+from .test_kill_resume import Proc
 
 
 def test_shards_partition_each_global_batch_in_order() -> None:
@@ -98,3 +101,86 @@ def test_an_unavailable_device_for_nproc_is_one_line_before_any_process_starts(t
     result = CliRunner().invoke(app, ["train", str(tiny_config), "--nproc", "2", "--set", "train.device=mps"])
     assert result.exit_code == 2, result.output
     assert result.output.strip().count("\n") == 0 and "train.device: mps" in result.output
+
+
+def _ranks_of(config: Path) -> dict[int, int]:
+    """rank -> pid of the running lstm processes whose command line names ``config``."""
+    found = {}
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            if str(config).encode() not in (d / "cmdline").read_bytes().split(b"\0"):
+                continue
+            env = dict(kv.split("=", 1) for kv in (d / "environ").read_bytes().decode(errors="replace").split("\0") if "=" in kv)
+        except OSError:
+            continue
+        if "RANK" in env:
+            found[int(env["RANK"])] = int(d.name)
+    return found
+
+
+def _long_job(tmp_path: Path) -> Path:
+    return write_config(tmp_path / "c.yaml", train={"epochs": 300, "batch_size": 4, "patience": 300, "threads": 1})
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_signal_to_the_launcher_stops_every_rank_and_says_how_to_resume(
+    tmp_path: Path, tiny_csv: Path, sig: signal.Signals, code: int
+) -> None:
+    config = _long_job(tmp_path)
+    proc = Proc(["train", str(config), "--nproc", "2"], tmp_path)
+    assert proc.wait_for("epoch 2/")
+    ranks = _ranks_of(config)
+    assert set(ranks) == {0, 1}
+    proc.p.send_signal(sig)
+    out = proc.finish(timeout=90)
+    assert proc.p.returncode == code, out
+    lines = [line for line in out.strip().splitlines() if not line.startswith(("epoch ", str(tiny_csv)))]
+    assert len(lines) == 1 and lines[0].startswith("interrupted:"), out
+    assert f"lstm resume {tmp_path / 'run'}" in lines[0]
+    assert _ranks_of(config) == {}  # no rank left training in the background
+    from lstmcli.runs.lock import RunLock
+
+    with RunLock(tmp_path / "run"):  # and none holds the lock
+        pass
+
+
+@pytest.mark.slow
+def test_a_rank_killed_by_a_signal_is_named_in_one_line_with_how_to_resume(tmp_path: Path, tiny_csv: Path) -> None:
+    config = _long_job(tmp_path)
+    proc = Proc(["train", str(config), "--nproc", "2"], tmp_path)
+    assert proc.wait_for("epoch 2/")
+    os.kill(_ranks_of(config)[1], signal.SIGKILL)
+    out = proc.finish(timeout=90)
+    assert proc.p.returncode == 137, out
+    lines = [line for line in out.strip().splitlines() if not line.startswith(("epoch ", str(tiny_csv)))]
+    assert len(lines) == 1, out
+    assert lines[0].startswith("error: rank 1 of 2 was killed by SIGKILL") and f"lstm resume {tmp_path / 'run'}" in lines[0]
+    assert _ranks_of(config) == {}
+
+
+@pytest.mark.slow
+def test_every_option_reaches_the_ranks(tmp_path: Path, tiny_csv: Path) -> None:
+    cfg = write_config(tmp_path / "c.yaml", train={"epochs": 1, "batch_size": 16})
+    two = subprocess.run(
+        [sys.executable, "-m", "lstmcli", "train", str(cfg), "--nproc=2", "-q", "--print-config", "-s", "model.m=6"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )
+    assert two.returncode == 0, two.stderr
+    assert "m: 6" in two.stderr  # --print-config and -s, as given, in rank 0
+    assert "best epoch" in two.stdout
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [({"WORLD_SIZE": "2"}, "RANK is not set"), ({"WORLD_SIZE": "2", "RANK": "x"}, "RANK='x' is not a whole number"),
+     ({"WORLD_SIZE": "2", "RANK": "5"}, "do not fit WORLD_SIZE=2")],
+)
+def test_a_broken_torchrun_environment_is_one_line(tiny_config: Path, monkeypatch: pytest.MonkeyPatch, env: dict, expected: str) -> None:
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    result = CliRunner().invoke(app, ["train", str(tiny_config), "-q"])
+    assert result.exit_code == 2, result.output
+    assert len(result.output.strip().splitlines()) == 1 and expected in result.output
