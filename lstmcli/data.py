@@ -517,12 +517,15 @@ class Dataset:
         return self.series[0]
 
 
-def load_dataset(cfg: DataConfig, path: str | Path | None = None) -> Dataset:
-    """Read ``cfg.path`` (or ``path``), split it, fit the scaler on training rows, scale."""
+def load_dataset(cfg: DataConfig, path: str | Path | None = None, content_sha256: str | None = None) -> Dataset:
+    """Read ``cfg.path`` (or ``path``), split it, fit the scaler on training rows, scale.
+
+    ``content_sha256``, the file's sha256 when the caller has computed it, keys the parse cache."""
     path = str(path or cfg.path)
+    check_regular(path, "CSV file", DataError)
     # A large clean file is scaled column by column straight from the parse (or its cache): the
     # float64 table of every column is never built, only the float32 one.
-    fast = open_fast(path, cfg.columns, cfg.date_column, cfg.series_column)
+    fast = open_fast(path, cfg.columns, cfg.date_column, cfg.series_column, content_sha256)
     if fast is not None:
         return _prepare(path, cfg, fast.n_rows, fast.dates, fast.parts, fast.column)
     return prepare(read_table(path, cfg.columns, cfg.date_column, cfg.missing, cfg.series_column), cfg)

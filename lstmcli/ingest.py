@@ -18,8 +18,9 @@ callers that want the table.
 The parse is cached as a ``.npys`` file: .npy records one after another (key, series layout for a
 long-format file, dates, one float64 record per column; no pickles, no zip layer, no CRC pass), a
 column read into place by seeking to its data. An entry is named by the file's absolute path and
-its columns (value, date and series), and checked against the file's size, mtime and a hash of its
-first and last 64 KiB, so an edited CSV is parsed again. ``LSTMCLI_CACHE_DIR`` moves the cache
+its columns (value, date and series), and keyed on the sha256 of the file's content (the hash that
+``train`` records for resuming, computed once per run), so an edited CSV is parsed again whatever
+its size and mtime. ``LSTMCLI_CACHE_DIR`` moves the cache
 (default ``$XDG_CACHE_HOME/lstmcli`` or ``~/.cache/lstmcli``); ``LSTMCLI_CACHE=off`` turns it off.
 Small files skip both: the stdlib reader parses them faster than polars imports.
 """
@@ -43,13 +44,13 @@ import numpy as np
 
 from lstmcli.dates import parse_iso
 from lstmcli.errors import DataError, LstmcliError
+from lstmcli.fsutil import sha256_file
 
 # Below this size the validating reader takes milliseconds; importing polars would cost more.
 FAST_MIN_BYTES = 2_000_000
 STALE_SECONDS = 3600  # a temporary entry this old was left by a killed writer
 BATCH_ROWS = 1 << 18  # rows per streamed batch: 16 MiB of float64 for 8 columns
-CACHE_VERSION = 2  # 2: one record per column (1 held the whole table in one record)
-_EDGE = 65536
+CACHE_VERSION = 3  # 3: keyed on the content's sha256; 2: one record per column (1: the whole table in one)
 HEADER_MAX_BYTES = 1 << 20
 _DATE_FORMATS = (
     (r"^\d{4}-\d{2}-\d{2}$", "%Y-%m-%d"),
@@ -107,14 +108,19 @@ class Columns:
 
 
 def open_fast(
-    path: str, columns: list[str], date_column: str | None = None, series_column: str | None = None
+    path: str,
+    columns: list[str],
+    date_column: str | None = None,
+    series_column: str | None = None,
+    content_sha256: str | None = None,
 ) -> Columns | None:
     """The parsed ``columns`` of a clean large CSV (from the cache when valid); None means "validate instead".
 
     After a parse the columns are served from the cache entry just written, so that the parsed
     frame (every column in float64) is freed before the caller scales them one by one.
+    ``content_sha256``, the file's sha256 if the caller has it, saves hashing the file again.
     """
-    return _load(path, columns, date_column, series_column, reopen=True)
+    return _load(path, columns, date_column, series_column, reopen=True, content_sha256=content_sha256)
 
 
 def read_fast(
@@ -126,7 +132,12 @@ def read_fast(
 
 
 def _load(
-    path: str, columns: list[str], date_column: str | None, series_column: str | None, reopen: bool
+    path: str,
+    columns: list[str],
+    date_column: str | None,
+    series_column: str | None,
+    reopen: bool,
+    content_sha256: str | None = None,
 ) -> Columns | None:
     try:
         st = os.stat(path)
@@ -134,18 +145,35 @@ def _load(
         return None
     if st.st_size < FAST_MIN_BYTES:
         return None
-    key = _cache_key(path, st, columns, date_column, series_column)
+    # The entry is keyed on the file's content: size, mtime and a few sampled bytes are fooled by
+    # an edit that keeps them (cp -p, rsync -t and tar x restore the mtime).
+    digest = content_sha256 or (sha256_file(path, DataError) if cache_dir() is not None else "")
+    key = _cache_key(path, columns, date_column, series_column, digest)
     cached = _cache_open(key)
     if cached is not None:
         return cached
     parsed = _parse(key, path, columns, date_column, series_column, reopen)  # streamed when read column by column
     if parsed is None:
         return None
+    if _changed_since(path, st):  # the parse may not be what was hashed: never cache it under that hash
+        file = _cache_file(key)
+        if file is not None and parsed.cached:
+            with contextlib.suppress(OSError):
+                file.unlink()
+        raise DataError(f"{path}: changed while it was being read; run again once it is written")
     if parsed.cached:
         return parsed
     if _cache_store(key, parsed) and reopen:
         return _cache_open(key) or parsed
     return parsed
+
+
+def _changed_since(path: str, st: os.stat_result) -> bool:
+    try:
+        now = os.stat(path)
+    except OSError:
+        return True
+    return (now.st_size, now.st_mtime_ns, now.st_ino) != (st.st_size, st.st_mtime_ns, st.st_ino)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -383,23 +411,15 @@ def _dates(s: Any, form: int | None = None) -> tuple[np.ndarray, int] | None:
 
 
 def _cache_key(
-    path: str, st: os.stat_result, columns: list[str], date_column: str | None, series_column: str | None = None
+    path: str, columns: list[str], date_column: str | None, series_column: str | None, content_sha256: str
 ) -> dict[str, object]:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        h.update(f.read(_EDGE))
-        if st.st_size > _EDGE:
-            f.seek(max(_EDGE, st.st_size - _EDGE))
-            h.update(f.read(_EDGE))
     return {
         "version": CACHE_VERSION,
         "path": str(Path(path).resolve()),
         "columns": list(columns),
         "date_column": date_column,
         "series_column": series_column,
-        "size": st.st_size,
-        "mtime_ns": st.st_mtime_ns,
-        "edges_sha256": h.hexdigest(),
+        "sha256": content_sha256,
     }
 
 
@@ -417,7 +437,7 @@ def cache_file_for(
     path: str, columns: list[str], date_column: str | None = None, series_column: str | None = None
 ) -> Path | None:
     """The cache file that holds (or would hold) ``path``'s parsed columns."""
-    return _cache_file(_cache_key(path, os.stat(path), columns, date_column, series_column))
+    return _cache_file(_cache_key(path, columns, date_column, series_column, ""))
 
 
 def _cache_open(key: dict[str, object]) -> Columns | None:

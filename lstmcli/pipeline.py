@@ -19,7 +19,7 @@ from lstmcli.dates import describe_dates
 from lstmcli.distributed import Dist, peers_lost_is_one_line, shutdown
 from lstmcli.errors import CheckpointError, DataError, Interrupted, ResourceError, TrainingError
 from lstmcli.evaluate import evaluate_split
-from lstmcli.fsutil import atomic_write, atomic_write_json, sha256, sha256_file
+from lstmcli.fsutil import atomic_write, atomic_write_json, check_regular, sha256, sha256_file
 from lstmcli.interrupts import StopSignals
 from lstmcli.plots import loss_curve
 from lstmcli.plots import preload as preload_plotting
@@ -60,13 +60,14 @@ def train_run(
         return _follow(cfg, run_dir, resume, dist)
     with StopSignals() as stop:
         check_threads(cfg.train.threads)
-        ds = load_dataset(cfg.data)
+        check_regular(cfg.data.path, "CSV file", DataError)
+        data_sha = sha256_file(cfg.data.path, DataError)  # once: the resume check and the parse cache's key
+        ds = load_dataset(cfg.data, content_sha256=data_sha)
         resolve_device(cfg.train.device, dist.local_world)  # an unavailable device fails before the run directory is touched
         cfg = cfg.model_copy(
             update={"data": cfg.data.model_copy(update={"path": str(Path(cfg.data.path).resolve())})}
         )
         config_text = cfg.to_yaml()
-        data_sha = sha256_file(cfg.data.path, DataError)
         if stop.signum:
             raise Interrupted(f"{stop.name}: stopped before training started; nothing was written", stop.exit_code)
         run = RunDir(run_dir)

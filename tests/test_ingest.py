@@ -13,7 +13,7 @@ from lstmcli import data, ingest
 from lstmcli.data import read_table
 from lstmcli.errors import DataError
 
-from .conftest import BAD_CSVS, write_csv
+from .conftest import BAD_CSVS, write_config, write_csv
 
 COLUMNS = ("y", "a", "b")
 
@@ -394,3 +394,36 @@ def test_finite_values_whose_sum_overflows_are_still_clean(fast: Path, tmp_path:
     assert (got is not None) is clean
     if clean:
         assert got is not None and got[0][:, 0].tolist() == [1e308, 1e308]
+
+
+def test_an_edit_that_keeps_the_size_and_the_mtime_is_parsed_again(fast: Path, tmp_path: Path) -> None:
+    # What cp -p, rsync -t and tar x leave: new content, the old size and mtime.
+    path = write_csv(tmp_path / "s.csv", rows=20_000)  # 400 KB: the middle lies beyond the first and last 64 KiB
+    assert read_table(path, ["y"], "date").values[10_000, 0] != 99.0
+    st = os.stat(path)
+    lines = path.read_text().splitlines()
+    old = lines[10_001].split(",")[1]
+    lines[10_001] = lines[10_001].split(",")[0] + "," + "99.0".ljust(len(old), "0")  # same length
+    path.write_text("\n".join(lines) + "\n")
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert os.stat(path).st_size == st.st_size and os.stat(path).st_mtime_ns == st.st_mtime_ns
+    assert read_table(path, ["y"], "date").values[10_000, 0] == 99.0
+
+
+def test_training_reads_the_csv_once_for_its_hash(fast: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # One sha256 per run serves both the resume check and the parse cache's key.
+    from lstmcli import fsutil, pipeline
+    from lstmcli.config import load_config
+
+    write_csv(tmp_path / "series.csv")
+    cfg = load_config(write_config(tmp_path / "c.yaml", train={"epochs": 1}))
+    hashed: list[str] = []
+
+    def counting(path: object, error: type) -> str:
+        hashed.append(str(path))
+        return fsutil.sha256_file(path, error)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ingest, "sha256_file", counting)
+    monkeypatch.setattr(pipeline, "sha256_file", counting)
+    pipeline.train_run(cfg, tmp_path / "run")
+    assert hashed == [str(tmp_path / "series.csv")]
