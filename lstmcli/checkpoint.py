@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import re
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,7 +47,19 @@ def save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[st
     from safetensors.torch import save_file
 
     flat = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
-    atomic_write_with(path, lambda tmp: save_file(flat, tmp, metadata=metadata))
+
+    def write(tmp: Path) -> None:
+        try:
+            save_file(flat, tmp, metadata=metadata)
+        except OSError:
+            raise
+        except Exception as exc:  # SafetensorError wraps the OS error: "... (os error 28)"
+            code = re.search(r"os error (\d+)", str(exc))
+            if code is None:
+                raise
+            raise OSError(int(code.group(1)), os.strerror(int(code.group(1)))) from None
+
+    atomic_write_with(path, write)
     return sha256_file(path, CheckpointError)
 
 

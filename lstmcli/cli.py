@@ -390,7 +390,8 @@ def inspect(
         facts["units"] = {str(layer): shapes.unit_view(model, layer) for layer in range(1, model.layers + 1)}
     if run is not None:
         metrics = run.metrics()
-        facts["metrics"] = metrics.model_dump(mode="json", exclude_none=True) if metrics is not None else None
+        # per_target and per_series are None when absent (their defaults), and left out of the facts
+        facts["metrics"] = metrics.model_dump(mode="json", exclude_defaults=True) if metrics is not None else None
         facts["run"] = shapes.run_summary(run.path, run.cfg, run.meta, facts["metrics"])
     if as_json:
         print(json_text(facts), end="")
@@ -565,7 +566,10 @@ def predict(
     data: Annotated[Path, typer.Option("--data", "-d", exists=True, dir_okay=False, help="CSV with the run's columns (any order).")],
     out_file: Annotated[Path | None, typer.Option("--out", "-o", dir_okay=False, help="Write the forecast (or backtest) as CSV.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of a table.")] = False,
-    steps: Annotated[int | None, typer.Option("--steps", "-k", min=1, help="Steps to forecast (default H); more than H feeds forecasts back in.")] = None,
+    steps: Annotated[
+        int | None,
+        typer.Option("--steps", "-k", min=1, max=10_000, help="Steps to forecast (default H, at most 10,000); more than H feeds forecasts back in."),
+    ] = None,
     future: Annotated[Path | None, typer.Option("--future", exists=True, dir_okay=False, help="CSV of the features' future values (for --steps > H).")] = None,
     backtest: Annotated[bool, typer.Option("--backtest", help="Forecast from every origin of the file and score it like train.")] = False,
     split: Annotated[SplitChoice, typer.Option("--split", help="Backtest origins: all, or the run's train/val/test split.")] = SplitChoice.all,

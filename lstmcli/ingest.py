@@ -62,13 +62,18 @@ Parsed = tuple[np.ndarray, "np.ndarray | None", "tuple[tuple[str, int, int], ...
 
 
 def cache_dir() -> Path | None:
-    """Where parsed arrays are cached, or None when ``LSTMCLI_CACHE`` turns caching off."""
+    """Where parsed arrays are cached, or None when ``LSTMCLI_CACHE`` turns caching off (or there is
+    no home directory to put it in and no ``LSTMCLI_CACHE_DIR``)."""
     if os.environ.get("LSTMCLI_CACHE", "").strip().lower() in {"0", "off", "no", "false"}:
         return None
     if os.environ.get("LSTMCLI_CACHE_DIR"):
         return Path(os.environ["LSTMCLI_CACHE_DIR"])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "lstmcli"
+    if os.environ.get("XDG_CACHE_HOME"):
+        return Path(os.environ["XDG_CACHE_HOME"]) / "lstmcli"
+    try:
+        return Path.home() / ".cache" / "lstmcli"
+    except (RuntimeError, KeyError):  # no HOME and no passwd entry (a container's arbitrary uid)
+        return None
 
 
 class Columns:

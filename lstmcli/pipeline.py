@@ -107,10 +107,11 @@ def train_run(
                 with _out_of_memory_is_one_line(), peers_lost_is_one_line(dist):
                     result = fit(cfg, ds, on_epoch_end=epoch_end, after_epoch=save_checkpoint, trainer=trainer)
             except (TrainingError, ResourceError) as exc:
-                if not trainer.state.best_epoch:
+                if not run.in_progress():
                     raise
                 # The failed epoch was never checkpointed: the last checkpoint holds the best weights.
-                raise type(exc)(f"{exc} (checkpoint in {work / CHECKPOINT_DIR}; the previous run in {run_dir} is unchanged)") from None
+                previous = f"; the previous run in {run_dir} is unchanged" if run.finished() else ""
+                raise type(exc)(f"{exc} (checkpoint in {work / CHECKPOINT_DIR}{previous})") from None
             with peers_lost_is_one_line(dist):
                 shutdown(dist)  # the other ranks are done; rank 0 evaluates and writes alone
             seconds = time.perf_counter() - start

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import os
+import tempfile
 import threading
 from pathlib import Path
 from typing import Any
@@ -13,12 +15,24 @@ _preload: threading.Thread | None = None
 
 
 def _import_pyplot() -> Any:
+    if "MPLCONFIGDIR" not in os.environ and not _has_home():
+        # Without a home directory matplotlib makes a temporary config dir and logs a warning on
+        # stderr; a fixed per-user one under the temp dir says nothing and keeps its font cache.
+        os.environ["MPLCONFIGDIR"] = os.path.join(tempfile.gettempdir(), f"lstmcli-matplotlib-{os.getuid()}")
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def _has_home() -> bool:
+    try:
+        Path.home()
+    except (RuntimeError, KeyError):
+        return False
+    return True
 
 
 def _warm_up() -> None:

@@ -28,6 +28,9 @@ from lstmcli.runtime import resolve_device
 from lstmcli.windows import Windows
 
 BACKTEST_SPLITS = ("all", "train", "val", "test")
+# A recursive forecast makes one model call per H steps and holds every step: 10,000 steps cover a
+# year of hourly data in seconds; a billion would take days and gigabytes.
+MAX_STEPS = 10_000
 
 
 @dataclass(frozen=True)
@@ -285,8 +288,8 @@ def forecast(
     cfg = run.cfg.data
     L, H = cfg.lookback, cfg.horizon
     K = H if steps is None else steps
-    if K < 1:
-        raise DataError(f"--steps must be at least 1, got {K}")
+    if not 1 <= K <= MAX_STEPS:
+        raise DataError(f"--steps must be between 1 and {MAX_STEPS:,}, got {K:,}")
     if cfg.series_column and cfg.features and K > H:
         raise DataError(
             f"--steps {K} > H = {H}: recursive forecasting of a multi-series run with feature columns is not "
