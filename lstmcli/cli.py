@@ -163,7 +163,10 @@ def train(
     ctx: typer.Context,
     config: Annotated[Path, typer.Argument(help="YAML config file.")],
     set_: SetOption = None,
-    overwrite: Annotated[bool, typer.Option(help="Replace an existing run directory.")] = False,
+    overwrite: Annotated[
+        bool,
+        typer.Option(help="Replace the run already in the run directory; it stays as it is until the new one has finished."),
+    ] = False,
     resume: Annotated[
         bool,
         typer.Option(

@@ -81,13 +81,17 @@ class Scores:
         """Add windows: ``actual`` and each forecast (W, H, k), original units."""
         for lo in range(0, len(actual), SCORE_CHUNK):
             a = actual[lo : lo + SCORE_CHUNK]
-            for name, f in forecasts.items():
-                err = f[lo : lo + SCORE_CHUNK] - a
-                denom = np.abs(a) + np.abs(f[lo : lo + SCORE_CHUNK])
-                smape = np.divide(200.0 * np.abs(err), denom, out=np.zeros_like(denom), where=denom > 0)
-                part = [np.abs(err).sum(axis=(0, 1)), (err**2).sum(axis=(0, 1)), smape.sum(axis=(0, 1))]
-                self.sums[name] += np.stack([*part, np.full(a.shape[-1], a.shape[0] * a.shape[1])])
+            self._add_chunk(a, {name: f[lo : lo + SCORE_CHUNK] for name, f in forecasts.items()})
         return self
+
+    @np.errstate(invalid="ignore", over="ignore")  # a runaway (inf) forecast scores inf or NaN, without a warning
+    def _add_chunk(self, a: np.ndarray, forecasts: dict[str, np.ndarray]) -> None:
+        for name, f in forecasts.items():
+            err = f - a
+            denom = np.abs(a) + np.abs(f)
+            smape = np.divide(200.0 * np.abs(err), denom, out=np.zeros_like(denom), where=denom > 0)
+            part = [np.abs(err).sum(axis=(0, 1)), (err**2).sum(axis=(0, 1)), smape.sum(axis=(0, 1))]
+            self.sums[name] += np.stack([*part, np.full(a.shape[-1], a.shape[0] * a.shape[1])])
 
     @classmethod
     def pooled(cls, parts: list[Scores]) -> Scores:

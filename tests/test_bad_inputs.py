@@ -255,6 +255,8 @@ CASES = [
     Case("csv-value-near-1e200", csv_text(good_with(20, "2001-07-01,1e200")), ("series.csv", "row 19", "column 'y'", "too large", "rescale")),
     Case("model-too-many-layers", overrides("model.layers=1000000"), ("good.yaml", "model.layers", "less than or equal to 64")),
     Case("model-too-many-parameters", overrides("model.m=100000"), ("good.yaml", "parameters", "at most 1,000,000,000")),
+    Case("train-threads-beyond-the-cores", overrides("train.threads=100000"), ("train.threads is 100000", "CPU core(s)")),
+    Case("run-dir-with-a-foreign-lock-only", lambda d: ["train", str(write_config(d / "c.yaml", output={"dir": str(d / "out")})), "-q", "--overwrite"] if write_csv(d / "series.csv") and (d / "out").mkdir() is None and (d / "out" / ".lock").write_text("not lstm's") else [], ("out", "not an lstm run directory", "holds .lock")),
     # --- CLI arguments -----------------------------------------------------------------------------
     Case("cli-unknown-option", lambda d: ["train", "x.yaml", "--epochz", "3"], ("No such option: --epochz", "lstm train --help")),
     Case("cli-missing-argument", lambda d: ["train"], ("Missing argument", "lstm train --help")),
