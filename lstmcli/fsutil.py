@@ -121,22 +121,13 @@ def read_text(path: str | Path, what: str, error: type[LstmcliError], limit: int
 def atomic_write(path: str | Path, data: bytes | str) -> None:
     """Write to a temporary file in the same directory, fsync it, then rename over ``path``:
     readers see the old file or the new one, never part of one; a failure leaves the old one."""
-    path = Path(path)
     payload = data.encode("utf-8") if isinstance(data, str) else data
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
+
+    def write(tmp: Path) -> None:
         with open(tmp, "wb") as fh:
             fh.write(payload)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        _unlink_quietly(tmp)
-        raise os_error(path, exc) from None
-    except BaseException:
-        _unlink_quietly(tmp)
-        raise
-    fsync_dir(path.parent)
+
+    atomic_write_with(path, write)
 
 
 def atomic_write_with(path: str | Path, write: Callable[[Path], None]) -> None:
