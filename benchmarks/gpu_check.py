@@ -29,8 +29,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from lstmcli.config import validate_config  # noqa: E402
-from lstmcli.data import Table, prepare  # noqa: E402
-from lstmcli.train import Trainer  # noqa: E402
+from lstmcli.data.dataset import Table, prepare  # noqa: E402
+from lstmcli.training.trainer import Trainer  # noqa: E402
 
 
 def make_table(rows: int, n: int) -> Table:

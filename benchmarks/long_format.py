@@ -35,9 +35,9 @@ def write_csv(path: Path, series: int, rows: int) -> None:
 
 
 def child(path: str, mode: str) -> None:
-    from lstmcli import ingest
     from lstmcli.config import DataConfig
-    from lstmcli.data import load_dataset
+    from lstmcli.data import fast as ingest
+    from lstmcli.data.dataset import load_dataset
 
     if mode == "validating":
         ingest.FAST_MIN_BYTES = 1 << 62

@@ -104,8 +104,8 @@ def bench_epoch(case: Case, repeats: int, threads: int, unfused: bool = False) -
     from reference import Reference
 
     from lstmcli.config import load_config
-    from lstmcli.data import load_dataset
-    from lstmcli.train import Trainer
+    from lstmcli.data.dataset import load_dataset
+    from lstmcli.training.trainer import Trainer
 
     torch.set_num_threads(threads)
     cfg = load_config(case.config, [*case.overrides, f"train.threads={threads}"])
@@ -215,14 +215,14 @@ def bench_process(case: Case, repeats: int, threads: int, long_repeats: int | No
 
 def memory_child(config: str, batches: int, val_windows: int, threads: int) -> None:
     """What `lstm train` holds while training, with the epoch cut to ``batches`` batches."""
-    from lstmcli.runtime import stable_malloc
+    from lstmcli.training.device import stable_malloc
 
     stable_malloc()
     import torch
 
     from lstmcli.config import load_config
-    from lstmcli.data import load_dataset
-    from lstmcli.train import Trainer
+    from lstmcli.data.dataset import load_dataset
+    from lstmcli.training.trainer import Trainer
 
     torch.set_num_threads(threads)
     cfg = load_config(config, [f"train.threads={threads}"])

@@ -10,8 +10,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from lstmcli.data import Dataset, Scaler
-from lstmcli.windows import Windows
+from lstmcli.data.dataset import Dataset, Scaler
+from lstmcli.data.windows import Windows
 
 METRICS = ("MAE", "RMSE", "sMAPE", "MASE")
 

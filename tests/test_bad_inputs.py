@@ -143,7 +143,7 @@ def wrong_shapes(run: Path) -> None:
     from safetensors.torch import save as weights_bytes
 
     from lstmcli.fsutil import sha256
-    from lstmcli.model import LSTMForecaster
+    from lstmcli.model.forecaster import LSTMForecaster
 
     data = weights_bytes(LSTMForecaster(n=1, m=4, layers=2, horizon=3, n_targets=1).state_dict())
     (run / "model.safetensors").write_bytes(data)
@@ -311,7 +311,7 @@ def test_an_excel_utf8_bom_is_accepted(tmp_path: Path) -> None:
     result = runner.invoke(app, ["config", str(write_config(tmp_path / "c.yaml"))])
     assert result.exit_code == 0
     from lstmcli.config import load_config
-    from lstmcli.data import load_dataset
+    from lstmcli.data.dataset import load_dataset
 
     ds = load_dataset(load_config(tmp_path / "c.yaml").data)
     assert ds.table.n_rows == 80

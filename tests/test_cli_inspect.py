@@ -26,7 +26,7 @@ def test_inspect_json_shapes_and_total(tiny_config: Path) -> None:
     import torch
 
     from lstmcli.config import load_config
-    from lstmcli.model import LSTMForecaster
+    from lstmcli.model.forecaster import LSTMForecaster
 
     result = runner.invoke(app, ["inspect", str(tiny_config), "--json", "--set", "model.m=6"])
     assert result.exit_code == 0, result.output

@@ -15,11 +15,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from lstmcli import checkpoint as ck
+from lstmcli.commands.train import train_run
 from lstmcli.config import load_config
-from lstmcli.data import load_dataset
-from lstmcli.pipeline import train_run
-from lstmcli.train import Trainer, fit
+from lstmcli.data.dataset import load_dataset
+from lstmcli.runs import checkpoints as ck
+from lstmcli.training.trainer import Trainer, fit
 
 from .conftest import ROOT, Crash, assert_same_tensors, crash_after
 

@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from lstmcli.config import load_config
-from lstmcli.data import load_dataset, make_split, read_table
-from lstmcli.dates import continue_dates, infer_frequency
+from lstmcli.data.dataset import load_dataset, make_split, read_table
+from lstmcli.data.dates import continue_dates, infer_frequency
+from lstmcli.data.windows import Windows
 from lstmcli.errors import DataError
-from lstmcli.windows import Windows
 
 from .conftest import BAD_CSVS, write_config, write_csv
 

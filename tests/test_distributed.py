@@ -15,10 +15,10 @@ from typer.testing import CliRunner
 
 from lstmcli.cli import app
 from lstmcli.config import load_config
-from lstmcli.distributed import Dist
 from lstmcli.errors import ConfigError
-from lstmcli.model import LSTMForecaster
-from lstmcli.runtime import resolve_device
+from lstmcli.model.forecaster import LSTMForecaster
+from lstmcli.training.device import resolve_device
+from lstmcli.training.distributed import Dist
 
 from .conftest import ROOT, write_config
 from .test_kill_resume import Proc

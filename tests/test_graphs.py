@@ -7,10 +7,10 @@ from pathlib import Path
 import torch
 
 from lstmcli.config import load_config
-from lstmcli.data import load_dataset
-from lstmcli.graphs import _Snapshot
-from lstmcli.optim import Adam
-from lstmcli.train import Trainer, fit
+from lstmcli.data.dataset import load_dataset
+from lstmcli.training.graphs import _Snapshot
+from lstmcli.training.optim import Adam
+from lstmcli.training.trainer import Trainer, fit
 
 
 def test_static_step_path_gives_the_eager_losses_and_weights(tiny_config: Path) -> None:

@@ -84,8 +84,8 @@ def test_a_run_file_that_is_a_device_or_a_pipe_is_refused_without_reading(run: P
 
 
 def test_a_checkpoint_pointer_that_is_a_pipe_is_refused(tmp_path: Path, tiny_csv: Path) -> None:
+    from lstmcli.commands.train import train_run
     from lstmcli.config import load_config
-    from lstmcli.pipeline import train_run
 
     from .conftest import Crash, crash_after
 
@@ -215,7 +215,7 @@ def test_training_works_without_a_home_directory(tmp_path: Path, tiny_csv: Path)
         "import pwd, sys\n"
         "def nobody(uid): raise KeyError(uid)\n"
         "pwd.getpwuid = nobody\n"
-        "import lstmcli.ingest as ingest\n"
+        "import lstmcli.data.fast as ingest\n"
         "ingest.FAST_MIN_BYTES = 0\n"  # the cache would live under the home directory
         "from lstmcli.cli import app\n"
         f"sys.argv = ['lstm', 'train', {str(config)!r}, '-q']\n"

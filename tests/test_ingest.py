@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lstmcli import data, ingest
-from lstmcli.data import read_table
+from lstmcli.data import dataset as data
+from lstmcli.data import fast as ingest
+from lstmcli.data.dataset import read_table
 from lstmcli.errors import DataError
 
 from .conftest import BAD_CSVS, write_config, write_csv
@@ -412,7 +413,8 @@ def test_an_edit_that_keeps_the_size_and_the_mtime_is_parsed_again(fast: Path, t
 
 def test_training_reads_the_csv_once_for_its_hash(fast: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # One sha256 per run serves both the resume check and the parse cache's key.
-    from lstmcli import fsutil, pipeline
+    from lstmcli import fsutil
+    from lstmcli.commands import train as pipeline
     from lstmcli.config import load_config
 
     write_csv(tmp_path / "series.csv")

@@ -20,9 +20,9 @@ import torch
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
-from lstmcli import checkpoint as ck
 from lstmcli.cli import app
 from lstmcli.config import load_config
+from lstmcli.runs import checkpoints as ck
 from lstmcli.runs.lock import LOCK
 from lstmcli.runs.store import CHECKPOINT_DIR, METRICS, STATE_POINTER, WEIGHTS
 

@@ -4,8 +4,8 @@ import pytest
 import torch
 from torch import nn
 
-from lstmcli import shapes
-from lstmcli.model import LSTMForecaster
+from lstmcli.model import gates as shapes
+from lstmcli.model.forecaster import LSTMForecaster
 
 
 @pytest.mark.parametrize(("n", "m", "layers", "horizon", "k"), [(1, 4, 1, 3, 1), (3, 8, 2, 5, 2), (5, 16, 3, 1, 1)])

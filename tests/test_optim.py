@@ -1,4 +1,4 @@
-"""lstmcli.optim is torch.optim's Adam/AdamW and schedules without torch._dynamo: same numbers."""
+"""lstmcli.training.optim is torch.optim's Adam/AdamW and schedules without torch._dynamo: same numbers."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import sys
 import pytest
 import torch
 
-from lstmcli.optim import Adam, Cosine, Plateau, _has_fused_kernel
+from lstmcli.training.optim import Adam, Cosine, Plateau, _has_fused_kernel
 
 
 def _model() -> torch.nn.Module:
@@ -71,7 +71,7 @@ def test_state_dict_round_trips_and_continues_exactly() -> None:
 
 
 def test_loads_a_torch_optim_state_dict() -> None:
-    # checkpoints written before lstmcli.optim hold torch.optim's layout
+    # checkpoints written before lstmcli.training.optim hold torch.optim's layout
     _, theirs = _train(lambda p: torch.optim.AdamW(p, lr=0.01, fused=True))
     opt = Adam(_model().parameters(), lr=0.01)
     opt.load_state_dict(theirs.state_dict())
@@ -126,7 +126,7 @@ def test_training_never_imports_torch_dynamo(tmp_path) -> None:
     # the point of this module: building and stepping the optimizer leaves torch._dynamo unloaded
     code = (
         "import sys, torch\n"
-        "from lstmcli.optim import Adam\n"
+        "from lstmcli.training.optim import Adam\n"
         "m = torch.nn.LSTM(2, 4)\n"
         "opt = Adam(m.parameters(), lr=0.1)\n"
         "m(torch.randn(3, 1, 2))[0].sum().backward()\n"

@@ -9,10 +9,10 @@ import torch
 
 from lstmcli import plots
 from lstmcli.config import load_config
+from lstmcli.data.windows import Windows
 from lstmcli.evaluate import forecast_scaled
-from lstmcli.model import LSTMForecaster
-from lstmcli.optim import make_optimizer
-from lstmcli.windows import Windows
+from lstmcli.model.forecaster import LSTMForecaster
+from lstmcli.training.optim import make_optimizer
 
 
 def test_eval_chunk_bounds_windows_times_lookback() -> None:

@@ -140,7 +140,7 @@ def test_missing_weight_file_is_one_line_exit_2(run_dir: Path, tmp_path: Path) -
 def test_mismatched_weight_file_names_the_tensor(run_dir: Path, tmp_path: Path) -> None:
     from safetensors.torch import save as weights_bytes
 
-    from lstmcli.model import LSTMForecaster
+    from lstmcli.model.forecaster import LSTMForecaster
 
     broken = tmp_path / "run"
     shutil.copytree(run_dir, broken)
@@ -216,8 +216,8 @@ def test_not_a_run_directory(tmp_path: Path, tiny_csv: Path) -> None:
 
 
 def test_inspect_run_shows_learned_gates_and_metrics(run_dir: Path) -> None:
-    from lstmcli.checkpoint import load_run
-    from lstmcli.shapes import gate_view
+    from lstmcli.model.gates import gate_view
+    from lstmcli.runs.checkpoints import load_run
 
     result = runner.invoke(app, ["inspect", str(run_dir)])
     assert result.exit_code == 0, result.output

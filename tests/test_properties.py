@@ -12,11 +12,11 @@ import yaml
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from lstmcli.checkpoint import from_json_safe, to_json_safe
 from lstmcli.config import apply_overrides
-from lstmcli.data import SPLITS, Split
+from lstmcli.data.dataset import SPLITS, Split
+from lstmcli.data.windows import Windows
 from lstmcli.errors import ConfigError
-from lstmcli.windows import Windows
+from lstmcli.runs.checkpoints import from_json_safe, to_json_safe
 
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -10,11 +10,11 @@ import pytest
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
-from lstmcli import checkpoint as ck
 from lstmcli.cli import app
+from lstmcli.commands.train import train_run
 from lstmcli.config import load_config
 from lstmcli.errors import CheckpointError, Interrupted
-from lstmcli.pipeline import train_run
+from lstmcli.runs import checkpoints as ck
 from lstmcli.runs.lock import LOCK, RunLock
 from lstmcli.runs.store import MARKER, RunDir
 
@@ -201,7 +201,7 @@ def test_a_signal_stops_at_a_batch_leaves_the_checkpoint_and_resumes_identically
 def test_divergence_keeps_the_best_checkpoint_and_exits_1(
     tmp_path: Path, tiny_csv: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from lstmcli.train import Trainer
+    from lstmcli.training.trainer import Trainer
 
     config = write_config(tmp_path / "c.yaml", train={"epochs": 6})
     real = Trainer.train_epoch

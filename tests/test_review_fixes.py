@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from lstmcli.cli import app
-from lstmcli.dates import continue_dates, format_dates
+from lstmcli.data.dates import continue_dates, format_dates
 
 from .conftest import ROOT, write_config
 
@@ -107,7 +107,7 @@ def test_a_file_given_as_run_says_so(tiny_csv: Path) -> None:
 
 def test_split_rows_are_exact_floors(tiny_config: Path) -> None:
     from lstmcli.config import load_config
-    from lstmcli.data import split_rows
+    from lstmcli.data.dataset import split_rows
 
     cfg = load_config(tiny_config).data
     split = split_rows(90, cfg)

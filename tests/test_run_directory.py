@@ -16,8 +16,8 @@ from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from lstmcli.cli import app
+from lstmcli.commands.train import train_run
 from lstmcli.config import load_config
-from lstmcli.pipeline import train_run
 from lstmcli.runs import store
 from lstmcli.runs.store import MARKER, RunDir
 
@@ -53,7 +53,7 @@ def test_a_failed_overwrite_leaves_the_previous_run_byte_identical(tmp_path: Pat
 def test_an_overwrite_that_fails_after_saving_epochs_keeps_the_previous_run(
     tmp_path: Path, tiny_csv: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from lstmcli.train import Trainer
+    from lstmcli.training.trainer import Trainer
 
     config = write_config(tmp_path / "c.yaml", train={"epochs": 5})
     train_cli(config)

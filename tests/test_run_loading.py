@@ -10,9 +10,9 @@ import pytest
 from safetensors.torch import save
 from typer.testing import CliRunner
 
-from lstmcli import checkpoint as ck
 from lstmcli.cli import app
 from lstmcli.errors import CheckpointError
+from lstmcli.runs import checkpoints as ck
 
 runner = CliRunner()
 

@@ -11,8 +11,8 @@ import pytest
 from typer.testing import CliRunner
 
 from lstmcli.cli import app
+from lstmcli.commands.train import train_run
 from lstmcli.config import load_config
-from lstmcli.pipeline import train_run
 
 from .conftest import Crash, crash_after, write_config
 
@@ -103,7 +103,7 @@ def test_safetensors_header_that_starts_like_a_pickle_is_not_refused(tmp_path: P
     import torch
     from safetensors.torch import save
 
-    from lstmcli.checkpoint import refuse_pickles
+    from lstmcli.runs.checkpoints import refuse_pickles
 
     for pad in range(0, 1500):
         data = save({"w": torch.zeros(1)}, metadata={"pad": "x" * pad})

@@ -9,8 +9,8 @@ from typer.testing import CliRunner
 
 from lstmcli.cli import app
 from lstmcli.config import load_config
-from lstmcli.data import load_dataset
-from lstmcli.train import Trainer, fit
+from lstmcli.data.dataset import load_dataset
+from lstmcli.training.trainer import Trainer, fit
 
 from .conftest import write_config
 

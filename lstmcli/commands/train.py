@@ -12,20 +12,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lstmcli import checkpoint as ck
 from lstmcli.config import Config, load_yaml, parse_yaml, read_config_text, validate_config
-from lstmcli.data import Dataset, load_dataset
-from lstmcli.dates import describe_dates
-from lstmcli.distributed import Dist, peers_lost_is_one_line, shutdown
+from lstmcli.data.dataset import Dataset, load_dataset
+from lstmcli.data.dates import describe_dates
 from lstmcli.errors import CheckpointError, DataError, Interrupted, ResourceError, TrainingError
 from lstmcli.evaluate import evaluate_split
 from lstmcli.fsutil import atomic_write, atomic_write_json, check_regular, sha256, sha256_file
-from lstmcli.interrupts import StopSignals
 from lstmcli.plots import loss_curve
 from lstmcli.plots import preload as preload_plotting
+from lstmcli.runs import checkpoints as ck
 from lstmcli.runs.store import CHECKPOINT_DIR, CONFIG, HISTORY, LOSS_PLOT, MARKER, META, METRICS, STATE_POINTER, RunDir
-from lstmcli.runtime import check_threads, resolve_device
-from lstmcli.train import EpochReport, Trainer, TrainResult, fit
+from lstmcli.training.device import check_threads, resolve_device
+from lstmcli.training.distributed import Dist, peers_lost_is_one_line, shutdown
+from lstmcli.training.interrupts import StopSignals
+from lstmcli.training.trainer import EpochReport, Trainer, TrainResult, fit
 
 
 @dataclass(frozen=True)

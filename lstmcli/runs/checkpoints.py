@@ -26,7 +26,7 @@ from lstmcli.fsutil import (
     sha256,
     sha256_file,
 )
-from lstmcli.model import LSTMForecaster
+from lstmcli.model.forecaster import LSTMForecaster
 from lstmcli.runs.schema import Metrics, RunMeta, read_model
 from lstmcli.runs.store import CHECKPOINT_DIR, CONFIG, META, METRICS, STATE_POINTER, WEIGHTS, RunDir
 

@@ -24,7 +24,7 @@ from lstmcli.errors import Interrupted, LstmcliError, PeerLost
 
 if TYPE_CHECKING:
     from lstmcli.config import Config
-    from lstmcli.train import EpochReport
+    from lstmcli.training.trainer import EpochReport
 
 
 # Markup off by default: paths, column names and series ids are printed as they are, whatever
@@ -190,15 +190,15 @@ def train(
 
     Every epoch is checkpointed; after Ctrl-C, SIGTERM or a crash, continue with --resume (or lstm resume RUN).
     """
-    from lstmcli.distributed import from_env, launch
-    from lstmcli.runtime import stable_malloc
+    from lstmcli.training.device import stable_malloc
+    from lstmcli.training.distributed import from_env, launch
 
     if resume and overwrite:
         raise typer.BadParameter("--resume continues a run and --overwrite replaces it; pass one", param_hint="--resume")
     dist = from_env()
     cfg = _load(config, set_)  # a bad config fails here, once, before any process starts
     if nproc > 1 and not dist.enabled:
-        from lstmcli.runtime import resolve_device
+        from lstmcli.training.device import resolve_device
 
         resolve_device(cfg.train.device, nproc)  # too few GPUs, say: once, here, not once per process
         from lstmcli.config import default_run_dir
@@ -208,8 +208,8 @@ def train(
     stable_malloc()
     if print_config and dist.is_main:
         err.print(cfg.to_yaml(), end="", highlight=False)
+    from lstmcli.commands.train import train_run
     from lstmcli.config import default_run_dir
-    from lstmcli.pipeline import train_run
 
     progress = _Progress(quiet or not dist.is_main)
     with progress:
@@ -237,10 +237,10 @@ def resume(
 
     On the CPU (same machine, same thread count) the result is bit-identical to a run that was never interrupted.
     """
-    from lstmcli.runtime import stable_malloc
+    from lstmcli.training.device import stable_malloc
 
     stable_malloc()
-    from lstmcli.pipeline import resume_run
+    from lstmcli.commands.train import resume_run
 
     progress = _Progress(quiet)
     with progress:
@@ -382,8 +382,8 @@ def inspect(
     as_json: Annotated[bool, typer.Option("--json", help="Print the facts as JSON for scripts.")] = False,
 ) -> None:
     """Show a stacked LSTM the way the textbook draws it: four gate sub-layers per layer."""
-    from lstmcli import shapes
     from lstmcli.fsutil import json_text
+    from lstmcli.model import gates as shapes
 
     model, run = _inspect_model(target, set_)
     facts = shapes.describe(model, stats=run is not None)
@@ -408,13 +408,13 @@ def _inspect_model(target: Path, overrides: list[str] | None) -> tuple[Any, Any]
     if target.is_dir():
         if overrides:
             raise typer.BadParameter("--set applies to configs, not to a trained run", param_hint="--set")
-        from lstmcli.checkpoint import load_run
+        from lstmcli.runs.checkpoints import load_run
 
         run = load_run(target)
         return run.model, run
     import torch
 
-    from lstmcli.model import LSTMForecaster
+    from lstmcli.model.forecaster import LSTMForecaster
 
     cfg = _load(target, overrides)
     torch.manual_seed(cfg.train.seed)
@@ -422,7 +422,7 @@ def _inspect_model(target: Path, overrides: list[str] | None) -> tuple[Any, Any]
 
 
 def _render_inspect(f: dict[str, Any]) -> None:
-    from lstmcli.shapes import TORCH_ORDER
+    from lstmcli.model.gates import TORCH_ORDER
 
     n, m = f["n"], f["m"]
     if "run" in f:
@@ -581,7 +581,7 @@ def predict(
 ) -> None:
     """Forecast the next H steps after the last row of a CSV with a trained run, or backtest it."""
     from lstmcli import plots
-    from lstmcli import predict as pr
+    from lstmcli.commands import predict as pr
     from lstmcli.fsutil import atomic_write, check_outputs, json_text
 
     check_outputs({"--out": out_file, "--plot": plot}, [data, *([future] if future else [])], protected=run)
@@ -649,7 +649,7 @@ def init(
     force: Annotated[bool, typer.Option("--force", help="Replace an existing config file.")] = False,
 ) -> None:
     """Write a starter config for a CSV: date column, target, season, lookback and horizon chosen for you."""
-    from lstmcli import starter
+    from lstmcli.commands import init as starter
     from lstmcli.fsutil import check_outputs
 
     out_path = out_file or starter.default_out(csv_file)

@@ -20,7 +20,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from lstmcli.optim import Adam
+from lstmcli.training.optim import Adam
 
 WARMUP_STEPS = 3
 

@@ -19,10 +19,10 @@ from typing import Any
 import numpy as np
 
 from lstmcli.config import DataConfig
-from lstmcli.dates import format_dates, offset_of, parse_iso
+from lstmcli.data.dates import format_dates, offset_of, parse_iso
+from lstmcli.data.fast import open_fast, read_fast
 from lstmcli.errors import DataError
 from lstmcli.fsutil import MiB, check_regular, open_regular
-from lstmcli.ingest import open_fast, read_fast
 
 SPLITS = ("train", "val", "test")
 _CHUNK_ROWS = 1 << 18

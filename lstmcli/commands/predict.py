@@ -18,14 +18,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from lstmcli.checkpoint import Run, load_run
-from lstmcli.data import Scaler, Split, Table, check_log_positive, read_header, read_table, split_rows
-from lstmcli.dates import continue_dates, format_dates, infer_frequency
+from lstmcli.data.dataset import Scaler, Split, Table, check_log_positive, read_header, read_table, split_rows
+from lstmcli.data.dates import continue_dates, format_dates, infer_frequency
+from lstmcli.data.windows import Windows
 from lstmcli.errors import CheckpointError, ConfigError, DataError
 from lstmcli.evaluate import Scores, forecast_chunks, forecast_set
+from lstmcli.runs.checkpoints import Run, load_run
 from lstmcli.runs.schema import SeriesMeta
-from lstmcli.runtime import resolve_device
-from lstmcli.windows import Windows
+from lstmcli.training.device import resolve_device
 
 BACKTEST_SPLITS = ("all", "train", "val", "test")
 # A recursive forecast makes one model call per H steps and holds every step: 10,000 steps cover a

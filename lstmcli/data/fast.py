@@ -42,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from lstmcli.dates import parse_iso
+from lstmcli.data.dates import parse_iso
 from lstmcli.errors import DataError, LstmcliError
 from lstmcli.fsutil import sha256_file
 

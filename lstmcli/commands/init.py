@@ -15,8 +15,8 @@ from pathlib import Path
 import yaml
 
 from lstmcli.config import ModelConfig, parse_yaml, validate_config
-from lstmcli.data import MISSING_CELLS, csv_records, header_of, prepare, read_table
-from lstmcli.dates import infer_frequency, parse_iso
+from lstmcli.data.dataset import MISSING_CELLS, csv_records, header_of, prepare, read_table
+from lstmcli.data.dates import infer_frequency, parse_iso
 from lstmcli.errors import ConfigError, DataError
 from lstmcli.fsutil import atomic_write
 

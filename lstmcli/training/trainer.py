@@ -1,4 +1,4 @@
-"""The only optimisation loop: fused nn.LSTM, fused AdamW (lstmcli.optim), MSE on scaled targets, early stopping."""
+"""The only optimisation loop: fused nn.LSTM, fused AdamW (lstmcli.training.optim), MSE on scaled targets, early stopping."""
 
 from __future__ import annotations
 
@@ -14,14 +14,14 @@ import torch
 from torch import nn
 
 from lstmcli.config import Config
-from lstmcli.data import Dataset
-from lstmcli.distributed import Dist, init
+from lstmcli.data.dataset import Dataset
+from lstmcli.data.windows import Windows
 from lstmcli.errors import TrainingError
-from lstmcli.graphs import StaticStep
-from lstmcli.model import LSTMForecaster
-from lstmcli.optim import make_optimizer, make_scheduler
-from lstmcli.runtime import resolve_device
-from lstmcli.windows import Windows
+from lstmcli.model.forecaster import LSTMForecaster
+from lstmcli.training.device import resolve_device
+from lstmcli.training.distributed import Dist, init
+from lstmcli.training.graphs import StaticStep
+from lstmcli.training.optim import make_optimizer, make_scheduler
 
 
 @dataclass
