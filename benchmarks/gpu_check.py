@@ -29,7 +29,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from lstmcli.config import validate_config  # noqa: E402
-from lstmcli.data.dataset import Table, prepare  # noqa: E402
+from lstmcli.data.dataset import prepare  # noqa: E402
+from lstmcli.data.reader import Table  # noqa: E402
 from lstmcli.training.trainer import Trainer  # noqa: E402
 
 
@@ -48,9 +49,9 @@ def config(n: int, m: int, lookback: int, batch: int, **train: object) -> dict:
     }
 
 
-def trainer(raw: dict, rows: int) -> Trainer:
+def trainer(raw: dict, rows: int, static_step: str = "auto") -> Trainer:
     cfg = validate_config(raw, "gpu_check")
-    return Trainer(cfg, prepare(make_table(rows, cfg.model.n), cfg.data))
+    return Trainer(cfg, prepare(make_table(rows, cfg.model.n), cfg.data), static_step=static_step)
 
 
 def same_step(rows: int, epochs: int) -> dict:
@@ -60,9 +61,8 @@ def same_step(rows: int, epochs: int) -> dict:
     # No dropout: nn.LSTM's dropout on CUDA draws from cuDNN's own state, which the warm-up
     # before capture advances, so with it the two paths see different (equally valid) masks.
     runs = {}
-    for name, capture in (("graph", True), ("eager_same_step", False)):
-        tr = trainer(raw, rows)
-        tr.capture = capture  # False: the graph path's StaticStep runs its step eagerly
+    for name, mode in (("graph", "captured"), ("eager_same_step", "eager")):
+        tr = trainer(raw, rows, mode)  # eager: the graph path's StaticStep runs its step eagerly
         runs[name] = ([tr.train_epoch() for _ in range(epochs)], torch.cat([p.detach().flatten() for p in tr.model.parameters()]))
     torch.backends.cudnn.deterministic = False
     (g_loss, g_w), (e_loss, e_w) = runs["graph"], runs["eager_same_step"]

@@ -47,7 +47,7 @@ def read_once(reader: str, path: str, columns: list[str]) -> tuple[float, tuple[
 
         arr = pd.read_csv(path, usecols=columns, dtype={c: "float64" for c in columns}, engine="c")[columns].to_numpy()
     else:
-        from lstmcli.data.dataset import read_table
+        from lstmcli.data.reader import read_table
 
         arr = read_table(path, columns).values
     seconds = time.perf_counter() - start

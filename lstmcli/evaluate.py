@@ -8,12 +8,46 @@ from typing import Any
 
 import numpy as np
 import torch
+from pydantic import BaseModel, ConfigDict
 from torch import nn
 
 from lstmcli.data.dataset import Dataset, Scaler
 from lstmcli.data.windows import Windows
 
 METRICS = ("MAE", "RMSE", "sMAPE", "MASE")
+
+
+class _Scores(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ForecastScores(_Scores):
+    """One forecast's errors in original units (None where undefined, e.g. MASE over a zero MAE)."""
+
+    MAE: float | None
+    RMSE: float | None
+    sMAPE: float | None
+    MASE: float | None
+
+
+class TargetScores(_Scores):
+    """The model and both baselines, on the same windows."""
+
+    model: ForecastScores
+    naive: ForecastScores
+    seasonal_naive: ForecastScores
+
+
+class SplitScores(TargetScores):
+    """A split's scores pooled over every window, per target when there are several, per series
+    when there are several (as metrics.json holds them)."""
+
+    per_target: dict[str, TargetScores] | None = None
+    per_series: dict[str, SplitScores] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """As JSON, without the per-target and per-series parts a single target or series lacks."""
+        return self.model_dump(mode="json", exclude_defaults=True)
 
 
 @torch.no_grad()
@@ -102,14 +136,13 @@ class Scores:
                 total.sums[name] += part.sums[name]
         return total
 
-    def summary(self, targets: list[str]) -> dict[str, Any]:
-        """Metrics pooled over every value, plus ``per_target`` when there are several targets."""
-        result: dict[str, Any] = self._table(slice(None))
-        if len(targets) > 1:
-            result["per_target"] = {t: self._table(slice(j, j + 1)) for j, t in enumerate(targets)}
-        return result
+    def summary(self, targets: list[str]) -> SplitScores:
+        """Scores pooled over every value, plus ``per_target`` when there are several targets."""
+        pooled = self._table(slice(None))
+        per_target = {t: self._table(slice(j, j + 1)) for j, t in enumerate(targets)} if len(targets) > 1 else None
+        return SplitScores(**dict(pooled), per_target=per_target)
 
-    def _table(self, cols: slice) -> dict[str, dict[str, float | None]]:
+    def _table(self, cols: slice) -> TargetScores:
         table: dict[str, dict[str, float | None]] = {}
         for name, sums in self.sums.items():
             abs_err, sq_err, smape, count = sums[:, cols].sum(axis=1)
@@ -117,14 +150,13 @@ class Scores:
                 "MAE": None, "RMSE": None, "sMAPE": None}
         ref_mae = table["seasonal_naive"]["MAE"]
         for row in table.values():
-            row["MASE"] = row["MAE"] / ref_mae if ref_mae and row["MAE"] is not None else None
-        return table
+            mae = row["MAE"]
+            row["MASE"] = mae / ref_mae if ref_mae and mae is not None else None
+        return TargetScores.model_validate(table)
 
 
-def evaluate_split(
-    model: nn.Module, windows: Windows, ds: Dataset, name: str, season: int
-) -> dict[str, Any]:
-    """Metrics of the model and both baselines on every window of split ``name``.
+def evaluate_split(model: nn.Module, windows: Windows, ds: Dataset, name: str, season: int) -> SplitScores:
+    """Scores of the model and both baselines on every window of split ``name``.
 
     With several series: pooled over all of them, plus ``per_series`` (each with its own
     baselines, in its own units).
@@ -139,7 +171,8 @@ def evaluate_split(
         parts.append(scores)
     result = Scores.pooled(parts).summary(targets)
     if len(ds.series) > 1:
-        result["per_series"] = {s.id: part.summary(targets) for s, part in zip(ds.series, parts, strict=True)}
+        per_series = {str(s.id): part.summary(targets) for s, part in zip(ds.series, parts, strict=True)}
+        result = result.model_copy(update={"per_series": per_series})
     return result
 
 
@@ -152,16 +185,3 @@ def forecast_set(
         "naive": naive(values, origins, horizon),
         "seasonal_naive": seasonal_naive(values, origins, horizon, season),
     }
-
-
-def evaluate_forecasts(
-    values: np.ndarray,
-    origins: np.ndarray,
-    horizon: int,
-    season: int,
-    model_forecast: np.ndarray,
-    targets: list[str],
-) -> dict[str, Any]:
-    """Pooled and per-target metrics for a model forecast (W, H, k) and both baselines."""
-    actual, forecasts = forecast_set(values, origins, horizon, season, model_forecast)
-    return Scores(len(targets)).add(actual, forecasts).summary(targets)

@@ -146,7 +146,8 @@ def backtest_plot(bt: Any, path: Path) -> None:
         ax.plot(x[last : last + H], bt.forecasts[-1, :, j], color="tab:orange", lw=1.8, marker="o", ms=3,
                 label=f"{H}-step forecast from the last origin")
         ax.axvspan(x[int(bt.origins[0])], x[last + H - 1], color="tab:blue", alpha=0.06)
-        mae = bt.metrics["per_target"][name]["model"]["MAE"] if k > 1 else bt.metrics["model"]["MAE"]
+        scores = bt.metrics.per_target[name] if bt.metrics.per_target else bt.metrics
+        mae = scores.model.MAE
         ax.set_ylabel(name)
         ax.legend(loc="upper left", fontsize=8, title=f"model MAE {mae:.4g} over all {H} steps", title_fontsize=8)
         _time_axis(ax, bool(bt.date_column))

@@ -10,6 +10,8 @@ import pytest
 import torch
 import yaml
 
+from lstmcli.training.hooks import Hooks
+
 torch.set_num_threads(1)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -19,14 +21,24 @@ class Crash(Exception):
     """Stands in for a kill right after an epoch's checkpoint was written."""
 
 
-def crash_after(epoch: int):  # noqa: ANN201
-    """An ``on_epoch_end`` callback that raises Crash once ``epoch`` is reported."""
+class OnEpoch(Hooks):
+    """Hooks that call ``fn(report)`` after every epoch (after its checkpoint was written)."""
 
-    def on_epoch_end(report) -> None:  # noqa: ANN001
+    def __init__(self, fn) -> None:  # noqa: ANN001
+        self.fn = fn
+
+    def on_epoch_end(self, report) -> None:  # noqa: ANN001
+        self.fn(report)
+
+
+def crash_after(epoch: int) -> Hooks:
+    """Hooks that raise Crash once ``epoch`` is reported."""
+
+    def crash(report) -> None:  # noqa: ANN001
         if report.epoch == epoch:
             raise Crash
 
-    return on_epoch_end
+    return OnEpoch(crash)
 
 
 def assert_same_tensors(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:

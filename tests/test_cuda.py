@@ -15,10 +15,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from lstmcli.commands.train import train_run
+from lstmcli.commands.train import train
 from lstmcli.config import load_config
 from lstmcli.data.dataset import load_dataset
-from lstmcli.runs import checkpoints as ck
+from lstmcli.runs.store import WEIGHTS
 from lstmcli.training.trainer import Trainer, fit
 
 from .conftest import ROOT, Crash, assert_same_tensors, crash_after
@@ -39,12 +39,11 @@ def test_captured_graph_trains_exactly_like_the_same_step_run_eagerly(tiny_confi
     cfg = load_config(tiny_config, [*CUDA, "train.epochs=4", "train.schedule=cosine"])  # lr changes: recaptures
     ds = load_dataset(cfg.data)
     runs = []
-    for capture in (True, False):
-        tr = Trainer(cfg, ds)
+    for mode in ("captured", "eager"):
+        tr = Trainer(cfg, ds, static_step=mode)
         assert tr.use_graph
-        tr.capture = capture
-        runs.append(fit(cfg, ds, trainer=tr))
-        assert (tr.static_step.graph is not None) is capture  # type: ignore[union-attr]
+        runs.append(fit(tr))
+        assert (tr.static_step.graph is not None) is (mode == "captured")  # type: ignore[union-attr]
     graph, eager = runs
     assert [h["train_loss"] for h in graph.state.history] == [h["train_loss"] for h in eager.state.history]
     for name, value in eager.model.state_dict().items():
@@ -54,14 +53,14 @@ def test_captured_graph_trains_exactly_like_the_same_step_run_eagerly(tiny_confi
 def test_resume_on_cuda_ends_with_the_uninterrupted_weights(tiny_config: Path, tmp_path: Path) -> None:
     base = [*CUDA, "train.epochs=6", "train.schedule=plateau", "train.patience=2"]
     ref = tmp_path / "ref"
-    train_run(load_config(tiny_config, [*base, f"output.dir={ref}"]), ref)
+    train(load_config(tiny_config, [*base, f"output.dir={ref}"]), ref)
     cut = tmp_path / "cut"
     cfg = load_config(tiny_config, [*base, f"output.dir={cut}"])
 
     with pytest.raises(Crash):
-        train_run(cfg, cut, on_epoch_end=crash_after(3))
-    train_run(cfg, cut, resume=True)
-    assert_same_tensors(load_file(ref / ck.WEIGHTS), load_file(cut / ck.WEIGHTS))
+        train(cfg, cut, "new", crash_after(3))
+    train(cfg, cut, "resume")
+    assert_same_tensors(load_file(ref / WEIGHTS), load_file(cut / WEIGHTS))
 
 
 def test_more_cuda_processes_than_gpus_is_one_line_and_exit_2(tiny_config: Path) -> None:

@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from lstmcli.config import load_config
-from lstmcli.data.dataset import load_dataset, make_split, read_table
+from lstmcli.data.dataset import load_dataset, make_split
 from lstmcli.data.dates import continue_dates, infer_frequency
+from lstmcli.data.reader import read_table
 from lstmcli.data.windows import Windows
 from lstmcli.errors import DataError
 

@@ -17,10 +17,9 @@ def test_static_step_path_gives_the_eager_losses_and_weights(tiny_config: Path) 
     # 42 training windows, batch 16: two full batches take the static path, the last 10 run eagerly.
     cfg = load_config(tiny_config, ["train.epochs=4", "train.schedule=cosine"])
     ds = load_dataset(cfg.data)
-    eager = fit(cfg, ds)
-    tr = Trainer(cfg, ds)
-    tr.use_graph, tr.capture = True, False  # the graph path's bookkeeping, without capture
-    static = fit(cfg, ds, trainer=tr)
+    eager = fit(Trainer(cfg, ds))
+    tr = Trainer(cfg, ds, static_step="eager")  # the graph path's bookkeeping, without capture
+    static = fit(tr)
     assert tr.static_step is not None and tr.static_step.batch_size == 16
     assert [h["train_loss"] for h in static.state.history] == [h["train_loss"] for h in eager.state.history]
     for name, value in eager.model.state_dict().items():
@@ -29,8 +28,7 @@ def test_static_step_path_gives_the_eager_losses_and_weights(tiny_config: Path) 
 
 def test_static_step_is_rebuilt_when_the_learning_rate_changes(tiny_config: Path) -> None:
     cfg = load_config(tiny_config, ["train.epochs=2", "train.schedule=cosine"])
-    tr = Trainer(cfg, load_dataset(cfg.data))
-    tr.use_graph, tr.capture = True, False
+    tr = Trainer(cfg, load_dataset(cfg.data), static_step="eager")
     tr.train_epoch()
     first = tr.static_step
     tr.train_epoch()

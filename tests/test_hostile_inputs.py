@@ -84,14 +84,14 @@ def test_a_run_file_that_is_a_device_or_a_pipe_is_refused_without_reading(run: P
 
 
 def test_a_checkpoint_pointer_that_is_a_pipe_is_refused(tmp_path: Path, tiny_csv: Path) -> None:
-    from lstmcli.commands.train import train_run
+    from lstmcli.commands.train import train
     from lstmcli.config import load_config
 
     from .conftest import Crash, crash_after
 
     config = write_config(tmp_path / "c.yaml", train={"epochs": 4})
     with pytest.raises(Crash):
-        train_run(load_config(config), tmp_path / "run", on_epoch_end=crash_after(1))
+        train(load_config(config), tmp_path / "run", "new", crash_after(1))
     pointer = tmp_path / "run" / "partial" / "checkpoint" / "state.json"
     pointer.unlink()
     os.mkfifo(pointer)

@@ -11,7 +11,7 @@ import pytest
 
 from lstmcli.data import dataset as data
 from lstmcli.data import fast as ingest
-from lstmcli.data.dataset import read_table
+from lstmcli.data.reader import Table, read_table
 from lstmcli.errors import DataError
 
 from .conftest import BAD_CSVS, write_config, write_csv
@@ -31,7 +31,7 @@ def fast(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
 
 def _slow(
     path: Path, columns: list[str], date_column: str | None = "date", series_column: str | None = None
-) -> data.Table:
+) -> Table:
     """The validating reader's table (the fast path off)."""
     with pytest.MonkeyPatch.context() as m:
         m.setattr(ingest, "FAST_MIN_BYTES", 1 << 62)
@@ -427,5 +427,5 @@ def test_training_reads_the_csv_once_for_its_hash(fast: Path, tmp_path: Path, mo
 
     monkeypatch.setattr(ingest, "sha256_file", counting)
     monkeypatch.setattr(pipeline, "sha256_file", counting)
-    pipeline.train_run(cfg, tmp_path / "run")
+    pipeline.train(cfg, tmp_path / "run")
     assert hashed == [str(tmp_path / "series.csv")]

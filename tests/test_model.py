@@ -14,18 +14,18 @@ def test_output_shape_and_parameter_count(n: int, m: int, layers: int, horizon: 
     assert model(torch.randn(7, 11, n)).shape == (7, horizon, k)
     facts = shapes.describe(model)
     lstm_total = 0
-    for i, layer in enumerate(facts["layers"]):
+    for i, layer in enumerate(facts.layers):
         n_l = n if i == 0 else m
-        assert layer["input_size"] == n_l
-        assert layer["parameters_textbook"] == 4 * m * (n_l + m) + 4 * m
-        assert layer["parameters_torch"] == 4 * m * (n_l + m) + 8 * m
+        assert layer.input_size == n_l
+        assert layer.parameters_textbook == 4 * m * (n_l + m) + 4 * m
+        assert layer.parameters_torch == 4 * m * (n_l + m) + 8 * m
         for gate in "figo":
-            assert layer["gates"][gate]["W"] == [m, n_l + m]
-            assert layer["gates"][gate]["b"] == [m]
-        lstm_total += layer["parameters_torch"]
-    assert facts["head"]["parameters"] == m * horizon * k + horizon * k
-    assert facts["total_parameters"] == lstm_total + facts["head"]["parameters"]
-    assert facts["total_parameters"] == sum(p.numel() for p in model.parameters())
+            assert layer.gates[gate].W == [m, n_l + m]
+            assert layer.gates[gate].b == [m]
+        lstm_total += layer.parameters_torch
+    assert facts.head.parameters == m * horizon * k + horizon * k
+    assert facts.total_parameters == lstm_total + facts.head.parameters
+    assert facts.total_parameters == sum(p.numel() for p in model.parameters())
 
 
 def test_gate_view_slices_the_packed_rows_in_i_f_g_o_order() -> None:
@@ -77,5 +77,5 @@ def test_unit_view_rows() -> None:
     model = LSTMForecaster(n=2, m=3, layers=2, horizon=1, n_targets=1)
     units = shapes.unit_view(model, 2)
     assert len(units) == 3
-    assert units[1]["weights"] == 4 * (3 + 3)
-    assert units[1]["torch_rows"] == {"f": 4, "i": 1, "g": 7, "o": 10}
+    assert units[1].weights == 4 * (3 + 3)
+    assert units[1].torch_rows == {"f": 4, "i": 1, "g": 7, "o": 10}

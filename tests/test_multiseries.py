@@ -11,7 +11,8 @@ from typer.testing import CliRunner
 
 from lstmcli.cli import app
 from lstmcli.config import load_config
-from lstmcli.data.dataset import load_dataset, read_table
+from lstmcli.data.dataset import load_dataset
+from lstmcli.data.reader import read_table
 from lstmcli.errors import DataError
 
 from .conftest import write_config

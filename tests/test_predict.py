@@ -217,7 +217,7 @@ def test_not_a_run_directory(tmp_path: Path, tiny_csv: Path) -> None:
 
 def test_inspect_run_shows_learned_gates_and_metrics(run_dir: Path) -> None:
     from lstmcli.model.gates import gate_view
-    from lstmcli.runs.checkpoints import load_run
+    from lstmcli.runs.run import load_run
 
     result = runner.invoke(app, ["inspect", str(run_dir)])
     assert result.exit_code == 0, result.output

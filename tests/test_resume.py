@@ -11,20 +11,20 @@ from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from lstmcli.cli import app
-from lstmcli.commands.train import train_run
+from lstmcli.commands.train import train
 from lstmcli.config import load_config
 from lstmcli.errors import CheckpointError, Interrupted
 from lstmcli.runs import checkpoints as ck
 from lstmcli.runs.lock import LOCK, RunLock
-from lstmcli.runs.store import MARKER, RunDir
+from lstmcli.runs.store import MARKER, METRICS, WEIGHTS, RunDir
 
-from .conftest import Crash, assert_same_tensors, crash_after, write_config
+from .conftest import Crash, OnEpoch, assert_same_tensors, crash_after, write_config
 
 runner = CliRunner()
 
 
 def assert_same_weights(a: Path, b: Path) -> None:
-    assert_same_tensors(load_file(a / ck.WEIGHTS), load_file(b / ck.WEIGHTS))
+    assert_same_tensors(load_file(a / WEIGHTS), load_file(b / WEIGHTS))
 
 
 CASES = {
@@ -38,11 +38,11 @@ CASES = {
 def test_resume_after_a_crash_is_bit_identical(tmp_path: Path, tiny_csv: Path, overrides: list[str]) -> None:
     config = write_config(tmp_path / "c.yaml")
     base = ["train.epochs=8", "train.batch_size=8", *overrides]
-    ref = train_run(load_config(config, [*base, f"output.dir={tmp_path / 'ref'}"]), tmp_path / "ref")
+    ref = train(load_config(config, [*base, f"output.dir={tmp_path / 'ref'}"]), tmp_path / "ref")
     cfg = load_config(config, [*base, f"output.dir={tmp_path / 'cut'}"])
     for cut in (2, 4):
         try:
-            train_run(cfg, tmp_path / "cut", resume=cut > 2, on_epoch_end=crash_after(cut))
+            train(cfg, tmp_path / "cut", "resume" if cut > 2 else "new", crash_after(cut))
         except Crash:
             pass
         else:  # early stopping may finish first
@@ -50,17 +50,17 @@ def test_resume_after_a_crash_is_bit_identical(tmp_path: Path, tiny_csv: Path, o
         state = json.loads((tmp_path / "cut" / "partial" / "checkpoint" / "state.json").read_text())
         assert state["epoch"] == cut
         assert not (tmp_path / "cut" / LOCK).exists()
-    resumed = train_run(cfg, tmp_path / "cut", resume=True)
+    resumed = train(cfg, tmp_path / "cut", "resume")
     assert_same_weights(tmp_path / "ref", tmp_path / "cut")
     assert [h["val_loss"] for h in resumed.result.state.history] == [h["val_loss"] for h in ref.result.state.history]
-    assert resumed.metrics["test"] == ref.metrics["test"]
+    assert resumed.metrics is not None and ref.metrics is not None and resumed.metrics.test == ref.metrics.test
     assert not (tmp_path / "cut" / "partial").exists()  # moved into place once the run finished
 
 
 def test_checkpoint_holds_every_part_of_the_state(tmp_path: Path, tiny_csv: Path) -> None:
     cfg = load_config(write_config(tmp_path / "c.yaml"), ["train.epochs=5"])
     with pytest.raises(Crash):
-        train_run(cfg, tmp_path / "run", on_epoch_end=crash_after(2))
+        train(cfg, tmp_path / "run", "new", crash_after(2))
     ck_dir = tmp_path / "run" / "partial" / "checkpoint"
     assert sorted(p.name for p in ck_dir.iterdir()) == ["state-000002.safetensors", "state.json"]
     saved = ck.load_train_state(tmp_path / "run" / "partial", cfg.parameters)
@@ -88,12 +88,12 @@ def test_a_kill_between_tensors_and_pointer_keeps_the_previous_generation(
 
     monkeypatch.setattr(ck, "atomic_write_json", dies_on_epoch_3_pointer)
     with pytest.raises(Crash):
-        train_run(cfg, tmp_path / "run")
+        train(cfg, tmp_path / "run")
     monkeypatch.setattr(ck, "atomic_write_json", real)
     saved = ck.load_train_state(tmp_path / "run" / "partial", cfg.parameters)
     assert saved is not None and saved.epoch == 2  # the orphan epoch-3 tensors are ignored
-    train_run(cfg, tmp_path / "run", resume=True)
-    train_run(cfg.model_copy(), tmp_path / "ref")
+    train(cfg, tmp_path / "run", "resume")
+    train(cfg.model_copy(), tmp_path / "ref")
     assert_same_weights(tmp_path / "ref", tmp_path / "run")
 
 
@@ -150,7 +150,7 @@ def test_train_into_a_locked_run_dir_exits_2(tmp_path: Path, tiny_csv: Path) -> 
 def test_resume_cli_continues_and_then_refuses_a_finished_run(tmp_path: Path, tiny_csv: Path) -> None:
     config = write_config(tmp_path / "c.yaml", train={"epochs": 4})
     with pytest.raises(Crash):
-        train_run(load_config(config), tmp_path / "run", on_epoch_end=crash_after(2))
+        train(load_config(config), tmp_path / "run", "new", crash_after(2))
     fresh = runner.invoke(app, ["train", str(config), "-q"])
     assert fresh.exit_code == 2 and "--resume" in fresh.output
     result = runner.invoke(app, ["resume", str(tmp_path / "run")])
@@ -165,13 +165,13 @@ def test_train_resume_without_a_checkpoint_starts_the_run(tmp_path: Path, tiny_c
     config = write_config(tmp_path / "c.yaml", train={"epochs": 2})
     result = runner.invoke(app, ["train", str(config), "-q", "--resume"])
     assert result.exit_code == 0, result.output
-    assert (tmp_path / "run" / ck.METRICS).exists()
+    assert (tmp_path / "run" / METRICS).exists()
 
 
 def test_resume_refuses_a_different_config(tmp_path: Path, tiny_csv: Path) -> None:
     config = write_config(tmp_path / "c.yaml", train={"epochs": 4})
     with pytest.raises(Crash):
-        train_run(load_config(config), tmp_path / "run", on_epoch_end=crash_after(1))
+        train(load_config(config), tmp_path / "run", "new", crash_after(1))
     result = runner.invoke(app, ["train", str(config), "-q", "--resume", "--set", "train.lr=0.01"])
     assert result.exit_code == 2
     assert "train.lr is 0.003 in the run but 0.01 now" in result.output
@@ -183,18 +183,18 @@ def test_a_signal_stops_at_a_batch_leaves_the_checkpoint_and_resumes_identically
 ) -> None:
     config = write_config(tmp_path / "c.yaml", train={"epochs": 5, "batch_size": 4})
     cfg = load_config(config)
-    train_run(cfg.model_copy(), tmp_path / "ref")
+    train(cfg.model_copy(), tmp_path / "ref")
 
     def on_epoch_end(report) -> None:  # noqa: ANN001
         if report.epoch == 2:
             os.kill(os.getpid(), signum)  # delivered now; the loop stops at the next batch
 
     with pytest.raises(Interrupted) as info:
-        train_run(cfg, tmp_path / "run", on_epoch_end=on_epoch_end)
+        train(cfg, tmp_path / "run", "new", OnEpoch(on_epoch_end))
     assert info.value.exit_code == 128 + signum
     assert f"lstm resume {tmp_path / 'run'}" in str(info.value) and "epoch 2" in str(info.value)
     assert not (tmp_path / "run" / LOCK).exists()
-    train_run(cfg, tmp_path / "run", resume=True)
+    train(cfg, tmp_path / "run", "resume")
     assert_same_weights(tmp_path / "ref", tmp_path / "run")
 
 
@@ -206,8 +206,8 @@ def test_divergence_keeps_the_best_checkpoint_and_exits_1(
     config = write_config(tmp_path / "c.yaml", train={"epochs": 6})
     real = Trainer.train_epoch
 
-    def blows_up_at_epoch_4(self: Trainer) -> float:
-        loss = real(self)
+    def blows_up_at_epoch_4(self: Trainer, hooks: object = None) -> float:
+        loss = real(self, hooks)
         return float("nan") if self.state.epoch == 3 else loss
 
     monkeypatch.setattr(Trainer, "train_epoch", blows_up_at_epoch_4)
@@ -226,7 +226,7 @@ def test_divergence_keeps_the_best_checkpoint_and_exits_1(
 def test_inspect_of_an_unfinished_run_says_how_to_resume(tmp_path: Path, tiny_csv: Path) -> None:
     config = write_config(tmp_path / "c.yaml", train={"epochs": 4})
     with pytest.raises(Crash):
-        train_run(load_config(config), tmp_path / "run", on_epoch_end=crash_after(1))
+        train(load_config(config), tmp_path / "run", "new", crash_after(1))
     result = runner.invoke(app, ["inspect", str(tmp_path / "run")])
     assert result.exit_code == 2
     assert f"continue it with: lstm resume {tmp_path / 'run'}" in result.output
@@ -235,7 +235,7 @@ def test_inspect_of_an_unfinished_run_says_how_to_resume(tmp_path: Path, tiny_cs
 def test_a_checkpoint_that_does_not_fit_the_model_is_refused(tmp_path: Path, tiny_csv: Path) -> None:
     config = write_config(tmp_path / "c.yaml", train={"epochs": 4})
     with pytest.raises(Crash):
-        train_run(load_config(config), tmp_path / "run", on_epoch_end=crash_after(1))
+        train(load_config(config), tmp_path / "run", "new", crash_after(1))
     # Re-write a consistent pair (checksums match) whose tensors lack the RNG state.
     saved = ck.load_train_state(tmp_path / "run" / "partial", load_config(config).parameters)
     assert saved is not None

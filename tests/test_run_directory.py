@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from lstmcli.cli import app
-from lstmcli.commands.train import train_run
+from lstmcli.commands.train import train
 from lstmcli.config import load_config
 from lstmcli.runs import store
 from lstmcli.runs.store import MARKER, RunDir
@@ -59,7 +59,7 @@ def test_an_overwrite_that_fails_after_saving_epochs_keeps_the_previous_run(
     train_cli(config)
     before = snapshot(tmp_path / "run")
     real = Trainer.train_epoch
-    monkeypatch.setattr(Trainer, "train_epoch", lambda self: float("nan") if self.state.epoch == 2 else real(self))
+    monkeypatch.setattr(Trainer, "train_epoch", lambda self, hooks=None: float("nan") if self.state.epoch == 2 else real(self, hooks))
     out = one_line_failure(config, "--overwrite", code=1)
     assert "training diverged at epoch 3" in out and f"the previous run in {tmp_path / 'run'} is unchanged" in out
     after = snapshot(tmp_path / "run")
@@ -72,14 +72,14 @@ def test_an_overwrite_that_fails_after_saving_epochs_keeps_the_previous_run(
 def test_an_interrupted_overwrite_keeps_the_previous_run_until_the_new_one_finishes(tmp_path: Path, tiny_csv: Path) -> None:
     config = write_config(tmp_path / "c.yaml", train={"epochs": 4})
     cfg = load_config(config)
-    train_run(cfg, tmp_path / "ref")
+    train(cfg, tmp_path / "ref")
     first = load_config(config, ["train.seed=7"])
-    train_run(first, tmp_path / "run")
+    train(first, tmp_path / "run")
     before = snapshot(tmp_path / "run")
     with pytest.raises(Crash):
-        train_run(cfg, tmp_path / "run", overwrite=True, on_epoch_end=crash_after(2))
+        train(cfg, tmp_path / "run", "overwrite", crash_after(2))
     assert {k: v for k, v in snapshot(tmp_path / "run").items() if not k.startswith("partial")} == before
-    train_run(cfg, tmp_path / "run", resume=True)
+    train(cfg, tmp_path / "run", "resume")
     assert not (tmp_path / "run" / "partial").exists()
     assert_same_tensors(load_file(tmp_path / "ref" / "model.safetensors"), load_file(tmp_path / "run" / "model.safetensors"))
 
@@ -87,7 +87,7 @@ def test_an_interrupted_overwrite_keeps_the_previous_run_until_the_new_one_finis
 def test_an_unfinished_run_replaced_by_an_overwrite_that_fails_at_once_is_put_back(tmp_path: Path, tiny_csv: Path) -> None:
     config = write_config(tmp_path / "c.yaml", train={"epochs": 4})
     with pytest.raises(Crash):
-        train_run(load_config(config), tmp_path / "run", on_epoch_end=crash_after(2))
+        train(load_config(config), tmp_path / "run", "new", crash_after(2))
     before = snapshot(tmp_path / "run")
     one_line_failure(config, "--overwrite", "--set", "train.lr=.inf", code=1)
     assert snapshot(tmp_path / "run") == before
@@ -148,7 +148,7 @@ def test_a_kill_while_moving_the_finished_run_into_place_is_completed_by_the_nex
     tmp_path: Path, tiny_csv: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     config = write_config(tmp_path / "c.yaml")
-    train_run(load_config(config, ["train.seed=5"]), tmp_path / "run")
+    train(load_config(config, ["train.seed=5"]), tmp_path / "run")
     real = store.RunDir._rename
     moved: list[str] = []
 
@@ -160,14 +160,14 @@ def test_a_kill_while_moving_the_finished_run_into_place_is_completed_by_the_nex
 
     monkeypatch.setattr(store.RunDir, "_replace", dies_after_two)
     with pytest.raises(Crash):
-        train_run(load_config(config), tmp_path / "run", overwrite=True)
+        train(load_config(config), tmp_path / "run", "overwrite")
     monkeypatch.undo()
     run = RunDir(tmp_path / "run")
     assert run.awaiting_commit() and not run.finished()  # a mix of the two runs on disk
     result = runner.invoke(app, ["inspect", str(tmp_path / "run")])
     assert result.exit_code == 0, result.output
     assert run.finished() and not run.partial.exists()
-    train_run(load_config(config), tmp_path / "ref")
+    train(load_config(config), tmp_path / "ref")
     assert_same_tensors(load_file(tmp_path / "ref" / "model.safetensors"), load_file(tmp_path / "run" / "model.safetensors"))
 
 
@@ -225,10 +225,10 @@ def test_a_finished_run_written_by_0_1_0_can_be_overwritten(tmp_path: Path, tiny
 def test_an_unfinished_run_of_the_0_1_0_layout_resumes_to_the_same_weights(tmp_path: Path, tiny_csv: Path) -> None:
     config = write_config(tmp_path / "c.yaml", train={"epochs": 4})
     cfg = load_config(config)
-    train_run(cfg, tmp_path / "ref")
+    train(cfg, tmp_path / "ref")
     run = tmp_path / "run"
     with pytest.raises(Crash):
-        train_run(cfg, run, on_epoch_end=crash_after(2))
+        train(cfg, run, "new", crash_after(2))
     # What 0.1.0 left: config.yaml and checkpoint/ in the run directory itself, no marker.
     (run / "partial" / "config.yaml").rename(run / "config.yaml")
     (run / "partial" / "checkpoint").rename(run / "checkpoint")

@@ -12,7 +12,10 @@ from typer.testing import CliRunner
 
 from lstmcli.cli import app
 from lstmcli.errors import CheckpointError
-from lstmcli.runs import checkpoints as ck
+from lstmcli.fsutil import sha256
+from lstmcli.runs.run import load_run
+from lstmcli.runs.store import META, WEIGHTS
+from lstmcli.runs.tensors import read_weights
 
 runner = CliRunner()
 
@@ -41,13 +44,13 @@ def test_safetensors_whose_length_bytes_look_like_pickle_magic_loads(run_dir: Pa
     # A 896-byte header is stored as 80 03 00 ..., the same two bytes as a protocol-3 pickle.
     run = tmp_path / "run"
     shutil.copytree(run_dir, run)
-    data = _weights_with_header_length(ck.read_weights(run / ck.WEIGHTS), 0x380)
+    data = _weights_with_header_length(read_weights(run / WEIGHTS), 0x380)
     assert data[:2] == b"\x80\x03"
-    (run / ck.WEIGHTS).write_bytes(data)
-    meta = json.loads((run / ck.META).read_text())
-    meta["weights_sha256"] = ck.sha256(data)
-    (run / ck.META).write_text(json.dumps(meta))
-    loaded = ck.load_run(run)
+    (run / WEIGHTS).write_bytes(data)
+    meta = json.loads((run / META).read_text())
+    meta["weights_sha256"] = sha256(data)
+    (run / META).write_text(json.dumps(meta))
+    loaded = load_run(run)
     assert loaded.model.m == 8
 
 
@@ -57,6 +60,6 @@ def test_pickle_files_are_refused(run_dir: Path, tmp_path: Path, name: str) -> N
     shutil.copytree(run_dir, run)
     (run / name).write_bytes(b"\x80\x04\x95\x10\x00\x00\x00\x00\x00\x00\x00}\x94.")  # a protocol-4 pickle's start
     with pytest.raises(CheckpointError, match="looks like a pickle"):
-        ck.load_run(run)
+        load_run(run)
     result = runner.invoke(app, ["inspect", str(run)])
     assert result.exit_code == 2 and "Traceback" not in result.output

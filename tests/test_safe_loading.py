@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from lstmcli.cli import app
-from lstmcli.commands.train import train_run
+from lstmcli.commands.train import train
 from lstmcli.config import load_config
 
 from .conftest import Crash, crash_after, write_config
@@ -47,10 +47,10 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
     write_csv(d / "series.csv")
     config = write_config(d / "c.yaml", train={"epochs": 3})
-    train_run(load_config(config), d / "finished")
+    train(load_config(config), d / "finished")
 
     with pytest.raises(Crash):
-        train_run(load_config(config, [f"output.dir={d / 'unfinished'}"]), d / "unfinished", on_epoch_end=crash_after(1))
+        train(load_config(config, [f"output.dir={d / 'unfinished'}"]), d / "unfinished", "new", crash_after(1))
     return {"finished": d / "finished", "unfinished": d / "unfinished", "config": config}
 
 
@@ -103,7 +103,7 @@ def test_safetensors_header_that_starts_like_a_pickle_is_not_refused(tmp_path: P
     import torch
     from safetensors.torch import save
 
-    from lstmcli.runs.checkpoints import refuse_pickles
+    from lstmcli.runs.tensors import refuse_pickles
 
     for pad in range(0, 1500):
         data = save({"w": torch.zeros(1)}, metadata={"pad": "x" * pad})

@@ -12,7 +12,7 @@ from lstmcli.config import load_config
 from lstmcli.data.dataset import load_dataset
 from lstmcli.training.trainer import Trainer, fit
 
-from .conftest import write_config
+from .conftest import OnEpoch, write_config
 
 runner = CliRunner()
 
@@ -20,7 +20,7 @@ runner = CliRunner()
 def test_loss_falls_and_callback_runs_once_per_epoch(tiny_config: Path) -> None:
     cfg = load_config(tiny_config, ["train.epochs=30", "train.patience=50", "train.lr=0.01"])
     reports = []
-    result = fit(cfg, load_dataset(cfg.data), on_epoch_end=reports.append)
+    result = fit(Trainer(cfg, load_dataset(cfg.data)), OnEpoch(reports.append))
     assert [r.epoch for r in reports] == list(range(1, 31))
     assert reports[-1].train_loss < 0.5 * reports[0].train_loss
     assert result.state.epoch == 30
@@ -29,9 +29,9 @@ def test_loss_falls_and_callback_runs_once_per_epoch(tiny_config: Path) -> None:
 def test_same_seed_same_losses_on_cpu(tiny_config: Path) -> None:
     cfg = load_config(tiny_config, ["train.epochs=4", "model.dropout=0.2"])
     ds = load_dataset(cfg.data)
-    a = [h["train_loss"] for h in fit(cfg, ds).state.history]
-    b = [h["train_loss"] for h in fit(cfg, ds).state.history]
-    c = [h["train_loss"] for h in fit(load_config(tiny_config, ["train.epochs=4", "train.seed=1"]), ds).state.history]
+    a = [h["train_loss"] for h in fit(Trainer(cfg, ds)).state.history]
+    b = [h["train_loss"] for h in fit(Trainer(cfg, ds)).state.history]
+    c = [h["train_loss"] for h in fit(Trainer(load_config(tiny_config, ["train.epochs=4", "train.seed=1"]), ds)).state.history]
     assert a == b
     assert a != c
 
@@ -40,7 +40,7 @@ def test_early_stopping_restores_the_best_weights(tiny_config: Path) -> None:
     # A large learning rate makes the validation loss bounce, so the last epoch is not the best.
     cfg = load_config(tiny_config, ["train.epochs=40", "train.patience=3", "train.lr=0.05", "train.schedule=none"])
     ds = load_dataset(cfg.data)
-    result = fit(cfg, ds)
+    result = fit(Trainer(cfg, ds))
     st = result.state
     vals = [h["val_loss"] for h in st.history]
     assert st.best_val == min(vals) and st.best_epoch == vals.index(min(vals)) + 1
@@ -100,31 +100,31 @@ def test_bad_data_leaves_no_run_directory(tmp_path: Path) -> None:
 def test_evaluation_metrics_match_a_hand_computation() -> None:
     import numpy as np
 
-    from lstmcli.evaluate import evaluate_forecasts
+    from lstmcli.evaluate import Scores, forecast_set
 
     values = np.arange(1.0, 21.0)[:, None]  # y_t = t + 1
     origins = np.array([10, 11])
     forecast = values[origins[:, None] + np.arange(2)] + 1.0  # off by one everywhere
-    res = evaluate_forecasts(values, origins, 2, 4, forecast, ["y"])
-    assert res["model"]["MAE"] == pytest.approx(1.0)
-    assert res["naive"]["MAE"] == pytest.approx(1.5)  # steps 1, 2 behind: (1+2)/2
-    assert res["seasonal_naive"]["MAE"] == pytest.approx(4.0)  # one season of 4 back
-    assert res["model"]["MASE"] == pytest.approx(0.25)
-    assert res["model"]["sMAPE"] == pytest.approx(np.mean(200 / (2 * values[origins[:, None] + np.arange(2)] + 1)))
+    res = Scores(1).add(*forecast_set(values, origins, 2, 4, forecast)).summary(["y"])
+    assert res.model.MAE == pytest.approx(1.0)
+    assert res.naive.MAE == pytest.approx(1.5)  # steps 1, 2 behind: (1+2)/2
+    assert res.seasonal_naive.MAE == pytest.approx(4.0)  # one season of 4 back
+    assert res.model.MASE == pytest.approx(0.25)
+    assert res.model.sMAPE == pytest.approx(np.mean(200 / (2 * values[origins[:, None] + np.arange(2)] + 1)))
 
 
 def test_smape_counts_zero_over_zero_as_zero() -> None:
     import numpy as np
 
-    from lstmcli.evaluate import evaluate_forecasts
+    from lstmcli.evaluate import Scores, forecast_set
 
     values = np.zeros((12, 1))
     origins = np.array([8, 9])
-    res = evaluate_forecasts(values, origins, 2, 4, np.zeros((2, 2, 1)), ["y"])
-    assert res["model"]["sMAPE"] == 0.0 and res["model"]["MAE"] == 0.0 and res["model"]["MASE"] is None
+    res = Scores(1).add(*forecast_set(values, origins, 2, 4, np.zeros((2, 2, 1)))).summary(["y"])
+    assert res.model.sMAPE == 0.0 and res.model.MAE == 0.0 and res.model.MASE is None
 
 
 def test_torch_threads_respected(tiny_config: Path) -> None:
     cfg = load_config(tiny_config, ["train.threads=1", "train.epochs=1"])
-    fit(cfg, load_dataset(cfg.data))
+    fit(Trainer(cfg, load_dataset(cfg.data)))
     assert torch.get_num_threads() == 1

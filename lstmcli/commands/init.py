@@ -15,8 +15,9 @@ from pathlib import Path
 import yaml
 
 from lstmcli.config import ModelConfig, parse_yaml, validate_config
-from lstmcli.data.dataset import MISSING_CELLS, csv_records, header_of, prepare, read_table
+from lstmcli.data.dataset import prepare
 from lstmcli.data.dates import infer_frequency, parse_iso
+from lstmcli.data.reader import MISSING_CELLS, csv_records, header_of, read_table
 from lstmcli.errors import ConfigError, DataError
 from lstmcli.fsutil import atomic_write
 

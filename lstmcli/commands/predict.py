@@ -11,19 +11,21 @@ from __future__ import annotations
 import csv
 import io
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from lstmcli.data.dataset import Scaler, Split, Table, check_log_positive, read_header, read_table, split_rows
+from lstmcli.data.dataset import Scaler, Split, split_rows
 from lstmcli.data.dates import continue_dates, format_dates, infer_frequency
+from lstmcli.data.reader import Table, read_header, read_table
 from lstmcli.data.windows import Windows
-from lstmcli.errors import CheckpointError, ConfigError, DataError
-from lstmcli.evaluate import Scores, forecast_chunks, forecast_set
-from lstmcli.runs.checkpoints import Run, load_run
+from lstmcli.errors import ConfigError, DataError
+from lstmcli.evaluate import Scores, SplitScores, forecast_chunks, forecast_set
+from lstmcli.runs.inputs import Series, read_series
+from lstmcli.runs.run import Run, load_run
 from lstmcli.runs.schema import SeriesMeta
 from lstmcli.training.device import resolve_device
 
@@ -31,17 +33,6 @@ BACKTEST_SPLITS = ("all", "train", "val", "test")
 # A recursive forecast makes one model call per H steps and holds every step: 10,000 steps cover a
 # year of hourly data in seconds; a billion would take days and gigabytes.
 MAX_STEPS = 10_000
-
-
-@dataclass(frozen=True)
-class Series:
-    """A CSV read with a run's columns and scaled with the run's stored scaler."""
-
-    table: Table  # original units, columns in model order (targets first)
-    scaled: np.ndarray  # (N, n) float32, exactly as train scales its series
-    scaler: Scaler
-    id: str | None = None  # the series id in a multi-series (long-format) run
-    stored: SeriesMeta | None = None  # what meta.json recorded of this series in training
 
 
 @dataclass(frozen=True)
@@ -64,8 +55,12 @@ class Forecast:
     def index_labels(self) -> list[str]:
         return format_dates(self.index) if self.date_column else [str(int(i)) for i in self.index]
 
+    def last_label(self) -> str | None:
+        """The date of the last row of the data (None without dates)."""
+        return format_dates(self.history_index[-1:])[0] if self.date_column else None
+
     def to_dict(self) -> dict[str, Any]:
-        last = format_dates(self.history_index[-1:])[0] if self.date_column else None
+        last = self.last_label()
         return {
             "run": str(self.run),
             "data": self.data,
@@ -104,7 +99,7 @@ class Backtest:
     history: np.ndarray  # (N, k) targets in original units
     origins: np.ndarray  # (W,) row of each window's first target
     forecasts: np.ndarray  # (W, H, k) original units
-    metrics: dict[str, Any]  # as metrics.json's "test": model, naive, seasonal_naive (+ per_target)
+    metrics: SplitScores  # as metrics.json's "test": model, naive, seasonal_naive (+ per_target)
     scores: Scores  # the sums behind ``metrics``, for pooling over series
     series: str | None = None
 
@@ -112,8 +107,13 @@ class Backtest:
     def horizon(self) -> int:
         return int(self.forecasts.shape[1])
 
-    def to_dict(self) -> dict[str, Any]:
+    def origin_labels(self) -> tuple[str, str]:
+        """The date (or 1-based row) of the first and the last origin."""
         first, last = (self._label(int(o)) for o in self.origins[[0, -1]])
+        return first, last
+
+    def to_dict(self) -> dict[str, Any]:
+        first, last = self.origin_labels()
         return {
             "run": str(self.run),
             "data": self.data,
@@ -123,7 +123,7 @@ class Backtest:
             "horizon": self.horizon,
             "first_origin": first,
             "last_origin": last,
-            "metrics": self.metrics,
+            "metrics": self.metrics.to_dict(),
         }
 
     def _label(self, row: int) -> str:
@@ -145,83 +145,6 @@ class Backtest:
                 cells = [repr(float(v)) for j in range(len(self.targets)) for v in (self.forecasts[w, h, j], self.history[o + h, j])]
                 writer.writerow([labels[o], h + 1, labels[o + h], *cells])
         return buf.getvalue()
-
-
-# ---------------------------------------------------------------------------------------------
-# Reading new data with a run's columns and scaler
-
-
-def read_series(run: Run, path: str | Path, min_rows: int, purpose: str, only: str | None = None) -> list[Series]:
-    """Read the run's columns from ``path`` (any order) and scale them with the stored scaler(s).
-
-    The run's date column is used when the file has it; without it, rows are numbered. A
-    multi-series run reads the file in long format and returns every series (or ``only`` one),
-    each scaled with the statistics that series had in training.
-    """
-    cfg = run.cfg.data
-    path = str(path)
-    header = read_header(path)
-    keys = [cfg.series_column] if cfg.series_column else []
-    missing = [c for c in [*keys, *cfg.columns] if c not in header]
-    if missing:
-        raise DataError(
-            f"{path}: lacks column(s) {', '.join(repr(c) for c in missing)} that run {run.path} was trained on "
-            f"(target {', '.join(cfg.target)}{'; features ' + ', '.join(cfg.features) if cfg.features else ''}"
-            f"{'; series column ' + cfg.series_column if cfg.series_column else ''}); the file has: {', '.join(header)}"
-        )
-    if only is not None and not cfg.series_column:
-        raise DataError(f"--series {only}: run {run.path} was trained on a single series (no data.series_column)")
-    date_column = cfg.date_column if cfg.date_column in header else None
-    table = read_table(path, cfg.columns, date_column, cfg.missing, cfg.series_column)
-    parts = table.series_parts()
-    if only is not None:
-        parts = [p for p in parts if p[0] == only]
-        if not parts:
-            found = ", ".join(str(p[0]) for p in table.series_parts())
-            raise DataError(f"{path}: has no rows of series '{only}' (column '{cfg.series_column}'); it has: {found}")
-    result = []
-    for sid, start, stop in parts:
-        part = table if sid is None else replace(
-            table,
-            path=f"{path}: series '{sid}'",
-            values=table.values[start:stop],
-            dates=None if table.dates is None else table.dates[start:stop],
-            parts=None,
-        )
-        if part.n_rows < min_rows:
-            raise DataError(f"{part.path}: has {part.n_rows} row(s), but {purpose}")
-        stored = stored_series(run, sid)
-        scaler = stored_scaler(run, stored)
-        check_log_positive(part.path, part.columns, part.values, scaler.log,
-                           "but the run models this column as log(x) (data.transform: log)")
-        scaled = scaler.to_float32(part.path, part.columns, part.values)  # as data.prepare scales
-        result.append(Series(table=part, scaled=scaled, scaler=scaler, id=sid, stored=stored))
-    return result
-
-
-def stored_series(run: Run, sid: str | None) -> SeriesMeta:
-    """meta.json's record of series ``sid`` (scaler, split rows, dates); id None for a single series."""
-    for entry in run.meta.series:
-        if entry.id == sid:
-            return entry
-    if sid is None:
-        raise CheckpointError(f"{run.path / 'meta.json'}: records no single series (the run was trained on several)")
-    trained = ", ".join(str(e.id) for e in run.meta.series)
-    raise DataError(
-        f"series '{sid}' was not in the training data of run {run.path} (trained on: {trained}); "
-        "its scaling statistics are unknown, so the run cannot forecast it"
-    )
-
-
-def stored_scaler(run: Run, stored: SeriesMeta) -> Scaler:
-    """The scaler fitted on one series' training rows, as recorded in meta.json."""
-    scaler = Scaler.from_dict(stored.scaler.model_dump())
-    n = run.cfg.model.n
-    if not (scaler.mean.shape == scaler.std.shape == scaler.log.shape == (n,)):
-        raise CheckpointError(f"{run.path / 'meta.json'}: scaler statistics are not for n = {n} columns")
-    if not (np.isfinite(scaler.mean).all() and np.isfinite(scaler.std).all() and (scaler.std > 0).all()):
-        raise CheckpointError(f"{run.path / 'meta.json'}: scaler statistics must be finite, with positive std")
-    return scaler
 
 
 def _device(run: Run) -> torch.device:
@@ -246,14 +169,14 @@ class Results:
 
     items: list[Any]  # Forecast or Backtest, one per series
     series_column: str | None  # set for a multi-series run
-    metrics: dict[str, Any] | None = None  # backtests: pooled over all series, as metrics.json
+    metrics: SplitScores | None = None  # backtests: pooled over all series, as metrics.json
 
     def to_dict(self) -> dict[str, Any]:
         if self.series_column is None:
             return self.items[0].to_dict()
         d: dict[str, Any] = {"series_column": self.series_column, "series": {i.series: i.to_dict() for i in self.items}}
         if self.metrics is not None:
-            d["metrics"] = self.metrics
+            d["metrics"] = self.metrics.to_dict()
         return d
 
     def to_csv(self) -> str:

@@ -1,4 +1,16 @@
-"""``lstm train`` as one library call: read, check, fit, evaluate, write the run directory."""
+"""``lstm train`` as one recipe with named parts.
+
+1. :func:`prepare`: read and check the data, hash the config and the CSV, resolve the device, each
+   once; nothing is written yet, so bad input never touches the run directory.
+2. :func:`open_run`: take the run directory's lock and start a new run in ``partial/`` or find the
+   one to resume (``runs.store``).
+3. :func:`fit` with one hooks object: the caller's (progress) wrapped by the recipe's, which
+   checkpoints every epoch and turns a signal into a stop at the next batch.
+4. :func:`finish`: evaluate, write the finished files into ``partial/``, move them into place.
+
+Ranks other than 0 of a data-parallel job run the same recipe with writing turned off: no lock, no
+checkpoint, no files.
+"""
 
 from __future__ import annotations
 
@@ -7,117 +19,219 @@ import csv
 import io
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+import torch
 
 from lstmcli.config import Config, load_yaml, parse_yaml, read_config_text, validate_config
 from lstmcli.data.dataset import Dataset, load_dataset
-from lstmcli.data.dates import describe_dates
 from lstmcli.errors import CheckpointError, DataError, Interrupted, ResourceError, TrainingError
 from lstmcli.evaluate import evaluate_split
-from lstmcli.fsutil import atomic_write, atomic_write_json, check_regular, sha256, sha256_file
+from lstmcli.fsutil import atomic_write, check_regular, sha256, sha256_file
 from lstmcli.plots import loss_curve
 from lstmcli.plots import preload as preload_plotting
-from lstmcli.runs import checkpoints as ck
+from lstmcli.runs.checkpoints import TrainCheckpoint, load_train_state, save_train_state
+from lstmcli.runs.run import run_meta, save_model, write_json_model
+from lstmcli.runs.schema import Metrics
 from lstmcli.runs.store import CHECKPOINT_DIR, CONFIG, HISTORY, LOSS_PLOT, MARKER, META, METRICS, STATE_POINTER, RunDir
+from lstmcli.runs.tensors import refuse_pickles
 from lstmcli.training.device import check_threads, resolve_device
-from lstmcli.training.distributed import Dist, peers_lost_is_one_line, shutdown
+from lstmcli.training.distributed import Dist, abandon, peers_lost_is_one_line, shutdown
+from lstmcli.training.hooks import EpochReport, Hooks, Stopped
 from lstmcli.training.interrupts import StopSignals
-from lstmcli.training.trainer import EpochReport, Trainer, TrainResult, fit
+from lstmcli.training.state import restore, snapshot
+from lstmcli.training.trainer import Trainer, TrainResult, fit
+
+Mode = Literal["new", "overwrite", "resume"]
 
 
 @dataclass(frozen=True)
 class TrainSummary:
+    """A finished training: where it is, its metrics (None on a rank that writes nothing), the model."""
+
     run_dir: Path
-    metrics: dict[str, Any]
+    metrics: Metrics | None
     result: TrainResult
 
 
-def train_run(
-    cfg: Config,
-    run_dir: Path,
-    overwrite: bool = False,
-    on_start: Callable[[Dataset], None] | None = None,
-    on_epoch_end: Callable[[EpochReport], None] | None = None,
-    resume: bool = False,
-    on_resume: Callable[[int], None] | None = None,
-    dist: Dist | None = None,
-) -> TrainSummary:
-    """Train ``cfg`` into ``run_dir`` and return the test metrics.
+@dataclass(frozen=True)
+class Prepared:
+    """Everything computed once, before the run directory is touched."""
 
-    The data is read and checked before the run directory is touched. The run trains in
-    ``run_dir/partial`` with a checkpoint every epoch, and its files are moved into ``run_dir``
-    only once it has finished (``runs.store``), so a run that fails leaves the previous one as it
-    was. With ``resume`` the run continues from its checkpoint (or starts, if no epoch was saved
-    yet). SIGINT/SIGTERM stop at the next batch with the last checkpoint intact and raise
-    ``Interrupted``. Under torchrun every rank trains; rank 0 alone locks, checkpoints, evaluates
-    and writes the run directory.
-    """
-    dist = dist or Dist()
-    if not dist.is_main:
-        return _follow(cfg, run_dir, resume, dist)
+    cfg: Config  # data.path absolute
+    config_text: str  # the resolved config, as config.yaml holds it
+    config_sha256: str
+    data_sha256: str  # of the CSV: the resume check and the parse cache's key
+    ds: Dataset
+    device: torch.device
+    dist: Dist
+
+
+@dataclass(frozen=True)
+class OpenRun:
+    """A run directory taken for training: where this rank writes, and the checkpoint to resume."""
+
+    prepared: Prepared
+    run: RunDir
+    work: Path | None  # RUN/partial, or None on a rank that writes nothing
+    saved: TrainCheckpoint | None
+
+
+def train(cfg: Config, run_dir: Path, mode: Mode = "new", hooks: Hooks | None = None, dist: Dist | None = None) -> TrainSummary:
+    """Train ``cfg`` into ``run_dir``: a ``new`` run, one that replaces the run there
+    (``overwrite``: the old one stays until the new one has finished), or ``resume`` the unfinished
+    one (starting it if no epoch was saved). SIGINT/SIGTERM stop at the next batch with the last
+    checkpoint intact and raise ``Interrupted``."""
+    hooks, dist = hooks or Hooks(), dist or Dist()
     with StopSignals() as stop:
-        check_threads(cfg.train.threads)
-        check_regular(cfg.data.path, "CSV file", DataError)
-        data_sha = sha256_file(cfg.data.path, DataError)  # once: the resume check and the parse cache's key
-        ds = load_dataset(cfg.data, content_sha256=data_sha)
-        resolve_device(cfg.train.device, dist.local_world)  # an unavailable device fails before the run directory is touched
-        cfg = cfg.model_copy(
-            update={"data": cfg.data.model_copy(update={"path": str(Path(cfg.data.path).resolve())})}
-        )
-        config_text = cfg.to_yaml()
+        prepared = prepare(cfg, dist)
         if stop.signum:
             raise Interrupted(f"{stop.name}: stopped before training started; nothing was written", stop.exit_code)
         run = RunDir(run_dir)
+        if not dist.is_main:
+            saved = load_train_state(run.partial, cfg.parameters) if mode == "resume" else None
+            return _fit_and_finish(OpenRun(prepared, run, None, saved), hooks, stop)
         with run.locked():
-            work, saved = _prepare_resume(run, config_text, data_sha, cfg.parameters) if resume else (_start_new(run, overwrite, config_text), None)
-            with _out_of_memory_is_one_line():
-                trainer = Trainer(cfg, ds, dist=dist)
-            if saved is not None:
-                try:
-                    trainer.restore(saved.tensors, saved.info)
-                except (KeyError, IndexError, ValueError, TypeError, RuntimeError) as exc:
-                    # A checkpoint with matching checksums but the wrong contents (hand-made or
-                    # from another version): refuse it in one line.
-                    what = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
-                    raise CheckpointError(
-                        f"{work / CHECKPOINT_DIR / STATE_POINTER}: the checkpoint does not fit this run's model and optimizer ({what})"
-                    ) from None
-                if on_resume is not None:
-                    on_resume(saved.epoch)
-            if on_start is not None:
-                on_start(ds)
-            trainer.poll = lambda: _poll(stop, trainer, run_dir)
+            return _fit_and_finish(open_run(prepared, run, mode), hooks, stop)
 
-            def epoch_end(report: EpochReport) -> None:
-                preload_plotting()  # matplotlib loads on a side thread while the next epochs train
-                if on_epoch_end is not None:
-                    on_epoch_end(report)
 
-            def save_checkpoint(tr: Trainer) -> None:
-                tensors, info = tr.snapshot()
-                info.update(config_sha256=sha256(config_text), data_sha256=data_sha)
-                ck.save_train_state(work, tensors, info)
-                run.epoch_saved()
+def prepare(cfg: Config, dist: Dist) -> Prepared:
+    """Read and check the data, hash the config and the CSV, resolve the device: once each."""
+    check_threads(cfg.train.threads)
+    check_regular(cfg.data.path, "CSV file", DataError)
+    data_sha = sha256_file(cfg.data.path, DataError)
+    ds = load_dataset(cfg.data, content_sha256=data_sha)
+    device = resolve_device(cfg.train.device, dist.local_world, dist.local_rank if dist.enabled else None)
+    cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"path": str(Path(cfg.data.path).resolve())})})
+    text = cfg.to_yaml()
+    return Prepared(cfg=cfg, config_text=text, config_sha256=sha256(text), data_sha256=data_sha, ds=ds, device=device, dist=dist)
 
-            start = time.perf_counter()
+
+def open_run(prepared: Prepared, run: RunDir, mode: Mode) -> OpenRun:
+    """Start a new run in ``partial/`` (holding the lock), or find the one to resume."""
+    if mode == "resume":
+        return _resume_point(prepared, run)
+    if (run.finished() or run.in_progress() or run.legacy_unfinished()) and mode != "overwrite":
+        unfinished = run.in_progress() or run.legacy_unfinished()
+        resume = " or --resume to continue it" if unfinished else ""
+        raise CheckpointError(
+            f"{run.path}: a run directory is already there; pass --overwrite to replace it{resume}, "
+            "or set output.dir (--set output.dir=...)"
+        )
+    run.adopt_legacy()
+    return OpenRun(prepared, run, run.start(prepared.config_text), None)
+
+
+def _resume_point(prepared: Prepared, run: RunDir) -> OpenRun:
+    """The unfinished run of this very config and data, and its checkpoint (a fresh start when no
+    epoch was saved yet)."""
+    refuse_pickles(run.path)
+    run.adopt_legacy()
+    if not run.in_progress():
+        if run.finished():
+            raise CheckpointError(_finished_message(run.path))
+        return OpenRun(prepared, run, run.start(prepared.config_text), None)
+    work = run.partial
+    config_path = work / CONFIG
+    stored = read_config_text(config_path) if config_path.is_file() else None
+    if stored is not None and stored != prepared.config_text:
+        raise CheckpointError(f"{config_path}: {_config_difference(stored, prepared.config_text)}")
+    saved = load_train_state(work, prepared.cfg.parameters)
+    if saved is None:
+        return OpenRun(prepared, run, run.start(prepared.config_text), None)
+    pointer = work / CHECKPOINT_DIR / STATE_POINTER
+    if saved.info.get("config_sha256") != prepared.config_sha256:
+        raise CheckpointError(f"{config_path}: was edited after the checkpoint in {pointer} was written; restore it or start a new run")
+    if saved.info.get("data_sha256") not in (None, prepared.data_sha256):
+        raise CheckpointError(
+            f"{pointer}: the data file changed since this run started (sha256 differs); "
+            "resuming would not continue the same training, start a new run"
+        )
+    return OpenRun(prepared, run, work, saved)
+
+
+class _RunHooks(Hooks):
+    """The caller's hooks, with the recipe's part: a checkpoint after every epoch (before the caller
+    hears of it), and a stop at the next batch once a signal came."""
+
+    def __init__(self, outer: Hooks, trainer: Trainer, opened: OpenRun, stop: StopSignals) -> None:
+        self.outer, self.trainer, self.opened, self.stop = outer, trainer, opened, stop
+
+    def on_epoch_end(self, report: EpochReport) -> None:
+        work = self.opened.work
+        if work is not None:
+            tensors, info = snapshot(self.trainer)
+            p = self.opened.prepared
+            info.update(config_sha256=p.config_sha256, data_sha256=p.data_sha256)
+            save_train_state(work, tensors, info)
+            self.opened.run.epoch_saved()
+            preload_plotting()  # matplotlib loads on a side thread while the next epochs train
+        self.outer.on_epoch_end(report)
+
+    def should_stop(self) -> bool:
+        return self.stop.signum is not None or self.outer.should_stop()
+
+
+def _fit_and_finish(opened: OpenRun, hooks: Hooks, stop: StopSignals) -> TrainSummary:
+    p = opened.prepared
+    with _out_of_memory_is_one_line():
+        trainer = Trainer(p.cfg, p.ds, device=p.device, dist=p.dist)
+    try:
+        if opened.saved is not None:
+            _restore(trainer, opened)
+            hooks.on_resume(opened.saved.epoch)
+        hooks.on_start(p.ds)
+        start = time.perf_counter()
+        with _failure_says_what_is_kept(opened), _out_of_memory_is_one_line(), peers_lost_is_one_line(p.dist):
             try:
-                with _out_of_memory_is_one_line(), peers_lost_is_one_line(dist):
-                    result = fit(cfg, ds, on_epoch_end=epoch_end, after_epoch=save_checkpoint, trainer=trainer)
-            except (TrainingError, ResourceError) as exc:
-                if not run.in_progress():
-                    raise
-                # The failed epoch was never checkpointed: the last checkpoint holds the best weights.
-                previous = f"; the previous run in {run_dir} is unchanged" if run.finished() else ""
-                raise type(exc)(f"{exc} (checkpoint in {work / CHECKPOINT_DIR}{previous})") from None
-            with peers_lost_is_one_line(dist):
-                shutdown(dist)  # the other ranks are done; rank 0 evaluates and writes alone
-            seconds = time.perf_counter() - start
-            summary = _finish(cfg, ds, config_text, work, result, seconds, dist.world)
-            run.commit()
-            return TrainSummary(run_dir=run_dir, metrics=summary, result=result)
+                result = fit(trainer, _RunHooks(hooks, trainer, opened, stop))
+            except Stopped:
+                raise _interrupted(stop, trainer, opened.run.path) from None
+            shutdown(p.dist)  # the other ranks are done; rank 0 evaluates and writes alone
+        if opened.work is None:
+            return TrainSummary(opened.run.path, None, result)
+        metrics = finish(opened, result, time.perf_counter() - start)
+        opened.run.commit()
+        return TrainSummary(opened.run.path, metrics, result)
+    except BaseException:
+        trainer.net = trainer.model  # a DDP wrapper outliving its process group aborts the process
+        abandon(p.dist)
+        raise
+
+
+def _restore(trainer: Trainer, opened: OpenRun) -> None:
+    assert opened.saved is not None
+    try:
+        restore(trainer, opened.saved.tensors, opened.saved.info)
+    except (KeyError, IndexError, ValueError, TypeError, RuntimeError) as exc:
+        # A checkpoint with matching checksums but the wrong contents (hand-made or from another
+        # version): refuse it in one line.
+        what = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        pointer = opened.run.partial / CHECKPOINT_DIR / STATE_POINTER
+        raise CheckpointError(f"{pointer}: the checkpoint does not fit this run's model and optimizer ({what})") from None
+
+
+def _interrupted(stop: StopSignals, trainer: Trainer, run_dir: Path) -> Interrupted:
+    epoch = trainer.state.epoch
+    saved = f"the checkpoint of epoch {epoch} is saved" if epoch else "no epoch had finished"
+    how = stop.name or "stopped by the caller"
+    return Interrupted(f"{how}: stopped training; {saved}. Resume with: lstm resume {run_dir}", stop.exit_code if stop.signum else 1)
+
+
+@contextlib.contextmanager
+def _failure_says_what_is_kept(opened: OpenRun) -> Iterator[None]:
+    """A runtime failure after an epoch was saved names the checkpoint, and the previous run."""
+    try:
+        yield
+    except (TrainingError, ResourceError) as exc:
+        if opened.work is None or not opened.run.in_progress():
+            raise
+        # The failed epoch was never checkpointed: the last checkpoint holds the best weights.
+        previous = f"; the previous run in {opened.run.path} is unchanged" if opened.run.finished() else ""
+        raise type(exc)(f"{exc} (checkpoint in {opened.work / CHECKPOINT_DIR}{previous})") from None
 
 
 @contextlib.contextmanager
@@ -133,63 +247,73 @@ def _out_of_memory_is_one_line() -> Iterator[None]:
         if "out of memory" not in text.lower() and "can't allocate memory" not in text.lower():
             raise
         size = re.search(r"allocate (\d+) bytes", text) or re.search(r"allocate ([\d.]+ ?[KMGT]i?B)", text)
-        amount = size.group(1) if size is None or not size.group(1).isdigit() else f"{int(size.group(1)) / 1e9:.3g} GB"
-        tried = f" (it tried to allocate {amount} more)" if size else ""
+        tried = ""
+        if size is not None:
+            amount = size.group(1)
+            tried = f" (it tried to allocate {int(amount) / 1e9:.3g} GB more)" if amount.isdigit() else f" (it tried to allocate {amount} more)"
         raise ResourceError(f"training ran out of memory{tried}; {hint}") from None
 
 
-def _start_new(run: RunDir, overwrite: bool, config_text: str) -> Path:
-    """``partial/`` for a new run; a finished or unfinished run already there needs ``--overwrite``
-    (and stays in place until the new run has something to replace it with)."""
-    if (run.finished() or run.in_progress() or run.legacy_unfinished()) and not overwrite:
-        unfinished = run.in_progress() or run.legacy_unfinished()
-        resume = " or --resume to continue it" if unfinished else ""
-        raise CheckpointError(
-            f"{run.path}: a run directory is already there; pass --overwrite to replace it{resume}, "
-            "or set output.dir (--set output.dir=...)"
-        )
-    run.adopt_legacy()
-    return run.start(config_text)
+def finish(opened: OpenRun, result: TrainResult, seconds: float) -> Metrics:
+    """Evaluate the best weights and write the finished run's files into ``partial/``, metrics.json
+    last (its presence marks the run finished); returns the metrics."""
+    p, work = opened.prepared, opened.work
+    assert work is not None
+    cfg, ds, windows = p.cfg, p.ds, result.windows  # evaluated on the device it was trained on
+    metrics = Metrics(
+        test=evaluate_split(result.model, windows, ds, "test", cfg.data.season),
+        val=evaluate_split(result.model, windows, ds, "val", cfg.data.season),
+        windows=ds.counts(),
+        best_epoch=result.state.best_epoch,
+        epochs_run=result.state.epoch,
+        stopped_early=result.state.stopped_early,
+        best_val_loss=result.state.best_val,
+        train_seconds=round(seconds, 3),
+        device=result.device,
+        precision=result.precision,
+        processes=p.dist.world,
+    )
+    weights_sha = save_model(work, result.model, p.config_sha256)
+    write_json_model(work / META, run_meta(cfg, p.config_sha256, weights_sha, ds))
+    atomic_write(work / HISTORY, history_csv(result.state.history))
+    loss_curve(result.state.history, result.state.best_epoch, work / LOSS_PLOT)
+    write_json_model(work / METRICS, metrics)  # last: its presence marks a finished run
+    return metrics
 
 
-def _follow(cfg: Config, run_dir: Path, resume: bool, dist: Dist) -> TrainSummary:
-    """A rank other than 0: train in step with rank 0 (from its checkpoint when resuming), write nothing."""
-    ds = load_dataset(cfg.data)
-    trainer = Trainer(cfg, ds, dist=dist)
-    saved = ck.load_train_state(RunDir(run_dir).partial, cfg.parameters) if resume else None
-    if saved is not None:
-        trainer.restore(saved.tensors, saved.info)
-    with peers_lost_is_one_line(dist):
-        result = fit(cfg, ds, trainer=trainer)
-        shutdown(dist)
-    return TrainSummary(run_dir=run_dir, metrics={}, result=result)
+def history_csv(history: list[dict[str, float]]) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["epoch", "train_loss", "val_loss", "lr", "seconds"])
+    for h in history:
+        writer.writerow([h["epoch"], f"{h['train_loss']:.8g}", f"{h['val_loss']:.8g}", f"{h['lr']:.6g}", f"{h['seconds']:.4f}"])
+    return buf.getvalue()
 
 
-def resume_run(
-    run_dir: Path,
-    on_start: Callable[[Dataset], None] | None = None,
-    on_epoch_end: Callable[[EpochReport], None] | None = None,
-    on_resume: Callable[[int], None] | None = None,
-) -> TrainSummary:
+# ---------------------------------------------------------------------------------------------
+# lstm resume RUN
+
+
+def resume(run_dir: Path, hooks: Hooks | None = None) -> TrainSummary:
     """Continue the run in ``run_dir`` with its own config (the one it started with)."""
     run = RunDir(run_dir)
     if not run_dir.is_dir():
         raise CheckpointError(f"{run_dir}: run directory not found")
     if not run.is_ours():
         raise CheckpointError(f"{run_dir}: not an lstm run directory (no {MARKER} marker); nothing to resume")
-    ck.refuse_pickles(run_dir)
-    config_path = run.partial / CONFIG if (run.partial / CONFIG).is_file() else run_dir / CONFIG
+    refuse_pickles(run_dir)
     if run.awaiting_commit():
         with run.locked():
             pass  # taking the lock completes the interrupted move into place (RunDir.recover)
         raise CheckpointError(_finished_message(run_dir) + "; its interrupted move into place was completed now")
     if run.finished() and not run.in_progress():
         raise CheckpointError(_finished_message(run_dir))
+    config_path = run.partial / CONFIG if (run.partial / CONFIG).is_file() else run_dir / CONFIG
     if not config_path.is_file():
         raise CheckpointError(f"{config_path}: missing, so there is no run to resume here; start it with lstm train CONFIG --resume")
     source = str(config_path)
     cfg = validate_config(parse_yaml(read_config_text(config_path), source), source)
-    return train_run(cfg, run_dir, resume=True, on_start=on_start, on_epoch_end=on_epoch_end, on_resume=on_resume)
+    return train(cfg, run_dir, "resume", hooks)
 
 
 def _finished_message(run_dir: Path) -> str:
@@ -199,48 +323,9 @@ def _finished_message(run_dir: Path) -> str:
     )
 
 
-def _poll(stop: StopSignals, trainer: Trainer, run_dir: Path) -> None:
-    if stop.signum is None:
-        return
-    epoch = trainer.state.epoch
-    saved = f"the checkpoint of epoch {epoch} is saved" if epoch else "no epoch had finished"
-    raise Interrupted(f"{stop.name}: stopped training; {saved}. Resume with: lstm resume {run_dir}", stop.exit_code)
-
-
-def _prepare_resume(
-    run: RunDir, config_text: str, data_sha: str, parameters: int
-) -> tuple[Path, ck.TrainCheckpoint | None]:
-    """The unfinished run of this very config and data in ``run``, and its checkpoint (None, and a
-    fresh ``partial/``, when no epoch was saved yet)."""
-    ck.refuse_pickles(run.path)
-    run.adopt_legacy()
-    if not run.in_progress():
-        if run.finished():
-            raise CheckpointError(_finished_message(run.path))
-        return run.start(config_text), None
-    work = run.partial
-    config_path = work / CONFIG
-    stored = read_config_text(config_path) if config_path.is_file() else None
-    if stored is not None and stored != config_text:
-        raise CheckpointError(f"{config_path}: {_config_difference(stored, config_text)}")
-    saved = ck.load_train_state(work, parameters)
-    if saved is None:
-        return run.start(config_text), None
-    pointer = work / CHECKPOINT_DIR / STATE_POINTER
-    if saved.info.get("config_sha256") != sha256(config_text):
-        raise CheckpointError(
-            f"{config_path}: was edited after the checkpoint in {pointer} was written; restore it or start a new run"
-        )
-    if saved.info.get("data_sha256") not in (None, data_sha):
-        raise CheckpointError(
-            f"{pointer}: the data file changed since this run started (sha256 differs); "
-            "resuming would not continue the same training, start a new run"
-        )
-    return work, saved
-
-
 def _config_difference(stored: str, wanted: str) -> str:
     """Name the first keys where the run's config and the given one differ."""
+
     def flat(node: Any, prefix: str = "") -> dict[str, Any]:
         if isinstance(node, dict):
             out: dict[str, Any] = {}
@@ -256,63 +341,3 @@ def _config_difference(stored: str, wanted: str) -> str:
         f"the run was started with a different config ({shown or 'formatting differs'}); resume with the run's "
         "own config (lstm resume RUN), or train a new run (--overwrite or another output.dir)"
     )
-
-
-def _finish(
-    cfg: Config, ds: Dataset, config_text: str, run_dir: Path, result: TrainResult, seconds: float, processes: int = 1
-) -> dict[str, Any]:
-    """Evaluate and write the finished run's files into ``run_dir`` (``partial/``); metrics.json
-    last marks it finished. Returns the metrics."""
-    windows = result.windows  # evaluated on the device it was trained on
-    metrics = {
-        "test": evaluate_split(result.model, windows, ds, "test", cfg.data.season),
-        "val": evaluate_split(result.model, windows, ds, "val", cfg.data.season),
-        "windows": ds.counts(),
-        "best_epoch": result.state.best_epoch,
-        "epochs_run": result.state.epoch,
-        "stopped_early": result.state.stopped_early,
-        "best_val_loss": result.state.best_val,
-        "train_seconds": round(seconds, 3),
-        "device": result.device,
-        "precision": result.precision,
-        "processes": processes,
-    }
-    weights_sha = ck.save_model(run_dir, result.model, sha256(config_text))
-    meta = ck.run_meta(
-        cfg,
-        config_text,
-        {
-            "weights_sha256": weights_sha,
-            **series_meta(ds),
-            "data": {"path": cfg.data.path, "rows": ds.table.n_rows, **describe_dates(ds.table.dates)},
-        },
-    )
-    atomic_write_json(run_dir / META, meta)
-    atomic_write(run_dir / HISTORY, history_csv(result.state.history))
-    loss_curve(result.state.history, result.state.best_epoch, run_dir / LOSS_PLOT)
-    atomic_write_json(run_dir / METRICS, metrics)  # last: its presence marks a finished run
-    return metrics
-
-
-def series_meta(ds: Dataset) -> dict[str, Any]:
-    """Scaler, split rows and dates per series (one record, id null, for a single series)."""
-    series = [
-        {
-            "id": s.id,
-            "rows": s.stop - s.start,
-            "scaler": s.scaler.to_dict(),
-            "split": {"n_rows": s.split.n_rows, "train_end": s.split.train_end, "val_end": s.split.val_end},
-            **describe_dates(None if ds.table.dates is None else ds.table.dates[s.start : s.stop]),
-        }
-        for s in ds.series
-    ]
-    return {"series": series}
-
-
-def history_csv(history: list[dict[str, float]]) -> str:
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["epoch", "train_loss", "val_loss", "lr", "seconds"])
-    for h in history:
-        writer.writerow([h["epoch"], f"{h['train_loss']:.8g}", f"{h['val_loss']:.8g}", f"{h['lr']:.6g}", f"{h['seconds']:.4f}"])
-    return buf.getvalue()

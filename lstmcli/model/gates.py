@@ -15,10 +15,12 @@ and collects the facts ``lstm inspect`` shows.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import torch
+from pydantic import BaseModel, ConfigDict
 from torch import nn
+
+from lstmcli.model.forecaster import LSTMForecaster
 
 TORCH_ORDER = ("i", "f", "g", "o")  # row blocks of the packed tensors
 TEXTBOOK_ORDER = ("f", "i", "g", "o")  # the order the equations are usually written in
@@ -118,136 +120,181 @@ def textbook_parameters(n_l: int, m: int) -> int:
     return 4 * m * (n_l + m) + 4 * m
 
 
-def torch_parameters(n_l: int, m: int) -> int:
-    """The same weights, plus PyTorch's second bias vector (bias_hh) per gate."""
-    return 4 * m * (n_l + m) + 8 * m
+class _Facts(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-def describe(model: nn.Module, *, stats: bool = False) -> dict[str, Any]:
-    """Facts about a forecaster's shapes for ``lstm inspect`` (JSON-ready).
+class GateStats(_Facts):
+    """A trained gate's weights: the norms of W's input and recurrent columns, b's mean and range."""
+
+    W_input_norm: float
+    W_recurrent_norm: float
+    b_mean: float
+    b_min: float
+    b_max: float
+
+
+class GateFacts(_Facts):
+    name: str
+    activation: str
+    W: list[int]  # (m, n_l + m)
+    b: list[int]  # (m,)
+    torch_rows: list[int]  # [start, stop) in PyTorch's packed (4m, ·) tensors
+    stats: GateStats | None = None
+
+
+class ForgetBias(_Facts):
+    """The learned forget-gate bias b_f of one layer, next to what initialisation gives."""
+
+    mean: float
+    min: float
+    max: float
+    sigmoid_of_mean: float
+    init_bound: float
+
+
+class TensorShape(_Facts):
+    name: str
+    shape: list[int]
+
+
+class LayerFacts(_Facts):
+    layer: int  # 1-based
+    input_size: int  # n_l
+    concat_size: int  # n_l + m
+    gates: dict[str, GateFacts]  # in textbook order f, i, g, o
+    state: dict[str, list[int]]
+    torch_tensors: list[TensorShape]
+    parameters_textbook: int
+    parameters_torch: int
+    forget_bias: ForgetBias | None = None
+
+
+class HeadFacts(_Facts):
+    input: list[int]
+    output: list[int]
+    weight: list[int]
+    bias: list[int]
+    parameters: int
+
+
+class ModelFacts(_Facts):
+    """A forecaster's shapes gate by gate, as ``lstm inspect`` shows them."""
+
+    n: int
+    m: int
+    num_layers: int
+    horizon: int
+    targets: int
+    layers: list[LayerFacts]
+    head: HeadFacts
+    total_parameters: int
+
+    @property
+    def textbook_parameters(self) -> int:
+        return sum(layer.parameters_textbook for layer in self.layers) + self.head.parameters
+
+
+class UnitFacts(_Facts):
+    """Unit k of a layer: row k of each gate's W and b."""
+
+    unit: int  # 1-based
+    weights: int
+    biases: int
+    torch_rows: dict[str, int]
+    b: dict[str, float]
+
+
+def describe(model: LSTMForecaster, *, stats: bool = False) -> ModelFacts:
+    """Facts about a forecaster's shapes for ``lstm inspect``.
 
     With ``stats``, add per-gate statistics of the learned weights: the norm of W's input
     columns and of its recurrent columns, and the mean and range of b.
     """
-    lstm: nn.LSTM = model.lstm  # type: ignore[assignment]
-    head: nn.Linear = model.head  # type: ignore[assignment]
+    lstm, head = model.lstm, model.head
     m = lstm.hidden_size
     layers = []
     for k, layer in enumerate(gate_view(lstm)):
         n_l = layer.input_size
-        gates: dict[str, Any] = {}
+        gates = {}
         for gate in TEXTBOOK_ORDER:
             lo, hi = gate_rows(gate, m)
-            entry: dict[str, Any] = {
-                "name": GATE_NAMES[gate],
-                "activation": ACTIVATION[gate],
-                "W": [m, n_l + m],
-                "b": [m],
-                "torch_rows": [lo, hi],
-            }
+            gate_stats = None
             if stats:
                 W, b = layer.W[gate].double(), layer.b[gate].double()
-                entry["stats"] = {
-                    "W_input_norm": float(W[:, :n_l].norm()),
-                    "W_recurrent_norm": float(W[:, n_l:].norm()),
-                    "b_mean": float(b.mean()),
-                    "b_min": float(b.min()),
-                    "b_max": float(b.max()),
-                }
-            gates[gate] = entry
+                gate_stats = GateStats(
+                    W_input_norm=float(W[:, :n_l].norm()),
+                    W_recurrent_norm=float(W[:, n_l:].norm()),
+                    b_mean=float(b.mean()),
+                    b_min=float(b.min()),
+                    b_max=float(b.max()),
+                )
+            gates[gate] = GateFacts(
+                name=GATE_NAMES[gate], activation=ACTIVATION[gate], W=[m, n_l + m], b=[m], torch_rows=[lo, hi], stats=gate_stats
+            )
         packed = [
             (f"{name}_l{k}", getattr(lstm, f"{name}_l{k}"))
             for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
             if hasattr(lstm, f"{name}_l{k}")
         ]
-        tensors = [{"name": f"lstm.{name}", "shape": list(t.shape)} for name, t in packed]
-        extra: dict[str, Any] = {}
-        if stats:
-            extra["forget_bias"] = forget_bias(layer.b["f"], m)
         layers.append(
-            {
-                **extra,
-                "layer": k + 1,
-                "input_size": n_l,
-                "concat_size": n_l + m,
-                "gates": gates,
-                "state": {"c": [m], "y": [m]},
-                "torch_tensors": tensors,
-                "parameters_textbook": textbook_parameters(n_l, m),
-                "parameters_torch": sum(t.numel() for _, t in packed),
-            }
+            LayerFacts(
+                layer=k + 1,
+                input_size=n_l,
+                concat_size=n_l + m,
+                gates=gates,
+                state={"c": [m], "y": [m]},
+                torch_tensors=[TensorShape(name=f"lstm.{name}", shape=list(t.shape)) for name, t in packed],
+                parameters_textbook=textbook_parameters(n_l, m),
+                parameters_torch=sum(t.numel() for _, t in packed),
+                forget_bias=forget_bias(layer.b["f"], m) if stats else None,
+            )
         )
-    head_params = sum(p.numel() for p in head.parameters())
-    return {
-        "n": lstm.input_size,
-        "m": m,
-        "num_layers": lstm.num_layers,
-        "horizon": getattr(model, "horizon", None),
-        "targets": getattr(model, "n_targets", None),
-        "layers": layers,
-        "head": {
-            "input": [m],
-            "output": [head.out_features],
-            "weight": list(head.weight.shape),
-            "bias": [head.out_features],
-            "parameters": head_params,
-        },
-        "total_parameters": sum(p.numel() for p in model.parameters()),
-    }
+    return ModelFacts(
+        n=lstm.input_size,
+        m=m,
+        num_layers=lstm.num_layers,
+        horizon=model.horizon,
+        targets=model.n_targets,
+        layers=layers,
+        head=HeadFacts(
+            input=[m],
+            output=[head.out_features],
+            weight=list(head.weight.shape),
+            bias=[head.out_features],
+            parameters=sum(p.numel() for p in head.parameters()),
+        ),
+        total_parameters=sum(p.numel() for p in model.parameters()),
+    )
 
 
-def unit_view(model: nn.Module, layer: int) -> list[dict[str, Any]]:
+def unit_view(model: LSTMForecaster, layer: int) -> list[UnitFacts]:
     """Per-unit facts for ``layer`` (1-based): unit k owns row k of W_f, W_i, W_g, W_o and b."""
-    lstm: nn.LSTM = model.lstm  # type: ignore[assignment]
-    gates = gate_view(lstm)[layer - 1]
+    gates = gate_view(model.lstm)[layer - 1]
     n_l, m = gates.input_size, gates.m
-    units = []
-    for k in range(m):
-        units.append(
-            {
-                "unit": k + 1,
-                "weights": 4 * (n_l + m),
-                "biases": 4,
-                "torch_rows": {g: gate_rows(g, m)[0] + k for g in TEXTBOOK_ORDER},
-                "b": {g: float(gates.b[g][k]) for g in TEXTBOOK_ORDER},
-            }
+    return [
+        UnitFacts(
+            unit=k + 1,
+            weights=4 * (n_l + m),
+            biases=4,
+            torch_rows={g: gate_rows(g, m)[0] + k for g in TEXTBOOK_ORDER},
+            b={g: float(gates.b[g][k]) for g in TEXTBOOK_ORDER},
         )
-    return units
+        for k in range(m)
+    ]
 
 
-def forget_bias(b_f: torch.Tensor, m: int) -> dict[str, float]:
+def forget_bias(b_f: torch.Tensor, m: int) -> ForgetBias:
     """The learned forget-gate bias b_f of one layer, next to what initialisation gives.
 
     With zero input and state, the forget gate keeps σ(b_f) of c_(t-1); PyTorch draws b_ih and
     b_hh uniformly from ±1/√m, so an untrained b_f lies within ±2/√m around 0.
     """
     b = b_f.double()
-    return {
-        "mean": float(b.mean()),
-        "min": float(b.min()),
-        "max": float(b.max()),
-        "sigmoid_of_mean": float(torch.sigmoid(b.mean())),
-        "init_bound": 2.0 / m**0.5,
-    }
-
-
-def run_summary(path: Any, cfg: Any, meta: Any, metrics: dict[str, Any] | None) -> dict[str, Any]:
-    """What a trained run was trained on and how training went, for ``lstm inspect RUN``."""
-    data = meta.data
-    summary: dict[str, Any] = {
-        "path": str(path),
-        "data": data.path,
-        "rows": data.rows,
-        "first_date": data.first_date,
-        "last_date": data.last_date,
-        "frequency": data.frequency,
-        "target": list(cfg.data.target),
-        "features": list(cfg.data.features),
-        "lookback": cfg.data.lookback,
-        "horizon": cfg.data.horizon,
-        "season": cfg.data.season,
-    }
-    if metrics:
-        for key in ("best_epoch", "epochs_run", "stopped_early", "best_val_loss", "train_seconds", "device", "precision", "windows"):
-            summary[key] = metrics.get(key)
-    return summary
+    return ForgetBias(
+        mean=float(b.mean()),
+        min=float(b.min()),
+        max=float(b.max()),
+        sigmoid_of_mean=float(torch.sigmoid(b.mean())),
+        init_bound=2.0 / m**0.5,
+    )

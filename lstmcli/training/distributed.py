@@ -122,6 +122,18 @@ def shutdown(dist: Dist) -> None:
 GRACE_SECONDS = 60.0  # after a stop, how long rank 0 may take to reach its next batch boundary
 
 
+def abandon(dist: Dist) -> None:
+    """Leave the process group at once, on the way out of a run that failed or stopped: no barrier
+    (the other ranks may be gone, or still stepping). Left to the interpreter's exit, the group's
+    threads abort the process ("terminate called without an active exception")."""
+    if dist.enabled and torch.distributed.is_initialized():
+        import gc
+
+        gc.collect()
+        with contextlib.suppress(Exception):
+            torch.distributed.destroy_process_group()
+
+
 def launch(nproc: int, argv: list[str], resume_hint: str) -> int:
     """Start ``python -m lstmcli ARGV`` in ``nproc`` processes on this machine, as torchrun would,
     and return the job's exit code.

@@ -1,13 +1,14 @@
-"""The only optimisation loop: fused nn.LSTM, fused AdamW (lstmcli.training.optim), MSE on scaled targets, early stopping."""
+"""The only optimisation loop: fused nn.LSTM, fused AdamW (``training.optim``), MSE on scaled
+targets, early stopping. Setup, one epoch, validation and the early-stopping bookkeeping are named
+parts of :class:`Trainer`; :func:`fit` runs them, telling a :class:`~lstmcli.training.hooks.Hooks`."""
 
 from __future__ import annotations
 
 import math
 import random
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Literal, cast
 
 import numpy as np
 import torch
@@ -21,23 +22,8 @@ from lstmcli.model.forecaster import LSTMForecaster
 from lstmcli.training.device import resolve_device
 from lstmcli.training.distributed import Dist, init
 from lstmcli.training.graphs import StaticStep
+from lstmcli.training.hooks import EpochReport, Hooks, Stopped
 from lstmcli.training.optim import make_optimizer, make_scheduler
-
-
-@dataclass
-class EpochReport:
-    """What the progress display needs after each epoch."""
-
-    epoch: int
-    epochs: int
-    train_loss: float
-    val_loss: float
-    best_val: float
-    best_epoch: int
-    lr: float
-    seconds: float
-    windows_per_s: float
-    improved: bool
 
 
 @dataclass
@@ -68,10 +54,24 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+StaticStepMode = Literal["auto", "eager", "captured"]
+
+
 class Trainer:
     """Named parts of the loop: setup, one epoch, validation, the early-stopping bookkeeping."""
 
-    def __init__(self, cfg: Config, ds: Dataset, device: torch.device | None = None, dist: Dist | None = None) -> None:
+    def __init__(
+        self,
+        cfg: Config,
+        ds: Dataset,
+        device: torch.device | None = None,
+        dist: Dist | None = None,
+        static_step: StaticStepMode = "auto",
+    ) -> None:
+        """``static_step``: "auto" replays full batches as a captured CUDA graph where that is
+        possible (one GPU, no fp16 loss scaling, ``train.cuda_graphs``); "eager" takes the same
+        static-step path without capturing it, on any device (how the graph path is verified);
+        "captured" requires the capture."""
         self.cfg, self.tc = cfg, cfg.train
         self.dist = dist or Dist()
         if self.tc.threads:
@@ -95,10 +95,9 @@ class Trainer:
         self.autocast_dtype = _autocast_dtype(self.tc.precision, self.device)
         self.grad_scaler = torch.amp.GradScaler("cuda") if self.autocast_dtype is torch.float16 else None
         # One GPU, no loss scaling: full batches replay the whole step as one CUDA graph.
-        self.use_graph = (
-            self.device.type == "cuda" and self.tc.cuda_graphs and not self.dist.enabled and self.grad_scaler is None
-        )
-        self.capture = self.use_graph  # False runs the graph path's bookkeeping eagerly (tests on the CPU)
+        capturable = self.device.type == "cuda" and not self.dist.enabled and self.grad_scaler is None
+        self.use_graph = static_step == "eager" or (capturable and (static_step == "captured" or self.tc.cuda_graphs))
+        self.capture = capturable and static_step != "eager"
         self.static_step: StaticStep | None = None
         self.static_lr: float | None = None
         self.optimizer = make_optimizer(self.model, self.tc)
@@ -106,8 +105,6 @@ class Trainer:
         # The shuffle has its own generator so that its stream is saved and restored on resume.
         self.shuffle = torch.Generator().manual_seed(self.tc.seed)
         self.state = TrainState()
-        # Called before every batch and after every epoch; raises to stop (signals, see pipeline).
-        self.poll: Callable[[], None] | None = None
 
     @property
     def precision(self) -> str:
@@ -126,16 +123,17 @@ class Trainer:
             pred = net(x)  # (B, H, k)
         return nn.functional.mse_loss(pred.float(), y, reduction="sum")
 
-    def train_epoch(self) -> float:
-        """One pass over the shuffled training windows; the loss is read back once, at the end."""
+    def train_epoch(self, hooks: Hooks | None = None) -> float:
+        """One pass over the shuffled training windows; the loss is read back once, at the end.
+        ``hooks.should_stop()`` is asked before every batch (True raises Stopped)."""
         self.net.train()
         order = torch.randperm(len(self.train_origins), generator=self.shuffle).to(self.device)
         total = torch.zeros((), device=self.device)
         bs, world = self.tc.batch_size, self.dist.world
         seen = 0
         for start in range(0, len(order), bs):
-            if self.poll is not None:
-                self.poll()
+            if hooks is not None and hooks.should_stop():
+                raise Stopped
             batch = self.train_origins[order[start : start + bs]]
             if len(batch) < world:
                 break  # a last batch too small to give every rank a window is skipped by all
@@ -244,121 +242,20 @@ class Trainer:
         if self.state.best_weights is not None:
             self.model.load_state_dict(self.state.best_weights)
 
-    # -- checkpointing -------------------------------------------------------------------------
-    #
-    # Bit-identical resumption needs everything that decides the next epoch: the weights, the
-    # optimizer's moments and step counts, the scheduler, the shuffle generator, the global torch
-    # RNG (dropout), numpy's and python's RNGs, and the early-stopping bookkeeping. Tensors go to
-    # safetensors, everything else to JSON; nothing is pickled. (On CUDA, nn.LSTM's dropout uses
-    # cuDNN's own state, which cannot be saved: there resumption is exact only without dropout.)
-
-    def snapshot(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-        """The end-of-epoch state as (tensors, JSON-able info)."""
-        st = self.state
-        tensors: dict[str, torch.Tensor] = {f"model.{k}": v for k, v in self.model.state_dict().items()}
-        if st.best_weights is not None:
-            tensors.update({f"best.{k}": v for k, v in st.best_weights.items()})
-        opt = self.optimizer.state_dict()
-        scalars: dict[str, dict[str, Any]] = {}
-        for pid, pstate in opt["state"].items():
-            for key, value in pstate.items():
-                if isinstance(value, torch.Tensor):
-                    tensors[f"optim.{pid}.{key}"] = value
-                else:
-                    scalars.setdefault(str(pid), {})[key] = value
-        tensors["rng.torch"] = torch.get_rng_state()
-        tensors["rng.shuffle"] = self.shuffle.get_state()
-        if torch.cuda.is_available() and self.device.type == "cuda":
-            for i, state in enumerate(torch.cuda.get_rng_state_all()):
-                tensors[f"rng.cuda.{i}"] = state
-        np_kind, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
-        tensors["rng.numpy_keys"] = torch.from_numpy(np.asarray(np_keys, dtype=np.int64))
-        py_version, py_internal, py_gauss = random.getstate()
-        info: dict[str, Any] = {
-            "epoch": st.epoch,
-            "trainer": {
-                "best_val": st.best_val,
-                "best_epoch": st.best_epoch,
-                "bad_epochs": st.bad_epochs,
-                "stopped_early": st.stopped_early,
-                "history": st.history,
-            },
-            "optimizer": {"param_groups": opt["param_groups"], "scalars": scalars},
-            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
-            "grad_scaler": self.grad_scaler.state_dict() if self.grad_scaler is not None else None,
-            "rng": {
-                "numpy": {"kind": np_kind, "pos": int(np_pos), "has_gauss": int(np_has_gauss), "gauss": float(np_gauss)},
-                "python": {"version": py_version, "internal": list(py_internal), "gauss": py_gauss},
-            },
-        }
-        return tensors, info
-
-    def restore(self, tensors: dict[str, torch.Tensor], info: dict[str, Any]) -> None:
-        """Load a ``snapshot`` back; the next epoch then runs exactly as it would have."""
-        self.static_step = None  # a captured graph holds the old state's addresses
-        def group(prefix: str) -> dict[str, torch.Tensor]:
-            return {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
-
-        self.model.load_state_dict({k: v.to(self.device) for k, v in group("model.").items()})
-        best = group("best.")
-        opt_state: dict[int, dict[str, Any]] = {}
-        for key, value in group("optim.").items():
-            pid, name = key.split(".", 1)
-            opt_state.setdefault(int(pid), {})[name] = value
-        for pid, values in info["optimizer"]["scalars"].items():
-            opt_state.setdefault(int(pid), {}).update(values)
-        self.optimizer.load_state_dict({"state": opt_state, "param_groups": info["optimizer"]["param_groups"]})
-        if self.scheduler is not None and info.get("scheduler") is not None:
-            self.scheduler.load_state_dict(info["scheduler"])
-        if self.grad_scaler is not None and info.get("grad_scaler") is not None:
-            self.grad_scaler.load_state_dict(info["grad_scaler"])
-        torch.set_rng_state(tensors["rng.torch"])
-        self.shuffle.set_state(tensors["rng.shuffle"])
-        cuda = group("rng.cuda.")
-        if cuda and torch.cuda.is_available() and self.device.type == "cuda":
-            torch.cuda.set_rng_state_all([cuda[str(i)] for i in range(len(cuda))])
-        npr = info["rng"]["numpy"]
-        keys = tensors["rng.numpy_keys"].numpy().astype(np.uint32)
-        np.random.set_state((npr["kind"], keys, npr["pos"], npr["has_gauss"], npr["gauss"]))
-        pyr = info["rng"]["python"]
-        random.setstate((pyr["version"], tuple(pyr["internal"]), pyr["gauss"]))
-        t = info["trainer"]
-        self.state = TrainState(
-            epoch=int(info["epoch"]),
-            best_val=float(t["best_val"]),
-            best_epoch=int(t["best_epoch"]),
-            bad_epochs=int(t["bad_epochs"]),
-            history=list(t["history"]),
-            best_weights={k: v.to(self.device) for k, v in best.items()} or None,
-            stopped_early=bool(t["stopped_early"]),
-        )
-
-
-def fit(
-    cfg: Config,
-    ds: Dataset,
-    on_epoch_end: Callable[[EpochReport], None] | None = None,
-    after_epoch: Callable[[Trainer], None] | None = None,
-    trainer: Trainer | None = None,
-    dist: Dist | None = None,
-) -> TrainResult:
+def fit(trainer: Trainer, hooks: Hooks | None = None) -> TrainResult:
     """Train until ``epochs`` or early stopping, then restore the best validation weights.
 
-    ``on_epoch_end`` receives each epoch's report (progress display); ``after_epoch`` receives the
-    trainer itself (checkpointing). Pass a ``trainer`` restored from a checkpoint to resume.
+    ``hooks`` hears of every epoch and may stop training before any batch. Pass a trainer restored
+    from a checkpoint (``training.state.restore``) to resume.
     """
-    tr = trainer or Trainer(cfg, ds, dist=dist)
+    tr, hooks = trainer, hooks or Hooks()
     while not tr.done:
-        if tr.poll is not None:
-            tr.poll()
+        if hooks.should_stop():
+            raise Stopped
         start = time.perf_counter()
-        train_loss = tr.train_epoch()
+        train_loss = tr.train_epoch(hooks)
         val_loss = tr.val_loss() if math.isfinite(train_loss) else math.nan
-        report = tr.end_epoch(train_loss, val_loss, time.perf_counter() - start)
-        if after_epoch is not None:
-            after_epoch(tr)
-        if on_epoch_end is not None:
-            on_epoch_end(report)
+        hooks.on_epoch_end(tr.end_epoch(train_loss, val_loss, time.perf_counter() - start))
     tr.restore_best()
     tr.model.eval()
     tr.net = tr.model  # training is over: drop the DDP wrapper before the process group goes

@@ -1,0 +1,258 @@
+"""What the commands print: rich tables and lines built from the commands' typed results.
+
+Both consoles have markup off, so paths, column names and series ids are printed as they are,
+whatever brackets they hold; the few styled lines opt in with ``markup=True`` and escape what
+they show.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
+
+if TYPE_CHECKING:
+    from lstmcli.commands.init import Starter
+    from lstmcli.commands.inspect_run import InspectFacts, RunSummary
+    from lstmcli.commands.predict import Backtest, Forecast, Results
+    from lstmcli.commands.train import TrainSummary
+    from lstmcli.evaluate import ForecastScores, SplitScores, TargetScores
+    from lstmcli.model.gates import LayerFacts
+
+out = Console(markup=False, highlight=False)
+err = Console(stderr=True, markup=False, highlight=False)
+
+
+def error_line(message: str, label: str = "[bold red]error:[/]") -> None:
+    """One line on stderr: ``error: message`` (or another label, e.g. interrupted)."""
+    err.print(f"{label} {escape(message)}", markup=True, soft_wrap=True)
+
+
+def _fmt(value: float | None, digits: int = 4) -> str:
+    return "—" if value is None else f"{value:.{digits}g}"
+
+
+def _pct(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2f}%"
+
+
+# ---------------------------------------------------------------------------------------------
+# Scores
+
+
+def metrics_table(scores: TargetScores, title: str) -> Table:
+    """Model and baselines side by side; MASE < 1 beats seasonal naive."""
+    table = Table(title=title, title_justify="left")
+    table.add_column("forecast")
+    for name in ("MAE", "RMSE", "sMAPE", "MASE"):
+        table.add_column(name, justify="right")
+    rows: list[tuple[Text | str, ForecastScores]] = [
+        (Text("LSTM", style="bold"), scores.model),
+        ("naive", scores.naive),
+        ("seasonal naive", scores.seasonal_naive),
+    ]
+    for label, row in rows:
+        table.add_row(label, _fmt(row.MAE), _fmt(row.RMSE), _pct(row.sMAPE), _fmt(row.MASE, 3))
+    return table
+
+
+def series_table(per_series: dict[str, SplitScores]) -> Table:
+    """Test MAE of the model and baselines, and MASE, for every series."""
+    table = Table(title="Test split per series, original units", title_justify="left")
+    for col in ("series", "LSTM MAE", "naive MAE", "seasonal naive MAE", "MASE"):
+        table.add_column(col, justify="left" if col == "series" else "right")
+    for sid, m in per_series.items():
+        table.add_row(sid, _fmt(m.model.MAE), _fmt(m.naive.MAE), _fmt(m.seasonal_naive.MAE), _fmt(m.model.MASE, 3))
+    return table
+
+
+def train_summary(summary: TrainSummary) -> None:
+    m = summary.metrics
+    if m is None:
+        return
+    stop = " (early stop)" if m.stopped_early else ""
+    out.print(f"best epoch {m.best_epoch} of {m.epochs_run}{stop}, {m.train_seconds:.1f} s on {m.device}")
+    out.print(metrics_table(m.test, f"Test split: {m.windows['test']} windows, original units"))
+    if m.test.per_series:
+        out.print(series_table(m.test.per_series))
+    out.print(f"run saved to {summary.run_dir}")
+
+
+# ---------------------------------------------------------------------------------------------
+# lstm inspect
+
+
+def inspect_facts(f: InspectFacts) -> None:
+    """The textbook view, layer by layer, then the head, the totals, the units, the run's metrics."""
+    n, m = f.n, f.m
+    if f.run is not None:
+        _run(f.run)
+    sizes = " → ".join([f"x_t ({n})", *[f"layer {lay.layer} y_t ({m})" for lay in f.layers]])
+    out.print(
+        f"[bold]Stacked LSTM[/]: n = {n} inputs per step, m = {m} units per layer, {f.num_layers} layer(s), "
+        f"head → {f.horizon} steps × {f.targets} target(s)",
+        markup=True,
+    )
+    out.print(f"{sizes} → head ({f.head.output[0]})\n")
+    for lay in f.layers:
+        _layer(lay, m)
+    h = f.head
+    out.print(
+        f"Head: Linear y_t ({m}) → {h.output[0]} = horizon × targets; weight {h.weight[0]}×{h.weight[1]} "
+        f"+ bias {h.bias[0]} = {h.parameters:,} parameters"
+    )
+    out.print(
+        f"[bold]Total parameters: {f.total_parameters:,}[/] (sum of the model's tensors; textbook count "
+        f"{f.textbook_parameters:,} without the duplicate biases)",
+        markup=True,
+    )
+    if f.units is not None:
+        _units(f)
+    if f.metrics is not None:
+        mt = f.metrics
+        out.print(metrics_table(mt.test, f"Test metrics of this run ({mt.windows['test']} windows, original units)"))
+        v = mt.val.model
+        out.print(
+            f"validation ({mt.windows['val']} windows): MAE {_fmt(v.MAE)}, RMSE {_fmt(v.RMSE)}, "
+            f"sMAPE {_pct(v.sMAPE)}, MASE {_fmt(v.MASE, 3)}"
+        )
+    if f.check is not None:
+        c = f.check
+        if c.same_function:
+            out.print(
+                "check: textbook gate equations vs fused nn.LSTM (float64, random input): "
+                f"max |difference| = {c.max_abs_diff:.3e} ≤ {c.tolerance:g} → [green]same function[/]",
+                markup=True,
+            )
+        else:
+            out.print(f"check: max |difference| = {c.max_abs_diff:.3e} > {c.tolerance:g} → [red]MISMATCH[/]", markup=True)
+
+
+def _layer(lay: LayerFacts, m: int) -> None:
+    from lstmcli.model.gates import TORCH_ORDER
+
+    k, n_l = lay.layer, lay.input_size
+    out.print(
+        f"[bold]Layer {k}[/]: input n_{k} = {n_l}, " + escape(f"[x_t, y_(t-1)] = {n_l} + {m} = {lay.concat_size}")
+        + f", state c_t = {m}, output y_t = {m}",
+        soft_wrap=True,
+        markup=True,
+    )
+    t = Table()
+    for col in ("gate", "sub-layer", "act", "W", "b", "rows in weight_ih / weight_hh / biases"):
+        t.add_column(col)
+    trained = any(g.stats is not None for g in lay.gates.values())
+    if trained:
+        for col in ("|W_x|", "|W_y|", "b mean [min, max]"):
+            t.add_column(col, justify="right")
+    for gate, g in lay.gates.items():
+        lo, hi = g.torch_rows
+        row = [gate, g.name, g.activation, f"{g.W[0]}×{g.W[1]}", f"{g.b[0]}", f"{lo}:{hi}"]
+        if g.stats is not None:
+            s = g.stats
+            row += [f"{s.W_input_norm:.3f}", f"{s.W_recurrent_norm:.3f}", f"{s.b_mean:+.3f} [{s.b_min:+.2f}, {s.b_max:+.2f}]"]
+        t.add_row(*row)
+    out.print(t)
+    if lay.forget_bias is not None:
+        fb = lay.forget_bias
+        out.print(
+            f"  [bold]learned forget-gate bias b_f[/]: mean {fb.mean:+.3f}, range [{fb.min:+.3f}, {fb.max:+.3f}] "
+            f"(untrained: within ±2/√m = ±{fb.init_bound:.3f}); with zero input the forget gate keeps "
+            f"σ(mean b_f) = {fb.sigmoid_of_mean:.3f} of c_(t-1)",
+            markup=True,
+        )
+    tensors = ", ".join(f"{x.name} {'×'.join(map(str, x.shape))}" for x in lay.torch_tensors)
+    out.print(f"  PyTorch packs rows in order {', '.join(TORCH_ORDER)}: {tensors}")
+    out.print(
+        f"  parameters: textbook 4·m·(n_l+m) + 4·m = {lay.parameters_textbook:,}; "
+        f"PyTorch 4·m·(n_l+m) + 8·m = {lay.parameters_torch:,} "
+        f"(+{lay.parameters_torch - lay.parameters_textbook:,}: two bias vectors b_ih + b_hh whose sum is the textbook b)\n"
+    )
+
+
+def _run(r: RunSummary) -> None:
+    dates = f", {r.first_date} … {r.last_date} ({r.frequency})" if r.first_date else ""
+    feats = f"; features {', '.join(r.features)}" if r.features else ""
+    out.print(f"[bold]Run[/] {escape(r.path)}: trained on {escape(r.data)} ({r.rows} rows{dates})", markup=True)
+    out.print(f"  target {', '.join(r.target)}{feats}; L = {r.lookback}, H = {r.horizon}, s = {r.season}")
+    if r.best_epoch is not None:
+        stop = " (early stop)" if r.stopped_early else ""
+        out.print(
+            f"  best epoch {r.best_epoch} of {r.epochs_run}{stop}, best val loss {r.best_val_loss:.4g}, "
+            f"{r.train_seconds:.1f} s on {r.device} ({r.precision})\n"
+        )
+
+
+def _units(f: InspectFacts) -> None:
+    assert f.units is not None
+    for layer, units in f.units.items():
+        n_l = f.layers[int(layer) - 1].input_size
+        t = Table(
+            title=f"Layer {layer} units: unit k owns row k of W_f, W_i, W_g, W_o (4·(n_l+m) = 4·({n_l}+{f.m}) weights) and 4 biases",
+            title_justify="left",
+        )
+        for col in ("unit", "weights", "biases", "torch row f / i / g / o", "b_f", "b_i", "b_g", "b_o"):
+            t.add_column(col, justify="right")
+        for u in units:
+            rows = " / ".join(str(u.torch_rows[g]) for g in ("f", "i", "g", "o"))
+            t.add_row(str(u.unit), str(u.weights), str(u.biases), rows, *(f"{u.b[g]:+.3f}" for g in ("f", "i", "g", "o")))
+        out.print(t)
+
+
+# ---------------------------------------------------------------------------------------------
+# lstm predict
+
+
+def prediction(result: Results, backtest: bool) -> None:
+    for item in result.items:
+        if item.series is not None:
+            out.print(f"[bold]series {escape(item.series)}[/]", markup=True)
+        if backtest:
+            _backtest(item)  # type: ignore[arg-type]
+        else:
+            _forecast(item)  # type: ignore[arg-type]
+    if result.metrics is not None:
+        out.print(metrics_table(result.metrics, f"Pooled over {len(result.items)} series, original units"))
+
+
+def _backtest(bt: Backtest) -> None:
+    first, last = bt.origin_labels()
+    out.print(
+        f"Backtest of {bt.run} on {bt.data}: {bt.origins.size} windows, origins {first} … {last}\n"
+        f"origins: {bt.split} ({bt.split_source})",
+        soft_wrap=True,
+    )
+    out.print(metrics_table(bt.metrics, f"H = {bt.horizon} steps from each origin, original units"))
+    for name, per in (bt.metrics.per_target or {}).items():
+        out.print(metrics_table(per, f"target {name}"))
+
+
+def _forecast(fc: Forecast) -> None:
+    steps = int(fc.values.shape[0])
+    how = f" (recursive: {steps} > H = {fc.horizon}, forecasts fed back in)" if fc.recursive else ""
+    last = fc.last_label()
+    after = f"after {last}" if last else f"after row {fc.history.shape[0]}"
+    out.print(f"Forecast from {fc.run} on {fc.data}: {steps} steps {after}{how}", soft_wrap=True)
+    t = Table()
+    t.add_column(fc.date_column or "step")
+    for name in fc.targets:
+        t.add_column(name, justify="right")
+    for i, label in enumerate(fc.index_labels()):
+        t.add_row(label, *(f"{v:.6g}" for v in fc.values[i]))
+    out.print(t)
+
+
+# ---------------------------------------------------------------------------------------------
+# lstm init
+
+
+def starter(st: Starter) -> None:
+    freq = f", frequency {st.frequency}" if st.frequency else ""
+    date = f"date column {st.date_column}" if st.date_column else "no date column"
+    out.print(f"{st.csv}: {st.rows} rows, {date}{freq}; numeric columns: {', '.join(st.numeric)}")
+    for reason in st.reasons:
+        out.print(f"  • {reason}")
+    out.print(f"wrote {st.out}; next: lstm train {st.out}")

@@ -1,0 +1,128 @@
+"""``lstm inspect``: the textbook view of a config's model or a trained run, as typed facts.
+
+Named ``inspect_run`` because a module named ``inspect`` would hide the standard library's.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from lstmcli.config import load_config
+from lstmcli.model import gates
+from lstmcli.model.forecaster import LSTMForecaster
+from lstmcli.runs.run import Run, load_run
+from lstmcli.runs.schema import Metrics
+
+CHECK_TOLERANCE = 1e-10  # float64: the two computations differ only by rounding
+
+
+class CheckFacts(BaseModel):
+    """The proof: the largest difference between the gate equations and the fused layer."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_abs_diff: float
+    tolerance: float
+
+    @property
+    def same_function(self) -> bool:
+        return self.max_abs_diff <= self.tolerance
+
+
+class RunSummary(BaseModel):
+    """What a trained run was trained on and how training went."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    path: str
+    data: str
+    rows: int
+    first_date: str | None
+    last_date: str | None
+    frequency: str | None
+    target: list[str]
+    features: list[str]
+    lookback: int
+    horizon: int
+    season: int
+    best_epoch: int | None = None
+    epochs_run: int | None = None
+    stopped_early: bool | None = None
+    best_val_loss: float | None = None
+    train_seconds: float | None = None
+    device: str | None = None
+    precision: str | None = None
+    windows: dict[str, int] | None = None
+
+
+class InspectFacts(gates.ModelFacts):
+    """The model's facts, and what was asked for besides: the proof, the units, the run."""
+
+    check: CheckFacts | None = None
+    units: dict[str, list[gates.UnitFacts]] | None = None
+    metrics: Metrics | None = None
+    run: RunSummary | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """As JSON, without the parts that were not asked for (or that a config has not)."""
+        return self.model_dump(mode="json", exclude_defaults=True)
+
+
+def inspect(target: Path, overrides: list[str], check: bool = False, units: bool = False) -> InspectFacts:
+    """Facts about the model of a config (its initial weights, seeded) or of a trained run (its
+    weights, their statistics, its metrics); with ``check`` the proof that the gate equations are
+    the fused layer's function, with ``units`` the per-unit view. A directory is taken for a run."""
+    run = load_run(target) if target.is_dir() else None
+    model = run.model if run is not None else _untrained(target, overrides)
+    facts = gates.describe(model, stats=run is not None)
+    extra: dict[str, Any] = {}
+    if check:
+        extra["check"] = CheckFacts(max_abs_diff=gates.check_equivalence(model.lstm), tolerance=CHECK_TOLERANCE)
+    if units:
+        extra["units"] = {str(layer): gates.unit_view(model, layer) for layer in range(1, model.layers + 1)}
+    if run is not None:
+        metrics = run.metrics()
+        extra.update(metrics=metrics, run=run_summary(run, metrics))
+    return InspectFacts(**dict(facts), **extra)
+
+
+def _untrained(config: Path, overrides: list[str]) -> LSTMForecaster:
+    import torch
+
+    cfg = load_config(config, overrides)
+    torch.manual_seed(cfg.train.seed)
+    return LSTMForecaster.from_config(cfg)
+
+
+def run_summary(run: Run, metrics: Metrics | None) -> RunSummary:
+    """What a trained run was trained on and how training went."""
+    data, cfg = run.meta.data, run.cfg.data
+    trained: dict[str, Any] = {}
+    if metrics is not None:
+        trained = {
+            "best_epoch": metrics.best_epoch,
+            "epochs_run": metrics.epochs_run,
+            "stopped_early": metrics.stopped_early,
+            "best_val_loss": metrics.best_val_loss,
+            "train_seconds": metrics.train_seconds,
+            "device": metrics.device,
+            "precision": metrics.precision,
+            "windows": dict(metrics.windows),
+        }
+    return RunSummary(
+        path=str(run.path),
+        data=data.path,
+        rows=data.rows,
+        first_date=data.first_date,
+        last_date=data.last_date,
+        frequency=data.frequency,
+        target=list(cfg.target),
+        features=list(cfg.features),
+        lookback=cfg.lookback,
+        horizon=cfg.horizon,
+        season=cfg.season,
+        **trained,
+    )
