@@ -43,8 +43,11 @@ class TrainingError(LstmcliError):
     exit_code = 1
 
 
-class Interrupted(LstmcliError):
-    """Training stopped on a signal after leaving a consistent run directory."""
+class Interrupted(BaseException):
+    """Training stopped on a signal after leaving a consistent run directory.
+
+    A BaseException, like KeyboardInterrupt: it can be raised by a signal handler at any point,
+    and no ``except Exception`` on the way up may take it for a failure to recover from."""
 
     def __init__(self, message: str, exit_code: int) -> None:
         super().__init__(message)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import time
 from pathlib import Path
@@ -9,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from lstmcli.data import cache
 from lstmcli.data import dataset as data
 from lstmcli.data import fast as ingest
 from lstmcli.data.reader import Table, read_table
@@ -27,6 +30,12 @@ def fast(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     monkeypatch.setenv("LSTMCLI_CACHE_DIR", str(cache))
     monkeypatch.delenv("LSTMCLI_CACHE", raising=False)
     return cache
+
+
+def _entry(cache: Path, path: Path, columns: list[str], date_column: str | None = "date") -> Path:
+    """The cache file of ``path``'s ``columns``: named by the file's absolute path and its columns."""
+    ident = json.dumps([str(path.resolve()), columns, date_column])
+    return cache / f"{hashlib.sha256(ident.encode()).hexdigest()[:32]}.npys"
 
 
 def _slow(
@@ -69,7 +78,7 @@ def test_cache_hit_then_invalidated_when_the_csv_changes(
 ) -> None:
     path = write_csv(tmp_path / "s.csv", rows=200, columns=COLUMNS)
     first = read_table(path, ["y", "a"], "date")
-    entry = ingest.cache_file_for(str(path), ["y", "a"], "date")
+    entry = _entry(fast, path, ["y", "a"])
     assert entry is not None and entry.exists() and entry.parent == fast
     with entry.open("rb") as f:  # plain .npy records, no pickled objects
         records = [np.load(f, allow_pickle=False) for _ in range(4)]  # key, dates, then one per column
@@ -108,7 +117,7 @@ def test_cache_can_be_turned_off(fast: Path, tmp_path: Path, monkeypatch: pytest
 def test_a_corrupt_cache_entry_is_ignored_and_replaced(fast: Path, tmp_path: Path) -> None:
     path = write_csv(tmp_path / "s.csv", rows=100)
     expected = read_table(path, ["y"], "date").values
-    entry = ingest.cache_file_for(str(path), ["y"], "date")
+    entry = _entry(fast, path, ["y"])
     assert entry is not None
     entry.write_bytes(b"garbage")
     assert np.array_equal(read_table(path, ["y"], "date").values, expected)
@@ -121,7 +130,7 @@ def test_a_corrupt_cache_entry_is_ignored_and_replaced(fast: Path, tmp_path: Pat
 def test_a_truncated_cache_entry_is_ignored(fast: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = write_csv(tmp_path / "s.csv", rows=100, columns=COLUMNS)
     expected = read_table(path, ["y", "a"], "date").values
-    entry = ingest.cache_file_for(str(path), ["y", "a"], "date")
+    entry = _entry(fast, path, ["y", "a"])
     assert entry is not None
     entry.write_bytes(entry.read_bytes()[:-8])  # the last value of the last column is gone
     parsed = []
@@ -275,13 +284,9 @@ def test_ids_stripped_as_python_strips_them(fast: Path, tmp_path: Path) -> None:
 
 def test_a_single_series_entry_keeps_the_name_earlier_versions_used(fast: Path, tmp_path: Path) -> None:
     """So an upgrade replaces an old entry instead of leaving it beside the new one."""
-    import hashlib
-    import json
-
     path = write_csv(tmp_path / "s.csv", rows=50)
-    ident = json.dumps([str(path.resolve()), ["y"], "date"])
-    entry = ingest.cache_file_for(str(path), ["y"], "date")
-    assert entry is not None and entry.name == hashlib.sha256(ident.encode()).hexdigest()[:32] + ".npys"
+    read_table(path, ["y"], "date")
+    assert [p.name for p in fast.glob("*.npys")] == [_entry(fast, path, ["y"]).name]
 
 
 def test_the_first_run_streams_batches_into_the_entry(
@@ -375,13 +380,13 @@ def test_short_writes_are_completed(fast: Path, tmp_path: Path, monkeypatch: pyt
 
 def test_stale_temporaries_of_a_killed_writer_are_removed(fast: Path, tmp_path: Path) -> None:
     path = write_csv(tmp_path / "s.csv", rows=60)
-    entry = ingest.cache_file_for(str(path), ["y"], "date")
+    entry = _entry(fast, path, ["y"])
     assert entry is not None
     fast.mkdir(parents=True)
     stale, fresh = fast / f"{entry.stem}dead.tmp", fast / f"{entry.stem}busy.tmp"
     for f in (stale, fresh):
         f.write_bytes(b"half an entry")
-    old = time.time() - ingest.STALE_SECONDS - 60
+    old = time.time() - cache.STALE_SECONDS - 60
     os.utime(stale, (old, old))
     assert ingest.open_fast(str(path), ["y"], "date") is not None
     assert not stale.exists() and fresh.exists()  # one being written now is left alone
