@@ -19,6 +19,7 @@ from typer.core import TyperGroup
 
 from lstmcli.cli import render
 from lstmcli.errors import Interrupted, LstmcliError, PeerLost
+from lstmcli.training.launcher import LAUNCHED_ENV
 
 if TYPE_CHECKING:
     from lstmcli.config import Config
@@ -85,7 +86,7 @@ def handle_errors(fn: F) -> F:
                 render.error_line(str(exc), "[bold yellow]interrupted:[/]")
             raise typer.Exit(exc.exit_code) from None
         except LstmcliError as exc:
-            if not (isinstance(exc, PeerLost) and os.environ.get("LSTMCLI_LAUNCHED")):  # the launcher names the rank
+            if not (isinstance(exc, PeerLost) and os.environ.get(LAUNCHED_ENV)):  # the launcher names the rank
                 render.error_line(str(exc))
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
@@ -177,7 +178,8 @@ def train(
     Every epoch is checkpointed; after Ctrl-C, SIGTERM or a crash, continue with --resume (or lstm resume RUN).
     """
     from lstmcli.training.device import stable_malloc
-    from lstmcli.training.distributed import from_env, launch
+    from lstmcli.training.distributed import from_env
+    from lstmcli.training.launcher import launch
 
     if resume and overwrite:
         raise typer.BadParameter("--resume continues a run and --overwrite replaces it; pass one", param_hint="--resume")

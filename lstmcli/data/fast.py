@@ -165,11 +165,17 @@ def _parse(
     header = _header(path)
     if header is None or any(c not in header for c in [*columns, *keys]):
         return None
-    if stream and series_column is None:
-        file = entry_file(key)
-        streamed = _STREAM_FAILED if file is None else _stream_to_entry(file, key, path, header, columns, date_column)
+    file = entry_file(key) if stream and series_column is None else None
+    if file is not None:
+        streamed = _stream_to_entry(file, key, path, header, columns, date_column)
         if streamed is not _STREAM_FAILED:
             return streamed  # type: ignore[return-value]
+    return _parse_whole(path, header, columns, date_column, series_column)
+
+
+def _parse_whole(
+    path: str, header: list[str], columns: list[str], date_column: str | None, series_column: str | None
+) -> Columns | None:
     import polars as pl
 
     # Every column is read (the unused ones as text) so that a ragged row is an error or a null.
@@ -179,27 +185,31 @@ def _parse(
         return None
     if df.height == 0 or not _clean(df, header, columns):
         return None
-    frame = df.select(columns)
-    order, parts = None, None
-    if series_column:
-        grouped = _group(df[series_column])
-        if grouped is None:
-            return None
-        order, parts = grouped
-    dates = None
-    if date_column:
-        got = _dates(df[date_column])
-        if got is None:
-            return None
-        dates = got[0]
-        dates = dates if order is None else dates[order]
-        step_ok = np.diff(dates) > np.timedelta64(0, "s")
-        if parts:
-            step_ok[[stop - 1 for _, _, stop in parts[:-1]]] = True  # a new series may start earlier
-        if not step_ok.all():
-            return None
-    del df
+    grouped = _group(df[series_column]) if series_column else (None, None)
+    if grouped is None:
+        return None
+    order, parts = grouped
+    dates = _frame_dates(df[date_column], order, parts) if date_column else None
+    if date_column and dates is None:
+        return None
+    return _frame_columns(df.select(columns), columns, dates, order, parts)
 
+
+def _frame_dates(s: Any, order: np.ndarray | None, parts: tuple[tuple[str, int, int], ...] | None) -> np.ndarray | None:
+    """The date column in table order, if every date is ISO and they increase within each series."""
+    got = _dates(s)
+    if got is None:
+        return None
+    dates = got[0] if order is None else got[0][order]
+    step_ok = np.diff(dates) > np.timedelta64(0, "s")
+    if parts:
+        step_ok[[stop - 1 for _, _, stop in parts[:-1]]] = True  # a new series may start earlier
+    return dates if step_ok.all() else None
+
+
+def _frame_columns(
+    frame: Any, columns: list[str], dates: np.ndarray | None, order: np.ndarray | None, parts: tuple[tuple[str, int, int], ...] | None
+) -> Columns:
     def read(j: int, out: np.ndarray) -> None:
         values = frame[columns[j]].to_numpy()
         if order is None:
@@ -248,27 +258,7 @@ def _stream_to_entry(
         return None
     if n_rows == 0:
         return None
-    def fill(fd: int, date_at: int, column_at: list[int]) -> object:
-        row, last, form = 0, None, None
-        for batch in lazy.collect_batches(chunk_size=BATCH_ROWS):
-            if row + batch.height > n_rows:
-                return _STREAM_FAILED  # the count and the parse disagree: let the whole parse decide
-            if not _clean(batch, header, columns):
-                return None
-            if date_column:
-                got = _dates(batch[date_column], form)
-                if got is None:  # not a date, or another form than the first batch's
-                    return _STREAM_FAILED if form is not None else None
-                dates, form = got
-                if not _increasing(dates, last):
-                    return None
-                last = dates[-1]
-                pwrite_all(fd, dates.view(np.int64), date_at + row * 8)
-            for j, c in enumerate(columns):
-                pwrite_all(fd, np.ascontiguousarray(batch[c].to_numpy(), dtype=np.float64), column_at[j] + row * 8)
-            row += batch.height
-        return True if row == n_rows else _STREAM_FAILED
-
+    fill = _BatchFill(lazy, n_rows, header, columns, date_column)
     try:
         written = write_entry(file, key, n_rows, len(columns), date_column is not None, None, fill)
     except OSError:
@@ -278,6 +268,45 @@ def _stream_to_entry(
     if written is not True:
         return written
     return open_entry(key) or _STREAM_FAILED
+
+
+class _BatchFill:
+    """``write_entry``'s filler: every batch checked and written into its place in the entry.
+    Returns True when all ``n_rows`` rows are in, None for a file that is not clean, or
+    _STREAM_FAILED when the whole parse must decide (the count and the batches disagree, or a
+    later batch's dates take another form than the first's)."""
+
+    def __init__(self, lazy: Any, n_rows: int, header: list[str], columns: list[str], date_column: str | None) -> None:
+        self.lazy, self.n_rows, self.header, self.columns, self.date_column = lazy, n_rows, header, columns, date_column
+        self.last: np.datetime64 | None = None  # the previous batch's last date
+        self.form: int | None = None  # how the first batch's dates were read
+
+    def __call__(self, fd: int, date_at: int, column_at: list[int]) -> object:
+        row = 0
+        for batch in self.lazy.collect_batches(chunk_size=BATCH_ROWS):
+            if row + batch.height > self.n_rows:
+                return _STREAM_FAILED
+            if not _clean(batch, self.header, self.columns):
+                return None
+            if self.date_column:
+                done = self._dates(fd, batch[self.date_column], date_at + row * 8)
+                if done is not True:
+                    return done
+            for j, c in enumerate(self.columns):
+                pwrite_all(fd, np.ascontiguousarray(batch[c].to_numpy(), dtype=np.float64), column_at[j] + row * 8)
+            row += batch.height
+        return True if row == self.n_rows else _STREAM_FAILED
+
+    def _dates(self, fd: int, s: Any, at: int) -> object:
+        got = _dates(s, self.form)
+        if got is None:  # not a date, or another form than the first batch's
+            return _STREAM_FAILED if self.form is not None else None
+        dates, self.form = got
+        if not _increasing(dates, self.last):
+            return None
+        self.last = dates[-1]
+        pwrite_all(fd, dates.view(np.int64), at)
+        return True
 
 
 def _increasing(dates: np.ndarray, previous: np.datetime64 | None) -> bool:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
-from lstmcli.errors import ConfigError, Interrupted, PeerLost, RankFailed
+from lstmcli.errors import ConfigError, PeerLost
 
 
 @dataclass(frozen=True)
@@ -80,9 +80,6 @@ def _env_int(name: str, default: int | None, world: int | None = None) -> int:
         raise ConfigError(f"environment: {name}={raw!r} is not a whole number") from None
 
 
-LAUNCHED_ENV = "LSTMCLI_LAUNCHED"  # set by launch(): the launcher reports a lost rank, not its peers
-
-
 @contextlib.contextmanager
 def peers_lost_is_one_line(dist: Dist) -> Iterator[None]:
     """A collective that fails because another rank is gone becomes PeerLost (one line, exit 1)."""
@@ -119,9 +116,6 @@ def shutdown(dist: Dist) -> None:
         torch.distributed.destroy_process_group()
 
 
-GRACE_SECONDS = 60.0  # after a stop, how long rank 0 may take to reach its next batch boundary
-
-
 def abandon(dist: Dist) -> None:
     """Leave the process group at once, on the way out of a run that failed or stopped: no barrier
     (the other ranks may be gone, or still stepping). Left to the interpreter's exit, the group's
@@ -132,86 +126,3 @@ def abandon(dist: Dist) -> None:
         gc.collect()
         with contextlib.suppress(Exception):
             torch.distributed.destroy_process_group()
-
-
-def launch(nproc: int, argv: list[str], resume_hint: str) -> int:
-    """Start ``python -m lstmcli ARGV`` in ``nproc`` processes on this machine, as torchrun would,
-    and return the job's exit code.
-
-    Each child gets torchrun's variables (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR on loopback,
-    a free MASTER_PORT) and an equal share of the CPU threads, in a process group of its own, so
-    that a terminal's Ctrl-C reaches this process only. A SIGINT or SIGTERM is forwarded to rank 0
-    alone: the other ranks keep stepping with it, so it always reaches its next batch boundary,
-    where it stops with its checkpoint intact and says how to resume; the others, which write
-    nothing, are then killed. The same happens when any rank ends: a rank that exits with an
-    error has printed it, one killed by a signal is named here, in one line. Every write is
-    atomic and the lock is the kernel's, so a killed rank loses nothing.
-    """
-    import signal
-    import socket
-    import subprocess
-    import sys
-    import time
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    base = dict(os.environ, MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    base.update(WORLD_SIZE=str(nproc), LOCAL_WORLD_SIZE=str(nproc), **{LAUNCHED_ENV: "1"})
-    base.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
-    group = {"process_group": 0} if sys.version_info >= (3, 11) else {"preexec_fn": os.setpgrp}
-    received: list[int] = []
-    procs: list[subprocess.Popen[bytes]] = []
-
-    def kill_all() -> None:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-
-    def on_signal(signum: int, _frame: object) -> None:
-        received.append(signum)
-        if procs and procs[0].poll() is None:
-            procs[0].send_signal(signum)
-
-    old = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        for r in range(nproc):
-            env = dict(base, RANK=str(r), LOCAL_RANK=str(r))
-            procs.append(subprocess.Popen([sys.executable, "-m", "lstmcli", *argv], env=env, **group))  # type: ignore[call-overload]
-        ended: tuple[int, int] | None = None  # (rank, exit code) of the first rank to end unsuccessfully
-        deadline: float | None = None
-        stopping = False  # from here on, the ranks still running are killed by this launcher
-        while any(p.poll() is None for p in procs):
-            codes = [p.poll() for p in procs]
-            if not stopping:
-                ended = next(((r, c) for r, c in enumerate(codes) if c not in (None, 0)), None)
-                stopping = ended is not None or codes[0] is not None
-            if stopping:
-                kill_all()  # rank 0 is done (or a rank failed): the others have nothing left to write
-            if received and deadline is None:
-                deadline = time.monotonic() + GRACE_SECONDS
-            if deadline is not None and time.monotonic() > deadline:
-                kill_all()
-            time.sleep(0.05)
-    finally:
-        kill_all()  # only if this very loop failed: never leave a rank behind
-        for p in procs:
-            p.wait()
-        for sig, handler in old.items():
-            signal.signal(sig, handler)
-    main = procs[0].returncode
-    if received:
-        signum = received[0]
-        if main != 128 + signum:  # rank 0 did not stop by itself, so it said nothing
-            raise Interrupted(f"{signal.Signals(signum).name}: the {nproc} ranks were stopped. Resume with: {resume_hint}", 128 + signum)
-        return main
-    if ended is None:
-        return 0
-    rank, code = ended
-    if code < 0:
-        raise RankFailed(
-            f"rank {rank} of {nproc} was killed by {signal.Signals(-code).name}; the other ranks were stopped "
-            f"(the last finished epoch's checkpoint is kept). Resume with: {resume_hint}",
-            128 - code,
-        )
-    return code
