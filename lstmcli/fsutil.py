@@ -118,24 +118,49 @@ def read_text(path: str | Path, what: str, error: type[LstmcliError], limit: int
 # Writing
 
 
+TMP_INFIX = ".lstmcli-tmp-"  # the temporary files of atomic writes: .NAME.lstmcli-tmp-PID
+
+
 def atomic_write(path: str | Path, data: bytes | str) -> None:
     """Write to a temporary file in the same directory, fsync it, then rename over ``path``:
     readers see the old file or the new one, never part of one; a failure leaves the old one."""
-    payload = data.encode("utf-8") if isinstance(data, str) else data
+    atomic_write_all({Path(path): data})
 
-    def write(tmp: Path) -> None:
-        with open(tmp, "wb") as fh:
-            fh.write(payload)
 
-    atomic_write_with(path, write)
+def atomic_write_all(files: dict[Path, bytes | str]) -> None:
+    """Several files written as one: every temporary is written and fsynced before the first is
+    renamed into place, so a failure to write any (a full disk, a missing folder) replaces none."""
+    payloads = {Path(p): d.encode("utf-8") if isinstance(d, str) else d for p, d in files.items()}
+    temps: dict[Path, Path] = {}
+    current = next(iter(payloads))  # the file being written, named if it fails
+    try:
+        for current, payload in payloads.items():
+            temps[current] = _temporary(current)
+            with open(temps[current], "wb") as fh:
+                fh.write(payload)
+                fh.flush()
+                os.fsync(fh.fileno())
+        for current, tmp in temps.items():
+            os.replace(tmp, current)
+    except OSError as exc:
+        for tmp in temps.values():
+            _unlink_quietly(tmp)
+        raise os_error(current, exc) from None
+    except BaseException:
+        for tmp in temps.values():
+            _unlink_quietly(tmp)
+        raise
+    for folder in {path.parent for path in payloads}:
+        fsync_dir(folder)
 
 
 def atomic_write_with(path: str | Path, write: Callable[[Path], None]) -> None:
     """``atomic_write`` for a writer that takes a file name (``write(tmp)``, e.g. safetensors'
     ``save_file``, which streams the tensors instead of building the file in memory first)."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp = None
     try:
+        tmp = _temporary(path)
         write(tmp)
         fd = os.open(tmp, os.O_RDONLY)
         try:
@@ -144,12 +169,28 @@ def atomic_write_with(path: str | Path, write: Callable[[Path], None]) -> None:
             os.close(fd)
         os.replace(tmp, path)
     except OSError as exc:
-        _unlink_quietly(tmp)
+        if tmp is not None:
+            _unlink_quietly(tmp)
         raise os_error(path, exc) from None
     except BaseException:
-        _unlink_quietly(tmp)
+        if tmp is not None:
+            _unlink_quietly(tmp)
         raise
     fsync_dir(path.parent)
+
+
+def _temporary(path: Path) -> Path:
+    """A new, empty temporary file beside ``path``, created exclusively and without following a
+    symbolic link (one planted at its name, in a shared folder, is never written through)."""
+    tmp = path.with_name(f".{path.name}{TMP_INFIX}{os.getpid()}")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(tmp, flags, 0o644)
+    except FileExistsError:  # this pid's own leftover from an earlier, killed process
+        tmp.unlink()
+        fd = os.open(tmp, flags, 0o644)
+    os.close(fd)
+    return tmp
 
 
 def _unlink_quietly(path: Path) -> None:
@@ -224,15 +265,6 @@ def expand(path: str) -> str:
     return os.path.expanduser(path) if path.startswith("~") else path
 
 
-def is_within(path: Path, folder: Path) -> bool:
-    """Whether ``path`` is ``folder`` or inside it, after resolving symlinks and ``..``."""
-    try:
-        p, f = path.resolve(), folder.resolve()
-    except (OSError, RuntimeError):
-        return False
-    return p == f or f in p.parents
-
-
 def same_file(a: str | Path, b: str | Path) -> bool:
     """Whether two paths name one existing file (hard links and symlinks included)."""
     try:
@@ -241,15 +273,12 @@ def same_file(a: str | Path, b: str | Path) -> bool:
         return False
 
 
-def check_outputs(outputs: dict[str, Path | None], inputs: list[Path], protected: Path | None = None) -> None:
-    """Refuse an output path (``{flag: path}``) that is an input, lies inside ``protected`` (a run
-    directory, whose files only lstm train writes), or is another output's path."""
+def check_outputs(outputs: dict[str, Path | None], inputs: list[Path]) -> None:
+    """Refuse an output path (``{flag: path}``) that is an input or another output's path."""
     seen: dict[Path, str] = {}
     for flag, out in outputs.items():
         if out is None:
             continue
-        if protected is not None and is_within(out, protected):
-            raise OutputError(f"{flag} {out}: is inside the run directory {protected}; write it elsewhere")
         for source in inputs:
             if same_file(out, source) or out.resolve() == source.resolve():
                 raise OutputError(f"{flag} {out}: is the input file {source}; choose another file name")

@@ -1,4 +1,4 @@
-"""Headless matplotlib figures, written atomically as PNG."""
+"""Headless matplotlib figures, rendered to PNG bytes (the caller writes them, atomically)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,11 @@ import os
 import tempfile
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from lstmcli.fsutil import atomic_write
+if TYPE_CHECKING:
+    from lstmcli.results import Backtest, Forecast
+
 
 _preload: threading.Thread | None = None
 
@@ -63,15 +65,15 @@ def _pyplot() -> Any:
     return _import_pyplot()
 
 
-def _save(fig: Any, path: Path) -> None:
+def _png(fig: Any) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
     _pyplot().close(fig)
-    atomic_write(path, buf.getvalue())
+    return buf.getvalue()
 
 
-def loss_curve(history: list[dict[str, float]], best_epoch: int, path: Path) -> None:
-    """Train and validation loss per epoch, log scale, best epoch marked."""
+def loss_curve(history: list[dict[str, float]], best_epoch: int) -> bytes:
+    """Train and validation loss per epoch, log scale, best epoch marked, as PNG."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
     epochs = [h["epoch"] for h in history]
@@ -85,7 +87,7 @@ def loss_curve(history: list[dict[str, float]], best_epoch: int, path: Path) -> 
     ax.set_title("Training loss")
     ax.legend()
     ax.grid(alpha=0.3)
-    _save(fig, path)
+    return _png(fig)
 
 
 def _time_axis(ax: Any, dated: bool) -> None:
@@ -105,8 +107,8 @@ def _as_x(index: Any) -> Any:
     return index.astype("datetime64[s]").astype(object) if index.dtype.kind == "M" else index
 
 
-def forecast_plot(fc: Any, path: Path, tail: int | None = None) -> None:
-    """The tail of the history and the forecast after it, one panel per target.
+def forecast_plot(fc: Forecast, tail: int | None = None) -> bytes:
+    """The tail of the history and the forecast after it, one panel per target, as PNG.
 
     ``fc`` is a ``predict.Forecast``; ``tail`` defaults to max(4·H, steps, 48) rows of history.
     """
@@ -127,12 +129,12 @@ def forecast_plot(fc: Any, path: Path, tail: int | None = None) -> None:
         ax.legend(loc="upper left", fontsize=8)
         _time_axis(ax, bool(fc.date_column))
     axes[0, 0].set_title(f"Forecast from {Path(fc.run).name} after the last row of {Path(fc.data).name}")
-    _save(fig, path)
+    return _png(fig)
 
 
-def backtest_plot(bt: Any, path: Path) -> None:
+def backtest_plot(bt: Backtest) -> bytes:
     """Actuals over the backtest range, the 1-step-ahead forecast from every origin, and the
-    full H-step forecast from the last origin, one panel per target (``bt`` is a ``predict.Backtest``)."""
+    full H-step forecast from the last origin, one panel per target, as PNG."""
     plt = _pyplot()
     k, H = len(bt.targets), bt.horizon
     lo = max(0, int(bt.origins[0]) - 2 * H)
@@ -152,4 +154,4 @@ def backtest_plot(bt: Any, path: Path) -> None:
         ax.legend(loc="upper left", fontsize=8, title=f"model MAE {mae:.4g} over all {H} steps", title_fontsize=8)
         _time_axis(ax, bool(bt.date_column))
     axes[0, 0].set_title(f"Backtest of {Path(bt.run).name} on {Path(bt.data).name} ({bt.split} origins)")
-    _save(fig, path)
+    return _png(fig)

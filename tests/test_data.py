@@ -137,3 +137,17 @@ def test_rows_and_lines_are_named_apart_when_blank_lines_intervene(tmp_path: Pat
     (tmp_path / "gaps.csv").write_text("date,y\n2000-01-01,1\n\n\n2000-02-01,x\n")
     with pytest.raises(DataError, match=r"row 2 \(line 5\), column 'y': 'x' is not a number"):
         read_table(tmp_path / "gaps.csv", ["y"], "date")
+
+
+def test_monthly_dates_at_noon_are_monthly(tmp_path: Path) -> None:
+    dates = np.array([f"2000-{m:02d}-01T12:00:00" for m in range(1, 13)], dtype="datetime64[s]")
+    assert infer_frequency(dates) == "MS"
+    assert str(continue_dates(dates[-1], "MS", 1)[0]) == "2001-01-01T12:00:00"
+
+
+def test_values_near_1e_300_are_standardised_not_taken_for_a_constant(tmp_path: Path) -> None:
+    from lstmcli.data.dataset import _column_stats
+
+    x = np.array([1.0, 2.0, 3.0, 4.0]) * 1e-300
+    mean, std = _column_stats(x, log=False)
+    assert std == pytest.approx(np.std([1.0, 2.0, 3.0, 4.0]) * 1e-300, rel=1e-9)

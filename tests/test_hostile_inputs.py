@@ -227,3 +227,20 @@ def test_training_works_without_a_home_directory(tmp_path: Path, tiny_csv: Path)
     assert done.returncode == 0, done.stderr
     assert done.stderr == ""  # not even matplotlib's warning about its config directory
     assert (tmp_path / "run" / "metrics.json").exists()
+
+
+def test_future_values_beyond_what_training_accepts_are_one_line(tmp_path: Path) -> None:
+    write_csv(tmp_path / "series.csv", columns=("y", "x"))
+    config = write_config(tmp_path / "c.yaml", model={"n": 2}, data={"features": ["x"]}, train={"epochs": 2})
+    assert runner.invoke(app, ["train", str(config), "-q"]).exit_code == 0
+    (tmp_path / "future.csv").write_text("date,x\n2006-09-01,1e308\n2006-10-01,3\n2006-11-01,3\n")
+    args = ["predict", str(tmp_path / "run"), "--data", str(tmp_path / "series.csv"), "--steps", "6", "--future", str(tmp_path / "future.csv")]
+    assert "future.csv: row 1, column 'x': 1e+308 is too large" in one_line(args, 2)
+
+
+def test_a_proof_that_needs_more_memory_than_there_is_is_one_line(tiny_config: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from lstmcli.commands import inspect_run
+
+    monkeypatch.setattr(inspect_run, "available_memory", lambda: 1000)
+    line = one_line(["inspect", str(tiny_config), "--check"], 1)
+    assert "--check: the float64 proof" in line and "GB are available" in line

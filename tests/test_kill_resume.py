@@ -22,6 +22,7 @@ from typer.testing import CliRunner
 
 from lstmcli.cli import app
 from lstmcli.config import load_config
+from lstmcli.fsutil import TMP_INFIX
 from lstmcli.runs import checkpoints as ck
 from lstmcli.runs.lock import LOCK
 from lstmcli.runs.store import CHECKPOINT_DIR, METRICS, STATE_POINTER, WEIGHTS
@@ -147,7 +148,7 @@ def test_sigterm_and_sigint_exit_with_a_resume_hint_and_resume_identically(
     assert "Traceback" not in out
     saved = ck.load_train_state(run / "partial", load_config(config).parameters)
     assert saved is not None and saved.epoch >= 3
-    assert not (run / LOCK).exists() and not list(run.rglob(".*.tmp-*"))
+    assert not (run / LOCK).exists() and not list(run.rglob(f".*{TMP_INFIX}*"))
     resumed = Proc(["resume", str(run)], tmp_path)
     out = resumed.finish()
     assert resumed.p.returncode == 0, out

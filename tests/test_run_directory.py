@@ -238,3 +238,71 @@ def test_an_unfinished_run_of_the_0_1_0_layout_resumes_to_the_same_weights(tmp_p
     assert result.exit_code == 0, result.output
     assert not (run / "checkpoint").exists() and not (run / "partial").exists()
     assert_same_tensors(load_file(tmp_path / "ref" / "model.safetensors"), load_file(run / "model.safetensors"))
+
+
+def test_a_directory_where_a_run_file_goes_is_refused_before_training(tmp_path: Path, tiny_csv: Path) -> None:
+    config = write_config(tmp_path / "c.yaml")
+    train_cli(config)
+    (tmp_path / "run" / "loss.png").unlink()
+    (tmp_path / "run" / "loss.png").mkdir()
+    (tmp_path / "run" / "loss.png" / "keep.txt").write_text("mine")
+    before = snapshot(tmp_path / "run")
+    out = one_line_failure(config, "--overwrite", code=2)
+    assert "loss.png: is a directory, where the run's loss.png goes" in out
+    assert snapshot(tmp_path / "run") == before
+    assert runner.invoke(app, ["predict", str(tmp_path / "run"), "--data", str(tiny_csv)]).exit_code == 0
+
+
+def test_user_folders_and_dot_files_inside_a_run_survive_an_overwrite(tmp_path: Path, tiny_csv: Path) -> None:
+    config = write_config(tmp_path / "c.yaml")
+    train_cli(config)
+    (tmp_path / "run" / "checkpoint").mkdir()  # the name 0.1.0 used, but not an lstm checkpoint
+    (tmp_path / "run" / "checkpoint" / "notes.txt").write_text("mine")
+    (tmp_path / "run" / ".draft.tmp-1").write_text("mine")
+    train_cli(config, "--overwrite")
+    assert (tmp_path / "run" / "checkpoint" / "notes.txt").read_text() == "mine"
+    assert (tmp_path / "run" / ".draft.tmp-1").read_text() == "mine"
+
+
+def test_init_never_writes_into_a_run_directory(tmp_path: Path, tiny_csv: Path) -> None:
+    train_cli(write_config(tmp_path / "c.yaml"))
+    before = snapshot(tmp_path / "run")
+    result = runner.invoke(app, ["init", str(tiny_csv), "--out", str(tmp_path / "run" / "config.yaml"), "--force"])
+    assert result.exit_code == 2 and "is inside the run directory" in result.output
+    assert snapshot(tmp_path / "run") == before
+
+
+def test_a_failed_predict_replaces_none_of_its_outputs(tmp_path: Path, tiny_csv: Path) -> None:
+    train_cli(write_config(tmp_path / "c.yaml"))
+    (tmp_path / "mine.csv").write_text("keep\n")
+    args = ["predict", str(tmp_path / "run"), "--data", str(tiny_csv), "--out", str(tmp_path / "mine.csv")]
+    result = runner.invoke(app, [*args, "--plot", str(tmp_path / "missing" / "p.png")])
+    assert result.exit_code == 2 and "p.png" in result.output
+    assert (tmp_path / "mine.csv").read_text() == "keep\n"
+    assert not list(tmp_path.glob(".mine.csv*"))  # no temporary left behind
+
+
+def test_a_reader_waits_for_a_move_into_place_under_way(tmp_path: Path, tiny_csv: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    from lstmcli.runs.lock import RunLock
+    from lstmcli.runs.run import load_run
+
+    config = write_config(tmp_path / "c.yaml")
+    train(load_config(config, ["train.seed=5"]), tmp_path / "run")
+    real = store.RunDir._rename
+
+    def dies_before_metrics(self: RunDir, src: Path, dst: Path) -> None:
+        if src.name == "metrics.json":
+            raise Crash
+        real(self, src, dst)
+
+    monkeypatch.setattr(store.RunDir, "_replace", dies_before_metrics)
+    with pytest.raises(Crash):
+        train(load_config(config), tmp_path / "run", "overwrite")
+    monkeypatch.undo()
+    lock = RunLock(tmp_path / "run")
+    lock.acquire()  # a trainer still moving its files holds the lock
+    threading.Timer(0.5, lock.release).start()
+    loaded = load_run(tmp_path / "run")  # waits for the lock, then completes the move
+    assert RunDir(tmp_path / "run").finished() and loaded.metrics() is not None

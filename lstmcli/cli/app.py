@@ -302,9 +302,10 @@ def predict(
     """Forecast the next H steps after the last row of a CSV with a trained run, or backtest it."""
     from lstmcli import plots
     from lstmcli.commands import predict as pr
-    from lstmcli.fsutil import atomic_write, check_outputs, json_text
+    from lstmcli.commands.outputs import check_outputs, write_outputs
+    from lstmcli.fsutil import json_text
 
-    check_outputs({"--out": out_file, "--plot": plot}, [data, *([future] if future else [])], protected=run)
+    check_outputs({"--out": out_file, "--plot": plot}, [data, *([future] if future else [])])
     if not backtest and split is not SplitChoice.all:
         raise typer.BadParameter("--split applies to --backtest", param_hint="--split")
     if backtest and (steps is not None or future is not None):
@@ -312,10 +313,10 @@ def predict(
     result = pr.backtest(run, data, split.value, series) if backtest else pr.forecast(run, data, steps, future, series)
     if plot is not None and len(result.items) > 1:
         raise typer.BadParameter(f"the file holds {len(result.items)} series; pick one with --series to plot", param_hint="--plot")
-    if out_file is not None:
-        atomic_write(out_file, result.to_csv())
+    files: dict[Path, bytes | str] = {} if out_file is None else {out_file: result.to_csv()}
     if plot is not None:
-        (plots.backtest_plot if backtest else plots.forecast_plot)(result.items[0], plot)
+        files[plot] = (plots.backtest_plot if backtest else plots.forecast_plot)(result.items[0])  # type: ignore[arg-type]
+    write_outputs(files)
     if as_json:
         print(json_text(result.to_dict()), end="")
     else:
@@ -340,7 +341,7 @@ def init(
 ) -> None:
     """Write a starter config for a CSV: date column, target, season, lookback and horizon chosen for you."""
     from lstmcli.commands import init as starter
-    from lstmcli.fsutil import check_outputs
+    from lstmcli.commands.outputs import check_outputs
 
     out_path = out_file or starter.default_out(csv_file)
     check_outputs({"--out": out_path}, [csv_file])

@@ -17,10 +17,10 @@ from rich.text import Text
 if TYPE_CHECKING:
     from lstmcli.commands.init import Starter
     from lstmcli.commands.inspect_run import InspectFacts, RunSummary
-    from lstmcli.commands.predict import Backtest, Forecast, Results
     from lstmcli.commands.train import TrainSummary
     from lstmcli.evaluate import ForecastScores, SplitScores, TargetScores
     from lstmcli.model.gates import LayerFacts
+    from lstmcli.results import Backtest, Forecast, Results
 
 out = Console(markup=False, highlight=False)
 err = Console(stderr=True, markup=False, highlight=False)

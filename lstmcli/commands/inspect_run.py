@@ -11,10 +11,12 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from lstmcli.config import load_config
+from lstmcli.errors import ResourceError
 from lstmcli.model import gates
 from lstmcli.model.forecaster import LSTMForecaster
 from lstmcli.runs.run import Run, load_run
 from lstmcli.runs.schema import Metrics
+from lstmcli.training.device import available_memory
 
 CHECK_TOLERANCE = 1e-10  # float64: the two computations differ only by rounding
 
@@ -80,6 +82,7 @@ def inspect(target: Path, overrides: list[str], check: bool = False, units: bool
     facts = gates.describe(model, stats=run is not None)
     extra: dict[str, Any] = {}
     if check:
+        _check_fits_in_memory(model)
         extra["check"] = CheckFacts(max_abs_diff=gates.check_equivalence(model.lstm), tolerance=CHECK_TOLERANCE)
     if units:
         extra["units"] = {str(layer): gates.unit_view(model, layer) for layer in range(1, model.layers + 1)}
@@ -87,6 +90,19 @@ def inspect(target: Path, overrides: list[str], check: bool = False, units: bool
         metrics = run.metrics()
         extra.update(metrics=metrics, run=run_summary(run, metrics))
     return InspectFacts(**dict(facts), **extra)
+
+
+def _check_fits_in_memory(model: LSTMForecaster) -> None:
+    """The proof runs on a float64 copy of the LSTM, sliced per gate: about 16 bytes per parameter.
+    A model that needs more than the machine has is refused in one line, not left to the OOM killer."""
+    need = 16 * sum(p.numel() for p in model.lstm.parameters())
+    free = available_memory()
+    if free is not None and need > free:
+        raise ResourceError(
+            f"--check: the float64 proof for this model ({model.m} units x {model.layers} layer(s)) needs about "
+            f"{need / 1e9:.1f} GB and {free / 1e9:.1f} GB are available; the gate equations are the same for any m, "
+            "so check a smaller config"
+        )
 
 
 def _untrained(config: Path, overrides: list[str]) -> LSTMForecaster:

@@ -112,6 +112,7 @@ def prepare(cfg: Config, dist: Dist) -> Prepared:
 
 def open_run(prepared: Prepared, run: RunDir, mode: Mode) -> OpenRun:
     """Start a new run in ``partial/`` (holding the lock), or find the one to resume."""
+    run.check_replaceable()  # a run that could not be moved into place is refused before it trains
     if mode == "resume":
         return _resume_point(prepared, run)
     if (run.finished() or run.in_progress() or run.legacy_unfinished()) and mode != "overwrite":
@@ -276,7 +277,7 @@ def finish(opened: OpenRun, result: TrainResult, seconds: float) -> Metrics:
     weights_sha = save_model(work, result.model, p.config_sha256)
     write_json_model(work / META, run_meta(cfg, p.config_sha256, weights_sha, ds))
     atomic_write(work / HISTORY, history_csv(result.state.history))
-    loss_curve(result.state.history, result.state.best_epoch, work / LOSS_PLOT)
+    atomic_write(work / LOSS_PLOT, loss_curve(result.state.history, result.state.best_epoch))
     write_json_model(work / METRICS, metrics)  # last: its presence marks a finished run
     return metrics
 

@@ -155,6 +155,9 @@ def _column_stats(train: np.ndarray, log: bool) -> tuple[float, float]:
     """Mean and std (1 for a constant column, which is only centred) of one column's training rows."""
     x = np.log(train) if log else train
     mean, std = float(x.mean()), float(x.std())
+    if not std > 0 and np.ptp(x) > 0:  # deviations so small (values near 1e-300) that their squares underflow
+        scale = float(np.abs(x).max())
+        std = float((x / scale).std()) * scale
     return mean, std if std > 0 else 1.0
 
 

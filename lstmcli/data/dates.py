@@ -44,8 +44,8 @@ def infer_frequency(dates: np.ndarray | None) -> str | None:
     steps = np.diff(dates.astype("datetime64[s]")).astype(np.int64)
     step = int(np.median(steps))
     day = 86400
-    midnight = bool(np.all(dates.astype("datetime64[s]").astype(np.int64) % day == 0))
-    if midnight:
+    time_of_day = dates.astype("datetime64[s]").astype(np.int64) % day
+    if bool(np.all(time_of_day == time_of_day[0])):  # calendar steps, at one time of day (midnight, noon...)
         if step == day:
             return "D"
         if step == 7 * day:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from lstmcli import __version__
 from lstmcli.config import MAX_CONFIG_BYTES, Config, parse_yaml, validate_config
 from lstmcli.data.dataset import Dataset
 from lstmcli.data.dates import describe_dates
-from lstmcli.errors import CheckpointError
+from lstmcli.errors import CheckpointError, ResourceError
 from lstmcli.fsutil import (
     atomic_write,
     json_text,
@@ -25,6 +26,7 @@ from lstmcli.runs.store import CONFIG, META, METRICS, WEIGHTS, RunDir
 from lstmcli.runs.tensors import read_weights, refuse_pickles, save_tensors
 
 FORMAT = "lstmcli-run"
+MOVE_WAIT_SECONDS = 10.0
 FORMAT_VERSION = 1
 
 
@@ -117,13 +119,18 @@ def load_run(run_dir: str | Path) -> Run:
 
 
 def _complete_move(store: RunDir) -> None:
-    """A finished run whose move into place was interrupted (a kill in the milliseconds it takes):
-    complete it, as SQLite's readers roll back a hot journal, so the reader gets the new run."""
-    try:
-        with store.locked():
-            pass  # taking the lock completes the move (RunDir.recover)
-    except CheckpointError as exc:
-        raise CheckpointError(
-            f"{store.path}: a finished run is being moved into place here and could not be completed now "
-            f"({exc}); try again in a moment"
-        ) from None
+    """A finished run whose move into place is under way (it takes milliseconds) or was interrupted
+    by a kill: wait for the trainer to finish it, or complete it, as SQLite's readers roll back a
+    hot journal; either way the reader gets the new run."""
+    deadline = time.monotonic() + MOVE_WAIT_SECONDS
+    while store.awaiting_commit():
+        try:
+            with store.locked():
+                return  # taking the lock completed the move (RunDir.recover)
+        except CheckpointError as exc:
+            if time.monotonic() > deadline:
+                raise ResourceError(
+                    f"{store.path}: a finished run is being moved into place here and the move has not "
+                    f"completed in {MOVE_WAIT_SECONDS:.0f} s ({exc}); try again"
+                ) from None
+            time.sleep(0.05)  # the trainer holds the lock while it moves the files

@@ -33,7 +33,16 @@ from pathlib import Path
 
 from lstmcli import __version__
 from lstmcli.errors import CheckpointError
-from lstmcli.fsutil import SMALL_FILE_BYTES, atomic_write, fsync_dir, json_text, os_error, read_bytes
+from lstmcli.fsutil import (
+    SMALL_FILE_BYTES,
+    TMP_INFIX,
+    atomic_write,
+    describe_kind,
+    fsync_dir,
+    json_text,
+    os_error,
+    read_bytes,
+)
 from lstmcli.runs.lock import LOCK, RunLock
 
 MARKER = ".lstmcli-run"
@@ -49,6 +58,7 @@ CHECKPOINT_DIR = "checkpoint"
 STATE_POINTER = "state.json"
 PARTIAL = "partial"
 PREVIOUS = "partial.prev"
+COMMITTED = ".partial.committed"  # partial/ after its files were moved up, while it is removed
 # The finished run's files in the order they are moved into place: metrics.json last.
 FINISHED = (CONFIG, WEIGHTS, META, HISTORY, LOSS_PLOT, METRICS)
 
@@ -76,6 +86,7 @@ class RunDir:
         self.path = path
         self.partial = path / PARTIAL
         self.previous = path / PREVIOUS
+        self.committed = path / COMMITTED
         self.created = False  # this process made RUN (removed again if it ends up holding nothing)
         self.marked = False  # this process wrote the marker (removed again if nothing else is left)
 
@@ -186,20 +197,36 @@ class RunDir:
         """The new run has a checkpoint: the unfinished run it replaces can go."""
         self._rmtree(self.previous)
 
+    def check_replaceable(self) -> None:
+        """Every place a finished file goes is free or holds a file: a directory (or a device) there
+        would stop the move into place halfway, so it is refused before anything is trained."""
+        for name in FINISHED:
+            target = self.path / name
+            if target.exists() and not target.is_file():
+                raise CheckpointError(
+                    f"{target}: is {describe_kind(target.stat().st_mode)}, where the run's {name} goes; move it away"
+                )
+
     def commit(self) -> None:
         """Move the finished run in ``partial/`` into place (see the module docstring)."""
+        self.check_replaceable()  # before the old metrics.json goes: a move that cannot finish never starts
         self._unlink(self.path / METRICS)  # from here on readers never take a mix for a finished run
         for name in FINISHED:
             if (self.partial / name).exists():
                 self._replace(self.partial / name, self.path / name)
         fsync_dir(self.path)
-        self._rmtree(self.partial)
-        self._rmtree(self.path / CHECKPOINT_DIR)  # a layout-1 checkpoint left beside a finished run
+        # What is left of partial/ (the checkpoint) is renamed before it is removed, so that a kill
+        # in the middle of the removal cannot leave something that looks like a run to resume.
+        self._rename(self.partial, self.committed)
+        self._rmtree(self.committed)
+        if _json_format(self.path / CHECKPOINT_DIR / STATE_POINTER) == "lstmcli-train-state":
+            self._rmtree(self.path / CHECKPOINT_DIR)  # a layout-1 checkpoint left beside a finished run
 
     def recover(self) -> None:
         """Complete or undo what a killed process left half done (called holding the lock)."""
         if self.awaiting_commit():
             self.commit()
+        self._rmtree(self.committed)
         if self.previous.exists():
             if self.in_progress():
                 self._rmtree(self.previous)
@@ -208,7 +235,7 @@ class RunDir:
                 self._rename(self.previous, self.partial)
         for folder in (self.path, self.partial, self.partial / CHECKPOINT_DIR):
             if folder.is_dir():
-                for tmp in folder.glob(".*.tmp-*"):
+                for tmp in folder.glob(f".*{TMP_INFIX}*"):
                     self._unlink(tmp)
 
     def abandon_unsaved(self) -> None:
@@ -263,3 +290,15 @@ class RunDir:
             path.mkdir(exist_ok=True)
         except OSError as exc:
             raise os_error(path, exc, "create", CheckpointError) from None
+
+
+def enclosing_run(path: Path) -> Path | None:
+    """The lstm run directory that is ``path`` or holds it, if any (only lstm train writes there)."""
+    try:
+        resolved = path.resolve()
+    except (OSError, RuntimeError):
+        return None
+    for folder in [resolved, *resolved.parents]:
+        if folder.is_dir() and RunDir(folder).is_ours():
+            return folder
+    return None

@@ -1,0 +1,157 @@
+"""What a trained run predicts: forecasts after the data, backtests from every origin, and their
+files (CSV, JSON). Produced by ``commands.predict``, drawn by ``plots``, printed by ``cli``."""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lstmcli.data.dates import format_dates
+from lstmcli.evaluate import Scores, SplitScores
+
+
+@dataclass(frozen=True)
+class Forecast:
+    """The next ``steps`` values of every target after the last row of the data."""
+
+    run: Path
+    data: str
+    targets: list[str]
+    date_column: str | None
+    history_index: np.ndarray  # (N,) dates, or row numbers 1..N without dates
+    history: np.ndarray  # (N, k) targets in original units
+    index: np.ndarray  # (K,) dates continued at the series' frequency, or steps 1..K
+    values: np.ndarray  # (K, k) forecasts in original units
+    frequency: str | None
+    horizon: int  # H: steps per model call
+    recursive: bool  # True when forecasts were fed back in (K > H)
+    series: str | None = None
+
+    def index_labels(self) -> list[str]:
+        return format_dates(self.index) if self.date_column else [str(int(i)) for i in self.index]
+
+    def last_label(self) -> str | None:
+        """The date of the last row of the data (None without dates)."""
+        return format_dates(self.history_index[-1:])[0] if self.date_column else None
+
+    def to_dict(self) -> dict[str, Any]:
+        last = self.last_label()
+        return {
+            "run": str(self.run),
+            "data": self.data,
+            "rows": int(self.history.shape[0]),
+            "last_date": last,
+            "frequency": self.frequency,
+            "horizon": self.horizon,
+            "steps": int(self.values.shape[0]),
+            "recursive": self.recursive,
+            "index_name": self.date_column or "step",
+            "index": self.index_labels(),
+            "forecast": {t: self.values[:, j].tolist() for j, t in enumerate(self.targets)},
+        }
+
+    def to_csv(self) -> str:
+        """A date (or step) column, then one column per target."""
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow([self.date_column or "step", *self.targets])
+        for label, row in zip(self.index_labels(), self.values, strict=True):
+            writer.writerow([label, *(repr(float(v)) for v in row)])
+        return buf.getvalue()
+
+
+@dataclass(frozen=True)
+class Backtest:
+    """Forecasts from every chosen origin of a file, scored like ``train``'s evaluation."""
+
+    run: Path
+    data: str
+    targets: list[str]
+    date_column: str | None
+    split: str  # all | train | val | test
+    split_source: str  # how the origins were chosen, in words
+    history_index: np.ndarray  # (N,) dates or row numbers 1..N
+    history: np.ndarray  # (N, k) targets in original units
+    origins: np.ndarray  # (W,) row of each window's first target
+    forecasts: np.ndarray  # (W, H, k) original units
+    metrics: SplitScores  # as metrics.json's "test": model, naive, seasonal_naive (+ per_target)
+    scores: Scores  # the sums behind ``metrics``, for pooling over series
+    series: str | None = None
+
+    @property
+    def horizon(self) -> int:
+        return int(self.forecasts.shape[1])
+
+    def origin_labels(self) -> tuple[str, str]:
+        """The date (or 1-based row) of the first and the last origin."""
+        first, last = (self._label(int(o)) for o in self.origins[[0, -1]])
+        return first, last
+
+    def to_dict(self) -> dict[str, Any]:
+        first, last = self.origin_labels()
+        return {
+            "run": str(self.run),
+            "data": self.data,
+            "split": self.split,
+            "split_source": self.split_source,
+            "windows": int(self.origins.size),
+            "horizon": self.horizon,
+            "first_origin": first,
+            "last_origin": last,
+            "metrics": self.metrics.to_dict(),
+        }
+
+    def _label(self, row: int) -> str:
+        """The date (or 1-based row number) of row ``row``."""
+        if self.date_column:
+            return format_dates(self.history_index[row : row + 1])[0]
+        return str(int(self.history_index[row]))
+
+    def to_csv(self) -> str:
+        """One row per origin and step: origin, h, date (or row), and forecast and actual per target."""
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        where = self.date_column or "row"
+        cols = [c for t in self.targets for c in (t, f"{t}_actual")]
+        writer.writerow([f"origin_{where}", "h", where, *cols])
+        labels = format_dates(self.history_index) if self.date_column else [str(int(i)) for i in self.history_index]
+        for w, o in enumerate(self.origins):
+            for h in range(self.horizon):
+                cells = [repr(float(v)) for j in range(len(self.targets)) for v in (self.forecasts[w, h, j], self.history[o + h, j])]
+                writer.writerow([labels[o], h + 1, labels[o + h], *cells])
+        return buf.getvalue()
+
+
+@dataclass(frozen=True)
+class Results:
+    """Forecasts or backtests of every series in the file (one for a single-series run)."""
+
+    items: list[Any]  # Forecast or Backtest, one per series
+    series_column: str | None  # set for a multi-series run
+    metrics: SplitScores | None = None  # backtests: pooled over all series, as metrics.json
+
+    def to_dict(self) -> dict[str, Any]:
+        if self.series_column is None:
+            return self.items[0].to_dict()
+        d: dict[str, Any] = {"series_column": self.series_column, "series": {i.series: i.to_dict() for i in self.items}}
+        if self.metrics is not None:
+            d["metrics"] = self.metrics.to_dict()
+        return d
+
+    def to_csv(self) -> str:
+        """One item's CSV; several series in long format, the series column first."""
+        if self.series_column is None:
+            return self.items[0].to_csv()
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        for n, item in enumerate(self.items):
+            header, *rows = csv.reader(io.StringIO(item.to_csv()))
+            if n == 0:
+                writer.writerow([self.series_column, *header])
+            writer.writerows([item.series, *row] for row in rows)
+        return buf.getvalue()
