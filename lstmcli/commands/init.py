@@ -115,33 +115,11 @@ def propose(
     """Choose date column, target, features, s, L and H for ``csv_path``; build the YAML text."""
     path = str(csv_path)
     cells = read_cells(path)
-    header = cells.header
     date_column, numeric, gaps, other = classify(cells)
     reasons: list[str] = []
-    if not numeric:
-        raise DataError(f"{path}: no numeric column to forecast; columns are: {', '.join(header)}")
-    if target is None:
-        target = numeric[0]
-        reasons.append(f"target {target}: the first numeric column (choose another with --target)")
-    elif target not in numeric:
-        why = "is the date column" if target == date_column else "is not a numeric column" if target in header else "is not in the file"
-        raise DataError(f"{path}: --target {target!r} {why}; numeric columns are: {', '.join(numeric)}")
-    else:
-        reasons.append(f"target {target}: as asked")
+    target = _choose_target(path, cells.header, numeric, date_column, target, reasons)
     candidates = [c for c in numeric if c != target]
-    if features is None:
-        features = []
-        if candidates:
-            reasons.append(
-                f"features: none; the other numeric column(s) {', '.join(candidates)} are left out, because a run "
-                "with covariates needs their future values to forecast beyond one horizon (predict --future); "
-                "add them with --feature COL when they help"
-            )
-    else:
-        bad = [f for f in features if f not in candidates]
-        if bad:
-            raise DataError(f"{path}: --feature {bad[0]!r} is not another numeric column; choose from: {', '.join(candidates)}")
-        reasons.append(f"features: {', '.join(features)} (as asked): inputs besides the target")
+    features = _choose_features(path, candidates, features, reasons)
     if other:
         reasons.append(f"ignored (not numeric): {', '.join(other)}")
     columns = [target, *features]
@@ -152,21 +130,8 @@ def propose(
 
     table = read_table(path, columns, date_column, missing)  # every cell and date checked as train will
     frequency = infer_frequency(table.dates)
-    if date_column is None:
-        season, why = 1, "no date column, so no seasonal period is assumed (set data.season if there is one)"
-    elif frequency in SEASONS:
-        season, name = SEASONS[frequency]
-        why = f"dates in {date_column} are {name}" + (f", so the seasonal period is {season}" if season > 1 else ", so no seasonal period")
-    else:
-        season, why = 1, f"dates in {date_column} step by {frequency}, which has no standard seasonal period"
-    reasons.append(f"s = {season}: {why}")
-    if season > 1:
-        lookback, horizon = min(2 * season, 48), min(season, 24)
-        reasons.append(f"L = min(2s, 48) = {lookback} input steps, H = min(s, 24) = {horizon} forecast steps")
-    else:
-        lookback, horizon = 16, 4
-        reasons.append("L = 16 input steps, H = 4 forecast steps (the defaults without a season)")
-    lookback, horizon = _fit_length(table.n_rows, lookback, horizon, reasons)
+    season = _choose_season(date_column, frequency, reasons)
+    lookback, horizon = _choose_window(table.n_rows, season, reasons)
     if season > max(lookback, int(0.70 * table.n_rows)):
         reasons.append(f"s = 1 after all: the series is too short to look {season} steps back from the validation split")
         season = 1
@@ -182,6 +147,59 @@ def propose(
     cfg = validate_config(parse_yaml(st.text, str(out_path)), str(out_path))  # what train will accept
     prepare(table, cfg.data)  # the split and season checks train makes
     return st
+
+
+def _choose_target(
+    path: str, header: list[str], numeric: list[str], date_column: str | None, target: str | None, reasons: list[str]
+) -> str:
+    if not numeric:
+        raise DataError(f"{path}: no numeric column to forecast; columns are: {', '.join(header)}")
+    if target is None:
+        reasons.append(f"target {numeric[0]}: the first numeric column (choose another with --target)")
+        return numeric[0]
+    if target not in numeric:
+        why = "is the date column" if target == date_column else "is not a numeric column" if target in header else "is not in the file"
+        raise DataError(f"{path}: --target {target!r} {why}; numeric columns are: {', '.join(numeric)}")
+    reasons.append(f"target {target}: as asked")
+    return target
+
+
+def _choose_features(path: str, candidates: list[str], features: list[str] | None, reasons: list[str]) -> list[str]:
+    if features is None:
+        if candidates:
+            reasons.append(
+                f"features: none; the other numeric column(s) {', '.join(candidates)} are left out, because a run "
+                "with covariates needs their future values to forecast beyond one horizon (predict --future); "
+                "add them with --feature COL when they help"
+            )
+        return []
+    bad = [f for f in features if f not in candidates]
+    if bad:
+        raise DataError(f"{path}: --feature {bad[0]!r} is not another numeric column; choose from: {', '.join(candidates)}")
+    reasons.append(f"features: {', '.join(features)} (as asked): inputs besides the target")
+    return features
+
+
+def _choose_season(date_column: str | None, frequency: str | None, reasons: list[str]) -> int:
+    if date_column is None:
+        season, why = 1, "no date column, so no seasonal period is assumed (set data.season if there is one)"
+    elif frequency in SEASONS:
+        season, name = SEASONS[frequency]
+        why = f"dates in {date_column} are {name}" + (f", so the seasonal period is {season}" if season > 1 else ", so no seasonal period")
+    else:
+        season, why = 1, f"dates in {date_column} step by {frequency}, which has no standard seasonal period"
+    reasons.append(f"s = {season}: {why}")
+    return season
+
+
+def _choose_window(rows: int, season: int, reasons: list[str]) -> tuple[int, int]:
+    if season > 1:
+        lookback, horizon = min(2 * season, 48), min(season, 24)
+        reasons.append(f"L = min(2s, 48) = {lookback} input steps, H = min(s, 24) = {horizon} forecast steps")
+    else:
+        lookback, horizon = 16, 4
+        reasons.append("L = 16 input steps, H = 4 forecast steps (the defaults without a season)")
+    return _fit_length(rows, lookback, horizon, reasons)
 
 
 def _fit_length(rows: int, lookback: int, horizon: int, reasons: list[str]) -> tuple[int, int]:
