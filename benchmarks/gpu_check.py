@@ -43,8 +43,14 @@ def make_table(rows: int, n: int) -> Table:
 def config(n: int, m: int, lookback: int, batch: int, **train: object) -> dict:
     return {
         "model": {"n": n, "m": m, "layers": 2},
-        "data": {"path": "synthetic", "target": "x0", "features": [f"x{j}" for j in range(1, n)],
-                 "lookback": lookback, "horizon": 13, "season": 52},
+        "data": {
+            "path": "synthetic",
+            "target": "x0",
+            "features": [f"x{j}" for j in range(1, n)],
+            "lookback": lookback,
+            "horizon": 13,
+            "season": 52,
+        },
         "train": {"batch_size": batch, "epochs": 100, "device": "cuda", "schedule": "none", **train},
     }
 
@@ -63,11 +69,16 @@ def same_step(rows: int, epochs: int) -> dict:
     runs = {}
     for name, mode in (("graph", "captured"), ("eager_same_step", "eager")):
         tr = trainer(raw, rows, mode)  # eager: the graph path's StaticStep runs its step eagerly
-        runs[name] = ([tr.train_epoch() for _ in range(epochs)], torch.cat([p.detach().flatten() for p in tr.model.parameters()]))
+        runs[name] = (
+            [tr.train_epoch() for _ in range(epochs)],
+            torch.cat([p.detach().flatten() for p in tr.model.parameters()]),
+        )
     torch.backends.cudnn.deterministic = False
     (g_loss, g_w), (e_loss, e_w) = runs["graph"], runs["eager_same_step"]
     return {
-        "epochs": epochs, "graph_losses": g_loss, "eager_same_step_losses": e_loss,
+        "epochs": epochs,
+        "graph_losses": g_loss,
+        "eager_same_step_losses": e_loss,
         "loss_max_relative_difference": max(abs(a - b) / abs(b) for a, b in zip(g_loss, e_loss, strict=True)),
         "weights_relative_difference": float((g_w - e_w).norm() / e_w.norm()),
     }
@@ -83,7 +94,9 @@ def epoch_rate(tr: Trainer, epochs: int) -> tuple[list[float], float]:
     return losses, epochs * len(tr.train_origins) / (time.perf_counter() - start)
 
 
-def reference_rate(n: int, m: int, lookback: int, batch: int, rows: int, steps: int, dtype: torch.dtype | None) -> float:
+def reference_rate(
+    n: int, m: int, lookback: int, batch: int, rows: int, steps: int, dtype: torch.dtype | None
+) -> float:
     """A bare step (gather, LSTM, head, MSE, backward, capturable Adam) captured by hand."""
     dev = torch.device("cuda")
     series = torch.randn(rows, n, device=dev)
@@ -138,21 +151,31 @@ def main() -> int:
     report["graph_vs_eager"] = check
 
     small = config(1, 64, 52, 64)
-    eager_tr, graph_tr = trainer({**small, "train": {**small["train"], "cuda_graphs": False}}, 200_000), trainer(small, 200_000)
+    eager_tr, graph_tr = (
+        trainer({**small, "train": {**small["train"], "cuda_graphs": False}}, 200_000),
+        trainer(small, 200_000),
+    )
     _, eager_rate = epoch_rate(eager_tr, args.epochs)
     _, graph_rate = epoch_rate(graph_tr, args.epochs)
     ref = reference_rate(1, 64, 52, 64, 200_000, 2000, None)
     report["small"] = {
-        "eager_windows_per_s": eager_rate, "graph_windows_per_s": graph_rate, "reference_graph_windows_per_s": ref,
-        "graph_over_reference": graph_rate / ref, "target": 0.8,
+        "eager_windows_per_s": eager_rate,
+        "graph_windows_per_s": graph_rate,
+        "reference_graph_windows_per_s": ref,
+        "graph_over_reference": graph_rate / ref,
+        "target": 0.8,
     }
 
     large = config(32, 1024, 168, 1024, precision="bf16")
     big = trainer(large, 60_000)
     _, big_rate = epoch_rate(big, 1)
     big_ref = reference_rate(32, 1024, 168, 1024, 60_000, 50, torch.bfloat16)
-    report["large_bf16"] = {"tool_windows_per_s": big_rate, "reference_windows_per_s": big_ref,
-                            "ratio": big_rate / big_ref, "target": 0.9}
+    report["large_bf16"] = {
+        "tool_windows_per_s": big_rate,
+        "reference_windows_per_s": big_ref,
+        "ratio": big_rate / big_ref,
+        "target": 0.9,
+    }
     report["ok"] = bool(ok)
     print(json.dumps(report, indent=2))
     return 0 if ok else 1

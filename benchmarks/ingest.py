@@ -35,8 +35,12 @@ def read_once(reader: str, path: str, columns: list[str]) -> tuple[float, tuple[
         import pyarrow as pa
         import pyarrow.csv as pacsv
 
-        t = pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(
-            include_columns=columns, column_types={c: pa.float64() for c in columns}))
+        t = pacsv.read_csv(
+            path,
+            convert_options=pacsv.ConvertOptions(
+                include_columns=columns, column_types={c: pa.float64() for c in columns}
+            ),
+        )
         arr = np.column_stack([t.column(c).to_numpy() for c in columns])
     elif reader == "polars":
         import polars as pl
@@ -79,12 +83,21 @@ def main() -> None:
                     for f in Path(cache).glob("*"):
                         f.unlink()
                 elif r == "lstmcli_warm" and not any(Path(cache).glob("*.npys")):
-                    subprocess.run([sys.executable, __file__, "--one", "lstmcli_cold", path], env=env, check=True,
-                                   capture_output=True)
+                    subprocess.run(
+                        [sys.executable, __file__, "--one", "lstmcli_cold", path],
+                        env=env,
+                        check=True,
+                        capture_output=True,
+                    )
                 os.sync()  # the last reader's writes (the cold run's cache entry) hit the disk first, untimed
                 run_env = {**env, "LSTMCLI_CACHE": "off"} if r == "lstmcli_nocache" else env
-                proc = subprocess.run([sys.executable, __file__, "--one", r, path], env=run_env, capture_output=True,
-                                      text=True, check=True)
+                proc = subprocess.run(
+                    [sys.executable, __file__, "--one", r, path],
+                    env=run_env,
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                )
                 seconds, shape, check = json.loads(proc.stdout)
                 times[r].append(seconds)
                 checks[r] = check

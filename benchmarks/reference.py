@@ -36,8 +36,20 @@ class Net(nn.Module):
 class Reference:
     """Everything the loop needs, built from a (N, n) float32 scaled series."""
 
-    def __init__(self, scaled: np.ndarray, train_end: int, val_end: int, lookback: int, horizon: int,
-                 k: int = 1, m: int = 64, layers: int = 2, batch: int = 64, lr: float = 3e-3, seed: int = 0) -> None:
+    def __init__(
+        self,
+        scaled: np.ndarray,
+        train_end: int,
+        val_end: int,
+        lookback: int,
+        horizon: int,
+        k: int = 1,
+        m: int = 64,
+        layers: int = 2,
+        batch: int = 64,
+        lr: float = 3e-3,
+        seed: int = 0,
+    ) -> None:
         torch.manual_seed(seed)
         self.series = torch.from_numpy(np.ascontiguousarray(scaled, dtype=np.float32))  # (N, n)
         n_rows = len(scaled)
@@ -121,9 +133,12 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     start = time.perf_counter()
-    scaled, raw, train_end, val_end, mean, std = load_scaled(args.csv, args.columns.split(","), args.train, args.val, args.log)
-    ref = Reference(scaled, train_end, val_end, args.lookback, args.horizon, 1, args.m, args.layers, args.batch,
-                    args.lr, args.seed)
+    scaled, raw, train_end, val_end, mean, std = load_scaled(
+        args.csv, args.columns.split(","), args.train, args.val, args.log
+    )
+    ref = Reference(
+        scaled, train_end, val_end, args.lookback, args.horizon, 1, args.m, args.layers, args.batch, args.lr, args.seed
+    )
     epochs = []
     for _ in range(args.epochs):
         t = time.perf_counter()
@@ -134,8 +149,11 @@ def main() -> None:
     if args.log:
         f = np.exp(f)
     actual = raw[ref.test.numpy()[:, None] + np.arange(args.horizon), 0]
-    print(json.dumps({"test_mae": float(np.abs(f - actual).mean()), "epoch_s": epochs,
-                      "seconds": time.perf_counter() - start}))
+    print(
+        json.dumps(
+            {"test_mae": float(np.abs(f - actual).mean()), "epoch_s": epochs, "seconds": time.perf_counter() - start}
+        )
+    )
 
 
 if __name__ == "__main__":

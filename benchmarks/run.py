@@ -60,21 +60,27 @@ def _write_yaml(path: Path, text: str) -> Path:
 
 
 def co2_config() -> Path:
-    return _write_yaml(DATA_DIR / "co2_L48.yaml", f"""\
+    return _write_yaml(
+        DATA_DIR / "co2_L48.yaml",
+        f"""\
 model: {{n: 1, m: 64, layers: 2}}
-data: {{path: {ROOT / 'data' / 'co2_weekly.csv'}, date_column: date, target: co2, lookback: 48, horizon: 24, season: 52}}
+data: {{path: {ROOT / "data" / "co2_weekly.csv"}, date_column: date, target: co2, lookback: 48, horizon: 24, season: 52}}
 train: {{epochs: 20, batch_size: 64, seed: 0}}
-""")
+""",
+    )
 
 
 def wide_config(rows: int, lookback: int, batch: int, dates: bool) -> Path:
     csv = synthetic_csv(rows, 8, dates=dates)
     date = "date_column: date, " if dates else ""
-    return _write_yaml(DATA_DIR / f"synthetic_{rows}_L{lookback}.yaml", f"""\
+    return _write_yaml(
+        DATA_DIR / f"synthetic_{rows}_L{lookback}.yaml",
+        f"""\
 model: {{n: 8, m: 64, layers: 2}}
 data: {{path: {csv}, {date}target: c0, features: [c1, c2, c3, c4, c5, c6, c7], lookback: {lookback}, horizon: 24, season: 24}}
 train: {{epochs: 1, batch_size: {batch}, seed: 0}}
-""")
+""",
+    )
 
 
 def all_cases(quick: bool) -> list[Case]:
@@ -115,8 +121,19 @@ def bench_epoch(case: Case, repeats: int, threads: int, unfused: bool = False) -
     if unfused:  # the optimizer lstmcli had before BENCHMARKS.md's fix, to reproduce the "before" ratio
         cls = torch.optim.AdamW if t.optimizer == "adamw" else torch.optim.Adam
         tr.optimizer = cls(tr.model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
-    ref = Reference(ds.scaled, ds.split.train_end, ds.split.val_end, d.lookback, d.horizon, ds.n_targets, m.m,
-                    m.layers, t.batch_size, t.lr, t.seed)
+    ref = Reference(
+        ds.scaled,
+        ds.split.train_end,
+        ds.split.val_end,
+        d.lookback,
+        d.horizon,
+        ds.n_targets,
+        m.m,
+        m.layers,
+        t.batch_size,
+        t.lr,
+        t.seed,
+    )
     if case.epoch_batches:  # the same number of windows for both, from the same origins
         n = case.epoch_batches * t.batch_size
         tr.train_origins = tr.train_origins[:n]
@@ -153,8 +170,11 @@ def bench_epoch(case: Case, repeats: int, threads: int, unfused: bool = False) -
         "ref_median_s": median(refs),
         "ratio": median(tool) / median(refs),
     }
-    print(f"  epoch   {case.name:18s} tool {out['tool_median_s']:.3f} s  ref {out['ref_median_s']:.3f} s  "
-          f"ratio {out['ratio']:.3f}  ({out['windows']} train windows, {repeats} runs each)", flush=True)
+    print(
+        f"  epoch   {case.name:18s} tool {out['tool_median_s']:.3f} s  ref {out['ref_median_s']:.3f} s  "
+        f"ratio {out['ratio']:.3f}  ({out['windows']} train windows, {repeats} runs each)",
+        flush=True,
+    )
     return out
 
 
@@ -172,20 +192,54 @@ def reference_cmd(case: Case, threads: int, epochs: int) -> list[str]:
 
     cfg = load_config(case.config, case.overrides)
     d, m, t = cfg.data, cfg.model, cfg.train
-    cmd = [sys.executable, str(ROOT / "benchmarks" / "reference.py"), "--csv", d.path, "--columns", ",".join(d.columns),
-           "--lookback", str(d.lookback), "--horizon", str(d.horizon), "--m", str(m.m), "--layers", str(m.layers),
-           "--batch", str(t.batch_size), "--epochs", str(epochs), "--lr", str(t.lr), "--threads", str(threads),
-           "--train", str(d.split.train), "--val", str(d.split.val), "--seed", str(t.seed)]
+    cmd = [
+        sys.executable,
+        str(ROOT / "benchmarks" / "reference.py"),
+        "--csv",
+        d.path,
+        "--columns",
+        ",".join(d.columns),
+        "--lookback",
+        str(d.lookback),
+        "--horizon",
+        str(d.horizon),
+        "--m",
+        str(m.m),
+        "--layers",
+        str(m.layers),
+        "--batch",
+        str(t.batch_size),
+        "--epochs",
+        str(epochs),
+        "--lr",
+        str(t.lr),
+        "--threads",
+        str(threads),
+        "--train",
+        str(d.split.train),
+        "--val",
+        str(d.split.val),
+        "--seed",
+        str(t.seed),
+    ]
     return [*cmd, "--log"] if d.transform == "log" else cmd
 
 
 def bench_process(case: Case, repeats: int, threads: int, long_repeats: int | None = None) -> dict[str, Any]:
     e = case.process_epochs
     with tempfile.TemporaryDirectory() as tmp:
-        tool_cmd = [*lstm_cmd(), "train", str(case.config), "--quiet", "--overwrite",
-                    *[f"--set={o}" for o in case.overrides],
-                    f"--set=train.epochs={e}", f"--set=train.patience={e}", f"--set=train.threads={threads}",
-                    f"--set=output.dir={tmp}/run"]
+        tool_cmd = [
+            *lstm_cmd(),
+            "train",
+            str(case.config),
+            "--quiet",
+            "--overwrite",
+            *[f"--set={o}" for o in case.overrides],
+            f"--set=train.epochs={e}",
+            f"--set=train.patience={e}",
+            f"--set=train.threads={threads}",
+            f"--set=output.dir={tmp}/run",
+        ]
         ref_cmd = reference_cmd(case, threads, e)
         # the parse cache is off so that every run of the tool reads its CSV, as the reference does
         env = {**MALLOC_ENV, "LSTMCLI_CACHE": "off"}
@@ -203,9 +257,12 @@ def bench_process(case: Case, repeats: int, threads: int, long_repeats: int | No
     out["ref_wall_all"] = [r["wall_s"] for r in refs]
     out["ratio"] = out["tool_wall_s"] / out["ref_wall_s"]
     out["rss_ratio"] = out["tool_rss_mib"] / out["ref_rss_mib"]
-    print(f"  process {case.name:18s} tool {out['tool_wall_s']:.2f} s  ref {out['ref_wall_s']:.2f} s  ratio "
-          f"{out['ratio']:.3f}  | peak RSS tool {out['tool_rss_mib']:.0f} MiB  ref {out['ref_rss_mib']:.0f} MiB "
-          f"({e} epochs, {len(tool)} runs each)", flush=True)
+    print(
+        f"  process {case.name:18s} tool {out['tool_wall_s']:.2f} s  ref {out['ref_wall_s']:.2f} s  ratio "
+        f"{out['ratio']:.3f}  | peak RSS tool {out['tool_rss_mib']:.0f} MiB  ref {out['ref_rss_mib']:.0f} MiB "
+        f"({e} epochs, {len(tool)} runs each)",
+        flush=True,
+    )
     return out
 
 
@@ -234,8 +291,17 @@ def memory_child(config: str, batches: int, val_windows: int, threads: int) -> N
     tr.val_origins = tr.val_origins[:val_windows]
     tr.train_epoch()
     tr.val_loss()
-    print(json.dumps({"rows": ds.table.n_rows, "n": ds.scaled.shape[1], "float32_mib": ds.scaled.nbytes / 2**20,
-                      "float64_targets_mib": ds.table.values.nbytes / 2**20, "load_s": load_s}))
+    print(
+        json.dumps(
+            {
+                "rows": ds.table.n_rows,
+                "n": ds.scaled.shape[1],
+                "float32_mib": ds.scaled.nbytes / 2**20,
+                "float64_targets_mib": ds.table.values.nbytes / 2**20,
+                "load_s": load_s,
+            }
+        )
+    )
 
 
 def bench_memory(threads: int, quick: bool) -> dict[str, Any]:
@@ -244,21 +310,26 @@ def bench_memory(threads: int, quick: bool) -> dict[str, Any]:
     tiny = wide_config(200_000, 24, 64, dates=True)  # torch runtime + model + a small series
     with tempfile.TemporaryDirectory() as cache:
         env = {"LSTMCLI_CACHE_DIR": cache}
-        base = timed_subprocess([sys.executable, __file__, "--memory-child", str(tiny), "20", "4096", str(threads)],
-                                env=env)
+        base = timed_subprocess(
+            [sys.executable, __file__, "--memory-child", str(tiny), "20", "4096", str(threads)], env=env
+        )
         out["runtime_rss_mib"] = base["rss_mib"]
         out["runtime_note"] = "same child on the 200k x 8 series (its arrays are 6 + 12 MiB): torch + model + steps"
         for lookback in (24, 384):
             cfg = wide_config(rows, lookback, 64, dates=False)
             for label in ("cold", "cached"):  # first run parses and writes the cache, second loads it
-                r = timed_subprocess([sys.executable, __file__, "--memory-child", str(cfg), "20", "4096",
-                                      str(threads)], env=env)
+                r = timed_subprocess(
+                    [sys.executable, __file__, "--memory-child", str(cfg), "20", "4096", str(threads)], env=env
+                )
                 info = json.loads(r["stdout"].strip().splitlines()[-1])
                 out[f"L{lookback}_{label}"] = {"rss_mib": r["rss_mib"], "wall_s": r["wall_s"], **info}
                 budget = 2 * info["float32_mib"] + out["runtime_rss_mib"]
-                print(f"  memory  L{lookback:<4d} {label:6s} peak RSS {r['rss_mib']:.0f} MiB  (float32 array "
-                      f"{info['float32_mib']:.0f} MiB; target 2x array + runtime = {budget:.0f} MiB; "
-                      f"load {info['load_s']:.1f} s)", flush=True)
+                print(
+                    f"  memory  L{lookback:<4d} {label:6s} peak RSS {r['rss_mib']:.0f} MiB  (float32 array "
+                    f"{info['float32_mib']:.0f} MiB; target 2x array + runtime = {budget:.0f} MiB; "
+                    f"load {info['load_s']:.1f} s)",
+                    flush=True,
+                )
     return out
 
 
@@ -296,14 +367,23 @@ def machine() -> dict[str, Any]:
                 model = line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return {"cpu": model, "cpus": os.cpu_count(), "torch": torch.__version__, "python": platform.python_version(),
-            "date_utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "loadavg_start": os.getloadavg(),
-            "cuda": torch.cuda.is_available()}
+    return {
+        "cpu": model,
+        "cpus": os.cpu_count(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "date_utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "loadavg_start": os.getloadavg(),
+        "cuda": torch.cuda.is_available(),
+    }
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter,
-                                 epilog=__doc__.split("\n\n", 2)[2])
+    ap = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__.split("\n\n", 2)[2],
+    )
     ap.add_argument("--sections", default=",".join(SECTIONS))
     ap.add_argument("--cases", default="all", help="comma-separated case names (see --list)")
     ap.add_argument("--repeats", type=int, default=3, help="runs per side for epoch/process timings")
@@ -333,8 +413,13 @@ def main() -> None:
             sys.exit(f"unknown case(s): {', '.join(sorted(unknown))}; try --list")
         cases = [c for c in cases if c.name in wanted]
     sections = args.sections.split(",")
-    results: dict[str, Any] = {"machine": machine(), "threads": args.threads, "repeats": args.repeats,
-                               "quick": args.quick, "argv": sys.argv[1:]}
+    results: dict[str, Any] = {
+        "machine": machine(),
+        "threads": args.threads,
+        "repeats": args.repeats,
+        "quick": args.quick,
+        "argv": sys.argv[1:],
+    }
     print(json.dumps(results["machine"]))
     start = time.perf_counter()
     if "epoch" in sections:
@@ -344,8 +429,19 @@ def main() -> None:
     if "ingest" in sections:
         rows = 1_000_000 if args.quick else 10_000_000
         js = Path(tempfile.mkdtemp()) / "ingest.json"
-        subprocess.run([sys.executable, str(ROOT / "benchmarks" / "ingest.py"), "--rows", str(rows),
-                        "--repeats", str(args.repeats), "--json", str(js)], check=True)
+        subprocess.run(
+            [
+                sys.executable,
+                str(ROOT / "benchmarks" / "ingest.py"),
+                "--rows",
+                str(rows),
+                "--repeats",
+                str(args.repeats),
+                "--json",
+                str(js),
+            ],
+            check=True,
+        )
         results["ingest"] = json.loads(js.read_text())
         shutil.rmtree(js.parent, ignore_errors=True)
     if "memory" in sections:

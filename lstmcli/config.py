@@ -65,9 +65,7 @@ class DataConfig(_Section):
     horizon: int = Field(gt=0, description="H: forecast steps per window")
     season: int = Field(1, ge=1, description="s: seasonal period for the seasonal-naive baseline (1 = none)")
     split: SplitConfig = Field(default_factory=SplitConfig)
-    missing: Literal["error", "interpolate", "ffill"] = Field(
-        "error", description="what to do with empty or NaN cells"
-    )
+    missing: Literal["error", "interpolate", "ffill"] = Field("error", description="what to do with empty or NaN cells")
     transform: Literal["none", "log"] = Field(
         "none", description="log: model log(y) (positive series with multiplicative seasonality)"
     )
@@ -211,7 +209,12 @@ class _StrictLoader(yaml.SafeLoader):
     def compose_node(self, parent: Any, index: Any) -> Any:
         event = self.peek_event()
         if isinstance(event, yaml.AliasEvent):
-            raise _Refused(None, None, f"aliases (*{event.anchor}) are not allowed in a config; write the value out", event.start_mark)
+            raise _Refused(
+                None,
+                None,
+                f"aliases (*{event.anchor}) are not allowed in a config; write the value out",
+                event.start_mark,
+            )
         self.depth += 1
         try:
             if self.depth > MAX_YAML_DEPTH:
@@ -229,7 +232,12 @@ class _StrictLoader(yaml.SafeLoader):
             except TypeError:
                 continue  # an unhashable key: the base class reports it
             if first is not key_node:
-                raise _Refused(None, None, f"key {key!r} appears twice (first on line {first.start_mark.line + 1})", key_node.start_mark)
+                raise _Refused(
+                    None,
+                    None,
+                    f"key {key!r} appears twice (first on line {first.start_mark.line + 1})",
+                    key_node.start_mark,
+                )
         return super().construct_mapping(node, deep)
 
 
@@ -313,7 +321,9 @@ def describe_validation_error(exc: ValidationError) -> str:
     if not key:
         return f"{msg}{more}"
     got = err.get("input")
-    shown = ", got a mapping" if isinstance(got, dict) else ", got a list" if isinstance(got, list) else f", got {got!r}"
+    shown = (
+        ", got a mapping" if isinstance(got, dict) else ", got a list" if isinstance(got, list) else f", got {got!r}"
+    )
     return f"{key}{index}: {msg[0].lower()}{msg[1:]}{shown}{more}"
 
 

@@ -146,8 +146,11 @@ class Scores:
         table: dict[str, dict[str, float | None]] = {}
         for name, sums in self.sums.items():
             abs_err, sq_err, smape, count = sums[:, cols].sum(axis=1)
-            table[name] = {"MAE": abs_err / count, "RMSE": math.sqrt(sq_err / count), "sMAPE": smape / count} if count else {
-                "MAE": None, "RMSE": None, "sMAPE": None}
+            table[name] = (
+                {"MAE": abs_err / count, "RMSE": math.sqrt(sq_err / count), "sMAPE": smape / count}
+                if count
+                else {"MAE": None, "RMSE": None, "sMAPE": None}
+            )
         ref_mae = table["seasonal_naive"]["MAE"]
         for row in table.values():
             mae = row["MAE"]

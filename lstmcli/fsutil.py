@@ -29,7 +29,9 @@ SMALL_FILE_BYTES = 4 * MiB  # a config, meta.json, metrics.json, a checkpoint po
 _RUNTIME_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EFBIG, errno.ENOMEM, errno.ENOLCK}
 
 
-def os_error(path: str | Path, exc: OSError, doing: str = "write", error: type[LstmcliError] = OutputError) -> LstmcliError:
+def os_error(
+    path: str | Path, exc: OSError, doing: str = "write", error: type[LstmcliError] = OutputError
+) -> LstmcliError:
     """One-line error for ``exc`` raised while ``doing`` something to ``path``.
 
     A full disk, a quota, an I/O error or exhausted memory is a runtime failure (exit 1); anything

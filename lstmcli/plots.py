@@ -122,8 +122,16 @@ def forecast_plot(fc: Forecast, tail: int | None = None) -> bytes:
     for j, (ax, name) in enumerate(zip(axes[:, 0], fc.targets, strict=True)):
         ax.plot(hist_x, fc.history[-tail:, j], color="black", lw=1.4, label="history")
         # Join the forecast to the last observed point so the two lines read as one series.
-        ax.plot([hist_x[-1], *fut_x], [fc.history[-1, j], *fc.values[:, j]], color="tab:orange", lw=1.8,
-                marker="o", ms=3, markevery=list(range(1, steps + 1)), label=f"forecast ({steps} steps{', recursive' if fc.recursive else ''})")
+        ax.plot(
+            [hist_x[-1], *fut_x],
+            [fc.history[-1, j], *fc.values[:, j]],
+            color="tab:orange",
+            lw=1.8,
+            marker="o",
+            ms=3,
+            markevery=list(range(1, steps + 1)),
+            label=f"forecast ({steps} steps{', recursive' if fc.recursive else ''})",
+        )
         ax.axvline(hist_x[-1], color="grey", ls=":", lw=1)
         ax.set_ylabel(name)
         ax.legend(loc="upper left", fontsize=8)
@@ -143,10 +151,23 @@ def backtest_plot(bt: Backtest) -> bytes:
     last = int(bt.origins[-1])
     for j, (ax, name) in enumerate(zip(axes[:, 0], bt.targets, strict=True)):
         ax.plot(x[lo:], bt.history[lo:, j], color="black", lw=1.4, label="actual")
-        ax.plot(x[bt.origins], bt.forecasts[:, 0, j], color="tab:blue", lw=1.2, alpha=0.8,
-                label=f"1-step-ahead forecast ({bt.origins.size} origins)")
-        ax.plot(x[last : last + H], bt.forecasts[-1, :, j], color="tab:orange", lw=1.8, marker="o", ms=3,
-                label=f"{H}-step forecast from the last origin")
+        ax.plot(
+            x[bt.origins],
+            bt.forecasts[:, 0, j],
+            color="tab:blue",
+            lw=1.2,
+            alpha=0.8,
+            label=f"1-step-ahead forecast ({bt.origins.size} origins)",
+        )
+        ax.plot(
+            x[last : last + H],
+            bt.forecasts[-1, :, j],
+            color="tab:orange",
+            lw=1.8,
+            marker="o",
+            ms=3,
+            label=f"{H}-step forecast from the last origin",
+        )
         ax.axvspan(x[int(bt.origins[0])], x[last + H - 1], color="tab:blue", alpha=0.06)
         scores = bt.metrics.per_target[name] if bt.metrics.per_target else bt.metrics
         mae = scores.model.MAE

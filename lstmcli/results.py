@@ -122,7 +122,11 @@ class Backtest:
         labels = format_dates(self.history_index) if self.date_column else [str(int(i)) for i in self.history_index]
         for w, o in enumerate(self.origins):
             for h in range(self.horizon):
-                cells = [repr(float(v)) for j in range(len(self.targets)) for v in (self.forecasts[w, h, j], self.history[o + h, j])]
+                cells = [
+                    repr(float(v))
+                    for j in range(len(self.targets))
+                    for v in (self.forecasts[w, h, j], self.history[o + h, j])
+                ]
                 writer.writerow([labels[o], h + 1, labels[o + h], *cells])
         return buf.getvalue()
 

@@ -130,7 +130,9 @@ def test_round_trip_through_yaml(tiny_config: Path) -> None:
     assert again == cfg
 
 
-def test_a_tilde_in_output_dir_and_data_path_means_the_home_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_tilde_in_output_dir_and_data_path_means_the_home_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from lstmcli.config import default_run_dir
 
     monkeypatch.setenv("HOME", str(tmp_path))

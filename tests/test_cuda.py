@@ -66,7 +66,18 @@ def test_resume_on_cuda_ends_with_the_uninterrupted_weights(tiny_config: Path, t
 def test_more_cuda_processes_than_gpus_is_one_line_and_exit_2(tiny_config: Path) -> None:
     procs = torch.cuda.device_count() + 1
     result = subprocess.run(
-        [sys.executable, "-m", "lstmcli", "train", str(tiny_config), "-q", "--nproc", str(procs), "--set", "train.device=cuda"],
+        [
+            sys.executable,
+            "-m",
+            "lstmcli",
+            "train",
+            str(tiny_config),
+            "-q",
+            "--nproc",
+            str(procs),
+            "--set",
+            "train.device=cuda",
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -27,7 +27,9 @@ def test_split_boundaries_follow_the_floor_rule(tiny_config: Path) -> None:
 
 
 @pytest.mark.parametrize(("rows", "L", "H"), [(80, 12, 3), (100, 5, 7), (61, 20, 1), (200, 30, 12)])
-def test_every_window_lies_wholly_in_its_split_and_no_test_target_leaks(tmp_path: Path, rows: int, L: int, H: int) -> None:
+def test_every_window_lies_wholly_in_its_split_and_no_test_target_leaks(
+    tmp_path: Path, rows: int, L: int, H: int
+) -> None:
     cfg = load_config(write_config(tmp_path / "c.yaml", data={"lookback": L, "horizon": H}))
     split = make_split(rows, cfg.data)
     bounds = {"train": (0, split.train_end), "val": (split.train_end, split.val_end), "test": (split.val_end, rows)}

@@ -66,7 +66,18 @@ def test_two_processes_match_one_process_after_an_epoch(tmp_path: Path, tiny_csv
     one = CliRunner().invoke(app, ["train", str(cfg), "-q", "--set", f"output.dir={tmp_path / 'one'}"])
     assert one.exit_code == 0, one.output
     two = subprocess.run(
-        [sys.executable, "-m", "lstmcli", "train", str(cfg), "-q", "--nproc", "2", "--set", f"output.dir={tmp_path / 'two'}"],
+        [
+            sys.executable,
+            "-m",
+            "lstmcli",
+            "train",
+            str(cfg),
+            "-q",
+            "--nproc",
+            "2",
+            "--set",
+            f"output.dir={tmp_path / 'two'}",
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -88,7 +99,11 @@ def test_two_processes_match_one_process_after_an_epoch(tmp_path: Path, tiny_csv
 def test_failure_in_a_rank_gives_one_line_and_its_exit_code(tmp_path: Path, tiny_csv: Path) -> None:
     cfg = write_config(tmp_path / "c.yaml", model={"n": 2})
     two = subprocess.run(
-        [sys.executable, "-m", "lstmcli", "train", str(cfg), "--nproc", "2"], cwd=ROOT, capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "lstmcli", "train", str(cfg), "--nproc", "2"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert two.returncode == 2
     assert "Traceback" not in two.stderr
@@ -112,7 +127,11 @@ def _ranks_of(config: Path) -> dict[int, int]:
         try:
             if str(config).encode() not in (d / "cmdline").read_bytes().split(b"\0"):
                 continue
-            env = dict(kv.split("=", 1) for kv in (d / "environ").read_bytes().decode(errors="replace").split("\0") if "=" in kv)
+            env = dict(
+                kv.split("=", 1)
+                for kv in (d / "environ").read_bytes().decode(errors="replace").split("\0")
+                if "=" in kv
+            )
         except OSError:
             continue
         if "RANK" in env:
@@ -157,7 +176,10 @@ def test_a_rank_killed_by_a_signal_is_named_in_one_line_with_how_to_resume(tmp_p
     assert proc.p.returncode == 137, out
     lines = [line for line in out.strip().splitlines() if not line.startswith(("epoch ", str(tiny_csv)))]
     assert len(lines) == 1, out
-    assert lines[0].startswith("error: rank 1 of 2 was killed by SIGKILL") and f"lstm resume {tmp_path / 'run'}" in lines[0]
+    assert (
+        lines[0].startswith("error: rank 1 of 2 was killed by SIGKILL")
+        and f"lstm resume {tmp_path / 'run'}" in lines[0]
+    )
     assert _ranks_of(config) == {}
 
 
@@ -166,7 +188,10 @@ def test_every_option_reaches_the_ranks(tmp_path: Path, tiny_csv: Path) -> None:
     cfg = write_config(tmp_path / "c.yaml", train={"epochs": 1, "batch_size": 16})
     two = subprocess.run(
         [sys.executable, "-m", "lstmcli", "train", str(cfg), "--nproc=2", "-q", "--print-config", "-s", "model.m=6"],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert two.returncode == 0, two.stderr
     assert "m: 6" in two.stderr  # --print-config and -s, as given, in rank 0
@@ -175,10 +200,15 @@ def test_every_option_reaches_the_ranks(tmp_path: Path, tiny_csv: Path) -> None:
 
 @pytest.mark.parametrize(
     ("env", "expected"),
-    [({"WORLD_SIZE": "2"}, "RANK is not set"), ({"WORLD_SIZE": "2", "RANK": "x"}, "RANK='x' is not a whole number"),
-     ({"WORLD_SIZE": "2", "RANK": "5"}, "do not fit WORLD_SIZE=2")],
+    [
+        ({"WORLD_SIZE": "2"}, "RANK is not set"),
+        ({"WORLD_SIZE": "2", "RANK": "x"}, "RANK='x' is not a whole number"),
+        ({"WORLD_SIZE": "2", "RANK": "5"}, "do not fit WORLD_SIZE=2"),
+    ],
 )
-def test_a_broken_torchrun_environment_is_one_line(tiny_config: Path, monkeypatch: pytest.MonkeyPatch, env: dict, expected: str) -> None:
+def test_a_broken_torchrun_environment_is_one_line(
+    tiny_config: Path, monkeypatch: pytest.MonkeyPatch, env: dict, expected: str
+) -> None:
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     result = CliRunner().invoke(app, ["train", str(tiny_config), "-q"])

@@ -60,7 +60,9 @@ def run(trained: Path, tmp_path: Path) -> Path:
         ("metrics.json", '{"test": 1}', "metrics.json: key 'test'"),
     ],
 )
-def test_run_metadata_of_the_wrong_shape_is_one_line(run: Path, trained: Path, name: str, content: str, expected: str) -> None:
+def test_run_metadata_of_the_wrong_shape_is_one_line(
+    run: Path, trained: Path, name: str, content: str, expected: str
+) -> None:
     if content == "wrong series":  # valid JSON, right keys, a scaler that is not numbers
         meta = json.loads((run / "meta.json").read_text())
         meta["series"][0]["scaler"]["mean"] = "high"
@@ -108,7 +110,9 @@ def test_a_sparse_64_gib_weights_file_is_refused_by_its_size(run: Path) -> None:
 def test_a_lock_that_is_a_directory_is_one_line(run: Path, trained: Path) -> None:
     (run / ".lock").mkdir()
     config = write_config(run.parent / "c.yaml", csv=str(trained / "series.csv"), output={"dir": str(run)})
-    assert ".lock: is not lstm's lock file (it is a directory)" in one_line(["train", str(config), "-q", "--overwrite"], 2)
+    assert ".lock: is not lstm's lock file (it is a directory)" in one_line(
+        ["train", str(config), "-q", "--overwrite"], 2
+    )
 
 
 def test_forecast_steps_are_bounded(run: Path, trained: Path) -> None:
@@ -145,7 +149,9 @@ def test_brackets_in_paths_and_column_names_are_printed_as_they_are(tmp_path: Pa
     csv = tmp_path / "[data].csv"
     text = write_csv(tmp_path / "plain.csv").read_text().replace("date,y", "date,y[1]")
     csv.write_text(text)
-    config = write_config(tmp_path / "c.yaml", csv=str(csv), data={"target": "y[1]"}, output={"dir": str(tmp_path / "run[x]")})
+    config = write_config(
+        tmp_path / "c.yaml", csv=str(csv), data={"target": "y[1]"}, output={"dir": str(tmp_path / "run[x]")}
+    )
     trained = runner.invoke(app, ["train", str(config)])
     assert trained.exit_code == 0, trained.output
     shown = trained.output.replace("\n", "")  # rich wraps at the runner's 80 columns
@@ -193,7 +199,9 @@ def test_a_read_only_output_is_one_line_exit_2(mount: callable, tmp_path: Path, 
     config = write_config(tmp_path / "c.yaml", csv=str(trained / "series.csv"), output={"dir": str(ro / "run")})
     assert "Read-only file system" in one_line(["train", str(config), "-q"], 2)
     before = snapshot(trained)
-    line = one_line(["predict", str(trained / "run"), "--data", str(trained / "series.csv"), "--out", str(ro / "f.csv")], 2)
+    line = one_line(
+        ["predict", str(trained / "run"), "--data", str(trained / "series.csv"), "--out", str(ro / "f.csv")], 2
+    )
     assert "f.csv: cannot write (Read-only file system)" in line
     assert snapshot(trained) == before
 
@@ -201,7 +209,9 @@ def test_a_read_only_output_is_one_line_exit_2(mount: callable, tmp_path: Path, 
 def test_a_full_disk_while_writing_a_forecast_is_exit_1(mount: callable, trained: Path) -> None:
     full = mount("size=4k")
     (full / "filler").write_bytes(b"x" * 4096)
-    line = one_line(["predict", str(trained / "run"), "--data", str(trained / "series.csv"), "--out", str(full / "f.csv")], 1)
+    line = one_line(
+        ["predict", str(trained / "run"), "--data", str(trained / "series.csv"), "--out", str(full / "f.csv")], 1
+    )
     assert "No space left on device" in line
 
 
@@ -221,9 +231,13 @@ def test_training_works_without_a_home_directory(tmp_path: Path, tiny_csv: Path)
         f"sys.argv = ['lstm', 'train', {str(config)!r}, '-q']\n"
         "app()\n"
     )
-    env = {k: v for k, v in os.environ.items() if k not in ("HOME", "XDG_CACHE_HOME", "LSTMCLI_CACHE_DIR", "MPLCONFIGDIR")}
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("HOME", "XDG_CACHE_HOME", "LSTMCLI_CACHE_DIR", "MPLCONFIGDIR")
+    }
     env["PYTHONPATH"] = str(ROOT)
-    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
     assert done.returncode == 0, done.stderr
     assert done.stderr == ""  # not even matplotlib's warning about its config directory
     assert (tmp_path / "run" / "metrics.json").exists()
@@ -234,11 +248,22 @@ def test_future_values_beyond_what_training_accepts_are_one_line(tmp_path: Path)
     config = write_config(tmp_path / "c.yaml", model={"n": 2}, data={"features": ["x"]}, train={"epochs": 2})
     assert runner.invoke(app, ["train", str(config), "-q"]).exit_code == 0
     (tmp_path / "future.csv").write_text("date,x\n2006-09-01,1e308\n2006-10-01,3\n2006-11-01,3\n")
-    args = ["predict", str(tmp_path / "run"), "--data", str(tmp_path / "series.csv"), "--steps", "6", "--future", str(tmp_path / "future.csv")]
+    args = [
+        "predict",
+        str(tmp_path / "run"),
+        "--data",
+        str(tmp_path / "series.csv"),
+        "--steps",
+        "6",
+        "--future",
+        str(tmp_path / "future.csv"),
+    ]
     assert "future.csv: row 1, column 'x': 1e+308 is too large" in one_line(args, 2)
 
 
-def test_a_proof_that_needs_more_memory_than_there_is_is_one_line(tiny_config: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_proof_that_needs_more_memory_than_there_is_is_one_line(
+    tiny_config: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from lstmcli.commands import inspect_run
 
     monkeypatch.setattr(inspect_run, "available_memory", lambda: 1000)

@@ -38,9 +38,7 @@ def _entry(cache: Path, path: Path, columns: list[str], date_column: str | None 
     return cache / f"{hashlib.sha256(ident.encode()).hexdigest()[:32]}.npys"
 
 
-def _slow(
-    path: Path, columns: list[str], date_column: str | None = "date", series_column: str | None = None
-) -> Table:
+def _slow(path: Path, columns: list[str], date_column: str | None = "date", series_column: str | None = None) -> Table:
     """The validating reader's table (the fast path off)."""
     with pytest.MonkeyPatch.context() as m:
         m.setattr(ingest, "FAST_MIN_BYTES", 1 << 62)
@@ -148,8 +146,16 @@ def test_dataset_from_the_fast_path_equals_the_validating_path(fast: Path, tmp_p
     from lstmcli.config import DataConfig
 
     path = write_csv(tmp_path / "s.csv", rows=300, columns=COLUMNS)
-    cfg = DataConfig(path=str(path), date_column="date", target="y", features=["a", "b"], lookback=12, horizon=3,
-                     season=12, transform="log")
+    cfg = DataConfig(
+        path=str(path),
+        date_column="date",
+        target="y",
+        features=["a", "b"],
+        lookback=12,
+        horizon=3,
+        season=12,
+        transform="log",
+    )
     slow = data.prepare(_slow(path, cfg.columns), cfg)
     for _ in range(2):  # parsed (then cached), and from the cache
         ds = data.load_dataset(cfg)
@@ -243,8 +249,16 @@ def test_long_format_dataset_from_the_fast_path_equals_the_validating_path(fast:
         month = np.datetime64("2000-01", "M") + np.timedelta64(t, "M")
         rows += [f"a,{month}-01,{10 + t % 12},{t}", f"b,{month}-01,{500 + 3 * (t % 12)},{-t}"]
     path = _long_csv(tmp_path / "long.csv", rows)
-    cfg = DataConfig(path=str(path), date_column="date", series_column="id", target="y", features=["x"],
-                     lookback=12, horizon=3, season=12)
+    cfg = DataConfig(
+        path=str(path),
+        date_column="date",
+        series_column="id",
+        target="y",
+        features=["x"],
+        lookback=12,
+        horizon=3,
+        season=12,
+    )
     slow = data.prepare(_slow(path, ["y", "x"], series_column="id"), cfg)
     for _ in range(2):
         ds = data.load_dataset(cfg)
@@ -263,7 +277,9 @@ def test_columns_come_from_one_snapshot_even_if_the_entry_is_rewritten(
     cols = ingest.open_fast(str(path), ["y", "a"], "date")
     assert cols is not None and np.array_equal(cols.column(0), before[:, 0])
     lines = path.read_text().splitlines()
-    edited = [",".join(c.replace(".", "7", 1) if i == 2 else c for i, c in enumerate(ln.split(","))) for ln in lines[1:]]
+    edited = [
+        ",".join(c.replace(".", "7", 1) if i == 2 else c for i, c in enumerate(ln.split(","))) for ln in lines[1:]
+    ]
     path.write_text("\n".join([lines[0], *edited]) + "\n")  # column a changes, the size does not
     st = os.stat(path)
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
@@ -392,8 +408,12 @@ def test_stale_temporaries_of_a_killed_writer_are_removed(fast: Path, tmp_path: 
     assert not stale.exists() and fresh.exists()  # one being written now is left alone
 
 
-@pytest.mark.parametrize(("cells", "clean"), [(("1e308", "1e308"), True), (("1e308", "inf"), False), (("nan", "1"), False)])
-def test_finite_values_whose_sum_overflows_are_still_clean(fast: Path, tmp_path: Path, cells: tuple[str, str], clean: bool) -> None:
+@pytest.mark.parametrize(
+    ("cells", "clean"), [(("1e308", "1e308"), True), (("1e308", "inf"), False), (("nan", "1"), False)]
+)
+def test_finite_values_whose_sum_overflows_are_still_clean(
+    fast: Path, tmp_path: Path, cells: tuple[str, str], clean: bool
+) -> None:
     path = tmp_path / "big.csv"
     path.write_text(f"date,y\n2000-01-01,{cells[0]}\n2000-01-02,{cells[1]}\n")
     got = ingest.read_fast(str(path), ["y"], "date")

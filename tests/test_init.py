@@ -17,7 +17,9 @@ runner = CliRunner()
 
 def test_init_seatbelts_writes_a_config_that_train_accepts(tmp_path: Path) -> None:
     out = tmp_path / "cfg" / "seatbelts.yaml"
-    result = runner.invoke(app, ["init", str(ROOT / "data" / "seatbelts.csv"), "--target", "drivers", "--out", str(out)])
+    result = runner.invoke(
+        app, ["init", str(ROOT / "data" / "seatbelts.csv"), "--target", "drivers", "--out", str(out)]
+    )
     assert result.exit_code == 0, result.output
     assert "monthly" in result.output and "features: none" in result.output and "lstm train" in result.output
     raw = yaml.safe_load(out.read_text())

@@ -38,7 +38,11 @@ class Proc:
     """``python -m lstmcli ...`` with its stderr lines collected by a thread."""
 
     def __init__(self, args: list[str], cwd: Path) -> None:
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])), "COLUMNS": "200"}
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+            "COLUMNS": "200",
+        }
         self.p = subprocess.Popen(
             [sys.executable, "-m", "lstmcli", *args],
             cwd=cwd,

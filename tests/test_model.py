@@ -54,7 +54,10 @@ def test_check_catches_a_wrong_gate_order() -> None:
     lstm = nn.LSTM(2, 3, 1, batch_first=True).double()
     nn.init.uniform_(lstm.bias_ih_l0, -2, 2)
     view = shapes.gate_view(lstm)
-    swapped = [shapes.LayerGates(v.input_size, {**v.W, "f": v.W["i"], "i": v.W["f"]}, {**v.b, "f": v.b["i"], "i": v.b["f"]}) for v in view]
+    swapped = [
+        shapes.LayerGates(v.input_size, {**v.W, "f": v.W["i"], "i": v.W["f"]}, {**v.b, "f": v.b["i"], "i": v.b["f"]})
+        for v in view
+    ]
     x = torch.randn(2, 5, 2, dtype=torch.float64)
     fused, _ = lstm(x)
     assert (fused - shapes.reference_forward(swapped, x)).abs().max() > 1e-3

@@ -93,7 +93,9 @@ def test_predict_forecasts_every_series_in_long_format_and_backtest_matches_metr
     lines = out.read_text().splitlines()
     assert lines[0] == "series,date,y"
     assert [line.split(",")[0] for line in lines[1:]] == ["a"] * 3 + ["b"] * 3  # H = 3 per series
-    assert lines[1].split(",")[1] == "2005-01-01" and lines[4].split(",")[1] == "2006-09-01"  # each continues its own dates
+    assert (
+        lines[1].split(",")[1] == "2005-01-01" and lines[4].split(",")[1] == "2006-09-01"
+    )  # each continues its own dates
 
     bt = runner.invoke(app, ["predict", str(run), "--data", str(data), "--backtest", "--split", "test", "--json"])
     assert bt.exit_code == 0, bt.output
@@ -103,7 +105,9 @@ def test_predict_forecasts_every_series_in_long_format_and_backtest_matches_metr
         for key in ("MAE", "RMSE", "sMAPE", "MASE"):
             assert got["metrics"][name][key] == pytest.approx(metrics[name][key], abs=1e-6)
     for sid in ("a", "b"):
-        assert got["series"][sid]["metrics"]["model"]["MAE"] == pytest.approx(metrics["per_series"][sid]["model"]["MAE"], abs=1e-6)
+        assert got["series"][sid]["metrics"]["model"]["MAE"] == pytest.approx(
+            metrics["per_series"][sid]["model"]["MAE"], abs=1e-6
+        )
 
     one = runner.invoke(app, ["predict", str(run), "--data", str(data), "--series", "b", "--json"])
     assert one.exit_code == 0, one.output

@@ -173,7 +173,9 @@ def test_steps_beyond_h_feed_forecasts_back_in(run_dir: Path, tmp_path: Path) ->
     # Steps 4..6 are what the run forecasts once steps 1..3 are appended to the data.
     extended = tmp_path / "extended.csv"
     text = data.read_text().rstrip("\n").splitlines()
-    extended.write_text("\n".join([*text, *(f"{d},{v!r}" for d, v in zip(got["index"][:H], y[:H], strict=True))]) + "\n")
+    extended.write_text(
+        "\n".join([*text, *(f"{d},{v!r}" for d, v in zip(got["index"][:H], y[:H], strict=True))]) + "\n"
+    )
     second = json.loads(_invoke(run_dir, "--data", extended, "--json").stdout)
     assert y[H : 2 * H] == pytest.approx(second["forecast"]["y"], rel=1e-5)
 
@@ -187,8 +189,13 @@ def test_steps_with_features_need_future_values(feature_run: Path, tmp_path: Pat
     future.write_text("date,x\n" + "".join(f"2006-{m:02d}-01,{0.1 * m}\n" for m in range(9, 13)))
     text = _one_line_error(_invoke(feature_run, "--data", data, "--steps", "7", "--future", future))
     assert "has 4 row(s)" in text and "6 step(s)" in text
-    future.write_text("date,x\n" + "".join(f"{d},{0.1 * i}\n" for i, d in enumerate(
-        ["2006-09-01", "2006-10-01", "2006-11-01", "2006-12-01", "2007-01-01", "2007-02-01"])))
+    future.write_text(
+        "date,x\n"
+        + "".join(
+            f"{d},{0.1 * i}\n"
+            for i, d in enumerate(["2006-09-01", "2006-10-01", "2006-11-01", "2006-12-01", "2007-01-01", "2007-02-01"])
+        )
+    )
     result = _invoke(feature_run, "--data", data, "--steps", "7", "--future", future, "--json")
     assert result.exit_code == 0, result.output
     got = json.loads(result.stdout)
@@ -196,7 +203,9 @@ def test_steps_with_features_need_future_values(feature_run: Path, tmp_path: Pat
     # Future values that do not start right after the data are refused.
     late = tmp_path / "late.csv"
     late.write_text("date,x\n" + "".join(f"2007-{m:02d}-01,1\n" for m in range(1, 8)))
-    assert "must start at 2006-09-01" in _one_line_error(_invoke(feature_run, "--data", data, "--steps", "7", "--future", late))
+    assert "must start at 2006-09-01" in _one_line_error(
+        _invoke(feature_run, "--data", data, "--steps", "7", "--future", late)
+    )
 
 
 def test_steps_within_h_need_no_future(feature_run: Path) -> None:

@@ -162,7 +162,9 @@ def test_malformed_overrides_are_config_errors(item: str) -> None:
 
 json_values = st.recursive(
     st.one_of(st.floats(), st.integers(), st.booleans(), st.none(), st.text(max_size=5)),
-    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.text("abc", max_size=3), inner, max_size=3)),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3), st.dictionaries(st.text("abc", max_size=3), inner, max_size=3)
+    ),
     max_leaves=10,
 )
 

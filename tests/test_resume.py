@@ -115,9 +115,15 @@ def test_a_lock_whose_holder_died_is_free_whatever_the_file_says(tmp_path: Path)
     run = tmp_path / "run"
     run.mkdir()
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from pathlib import Path; from lstmcli.runs.lock import RunLock; "
-         "l = RunLock(Path(sys.argv[1])); l.acquire(); print('held', flush=True); time.sleep(60)", str(run)],
-        stdout=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from pathlib import Path; from lstmcli.runs.lock import RunLock; "
+            "l = RunLock(Path(sys.argv[1])); l.acquire(); print('held', flush=True); time.sleep(60)",
+            str(run),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
     with pytest.raises(CheckpointError, match=f"pid {holder.pid}"):

@@ -53,7 +53,9 @@ def test_an_unavailable_device_fails_before_the_run_directory_exists(tiny_config
 
 def test_writing_into_a_missing_folder_is_one_line(tiny_config: Path, tiny_csv: Path, tmp_path: Path) -> None:
     assert runner.invoke(app, ["train", str(tiny_config), "-q"]).exit_code == 0
-    result = runner.invoke(app, ["predict", str(tmp_path / "run"), "--data", str(tiny_csv), "--out", str(tmp_path / "no" / "f.csv")])
+    result = runner.invoke(
+        app, ["predict", str(tmp_path / "run"), "--data", str(tiny_csv), "--out", str(tmp_path / "no" / "f.csv")]
+    )
     assert result.exit_code == 2, result.output
     assert result.output.strip().count("\n") == 0 and "cannot write" in result.output
 
@@ -79,12 +81,16 @@ def test_long_format_forecast_quotes_series_ids(tmp_path: Path) -> None:
     lines = ["series,date,y"]
     for sid in ("Smith, J", "plain"):
         for t in range(60):
-            lines.append(f'"{sid}",{np.datetime64("2000-01", "M") + np.timedelta64(t, "M")}-01,{10 + t % 12 + (5 if sid == "plain" else 0)}')
+            lines.append(
+                f'"{sid}",{np.datetime64("2000-01", "M") + np.timedelta64(t, "M")}-01,{10 + t % 12 + (5 if sid == "plain" else 0)}'
+            )
     (tmp_path / "long.csv").write_text("\n".join(lines) + "\n")
     cfg = write_config(tmp_path / "c.yaml", csv="long.csv", data={"series_column": "series"})
     assert runner.invoke(app, ["train", str(cfg), "-q"]).exit_code == 0
     out = tmp_path / "f.csv"
-    result = runner.invoke(app, ["predict", str(tmp_path / "run"), "--data", str(tmp_path / "long.csv"), "--out", str(out)])
+    result = runner.invoke(
+        app, ["predict", str(tmp_path / "run"), "--data", str(tmp_path / "long.csv"), "--out", str(out)]
+    )
     assert result.exit_code == 0, result.output
     rows = list(csv.reader(out.read_text().splitlines()))
     assert rows[0] == ["series", "date", "y"] and rows[1][0] == "Smith, J" and all(len(r) == 3 for r in rows)
@@ -93,7 +99,10 @@ def test_long_format_forecast_quotes_series_ids(tmp_path: Path) -> None:
 def test_nproc_with_a_bad_config_reports_once(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "lstmcli", "train", str(tmp_path / "nope.yaml"), "--nproc", "2"],
-        cwd=ROOT, capture_output=True, text=True, timeout=60,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 2 and result.stderr.count("config file not found") == 1, result.stderr
 

@@ -59,7 +59,9 @@ def test_an_overwrite_that_fails_after_saving_epochs_keeps_the_previous_run(
     train_cli(config)
     before = snapshot(tmp_path / "run")
     real = Trainer.train_epoch
-    monkeypatch.setattr(Trainer, "train_epoch", lambda self, hooks=None: float("nan") if self.state.epoch == 2 else real(self, hooks))
+    monkeypatch.setattr(
+        Trainer, "train_epoch", lambda self, hooks=None: float("nan") if self.state.epoch == 2 else real(self, hooks)
+    )
     out = one_line_failure(config, "--overwrite", code=1)
     assert "training diverged at epoch 3" in out and f"the previous run in {tmp_path / 'run'} is unchanged" in out
     after = snapshot(tmp_path / "run")
@@ -69,7 +71,9 @@ def test_an_overwrite_that_fails_after_saving_epochs_keeps_the_previous_run(
     assert predicted.exit_code == 0, predicted.output  # the previous model still forecasts
 
 
-def test_an_interrupted_overwrite_keeps_the_previous_run_until_the_new_one_finishes(tmp_path: Path, tiny_csv: Path) -> None:
+def test_an_interrupted_overwrite_keeps_the_previous_run_until_the_new_one_finishes(
+    tmp_path: Path, tiny_csv: Path
+) -> None:
     config = write_config(tmp_path / "c.yaml", train={"epochs": 4})
     cfg = load_config(config)
     train(cfg, tmp_path / "ref")
@@ -81,10 +85,14 @@ def test_an_interrupted_overwrite_keeps_the_previous_run_until_the_new_one_finis
     assert {k: v for k, v in snapshot(tmp_path / "run").items() if not k.startswith("partial")} == before
     train(cfg, tmp_path / "run", "resume")
     assert not (tmp_path / "run" / "partial").exists()
-    assert_same_tensors(load_file(tmp_path / "ref" / "model.safetensors"), load_file(tmp_path / "run" / "model.safetensors"))
+    assert_same_tensors(
+        load_file(tmp_path / "ref" / "model.safetensors"), load_file(tmp_path / "run" / "model.safetensors")
+    )
 
 
-def test_an_unfinished_run_replaced_by_an_overwrite_that_fails_at_once_is_put_back(tmp_path: Path, tiny_csv: Path) -> None:
+def test_an_unfinished_run_replaced_by_an_overwrite_that_fails_at_once_is_put_back(
+    tmp_path: Path, tiny_csv: Path
+) -> None:
     config = write_config(tmp_path / "c.yaml", train={"epochs": 4})
     with pytest.raises(Crash):
         train(load_config(config), tmp_path / "run", "new", crash_after(2))
@@ -95,7 +103,9 @@ def test_an_unfinished_run_replaced_by_an_overwrite_that_fails_at_once_is_put_ba
     assert result.exit_code == 0, result.output
 
 
-def test_a_run_that_fails_before_its_first_epoch_leaves_nothing_that_blocks_the_retry(tmp_path: Path, tiny_csv: Path) -> None:
+def test_a_run_that_fails_before_its_first_epoch_leaves_nothing_that_blocks_the_retry(
+    tmp_path: Path, tiny_csv: Path
+) -> None:
     config = write_config(tmp_path / "c.yaml")
     one_line_failure(config, "--set", "train.lr=.inf", code=1)
     assert not (tmp_path / "run").exists()
@@ -111,7 +121,11 @@ def test_an_out_of_memory_model_fails_in_one_line_and_the_retry_is_not_blocked(t
 
     proc = subprocess.run(
         [sys.executable, "-m", "lstmcli", "train", str(config), "-q"],
-        preexec_fn=limit, capture_output=True, text=True, timeout=120, cwd=tmp_path,
+        preexec_fn=limit,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
     )
     assert proc.returncode == 1, proc.stderr
     lines = proc.stderr.strip().splitlines()
@@ -120,7 +134,9 @@ def test_an_out_of_memory_model_fails_in_one_line_and_the_retry_is_not_blocked(t
     train_cli(config, "--set", "model.m=8")
 
 
-def test_a_folder_of_the_users_files_with_run_file_names_is_never_taken_for_a_run(tmp_path: Path, tiny_csv: Path) -> None:
+def test_a_folder_of_the_users_files_with_run_file_names_is_never_taken_for_a_run(
+    tmp_path: Path, tiny_csv: Path
+) -> None:
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "config.yaml").write_text("my own config\n")
@@ -168,17 +184,28 @@ def test_a_kill_while_moving_the_finished_run_into_place_is_completed_by_the_nex
     assert result.exit_code == 0, result.output
     assert run.finished() and not run.partial.exists()
     train(load_config(config), tmp_path / "ref")
-    assert_same_tensors(load_file(tmp_path / "ref" / "model.safetensors"), load_file(tmp_path / "run" / "model.safetensors"))
+    assert_same_tensors(
+        load_file(tmp_path / "ref" / "model.safetensors"), load_file(tmp_path / "run" / "model.safetensors")
+    )
 
 
 @pytest.mark.parametrize(
     ("flag", "target"),
-    [("--out", "run/meta.json"), ("--plot", "run/model.safetensors"), ("--out", "run/forecast.csv"), ("--out", "series.csv")],
+    [
+        ("--out", "run/meta.json"),
+        ("--plot", "run/model.safetensors"),
+        ("--out", "run/forecast.csv"),
+        ("--out", "series.csv"),
+    ],
 )
-def test_predict_never_writes_into_the_run_or_over_its_input(tmp_path: Path, tiny_csv: Path, flag: str, target: str) -> None:
+def test_predict_never_writes_into_the_run_or_over_its_input(
+    tmp_path: Path, tiny_csv: Path, flag: str, target: str
+) -> None:
     train_cli(write_config(tmp_path / "c.yaml"))
     before = snapshot(tmp_path)
-    result = runner.invoke(app, ["predict", str(tmp_path / "run"), "--data", str(tiny_csv), flag, str(tmp_path / target)])
+    result = runner.invoke(
+        app, ["predict", str(tmp_path / "run"), "--data", str(tiny_csv), flag, str(tmp_path / target)]
+    )
     assert result.exit_code == 2, result.output
     assert len(result.output.strip().splitlines()) == 1 and flag in result.output
     assert snapshot(tmp_path) == before
@@ -282,7 +309,9 @@ def test_a_failed_predict_replaces_none_of_its_outputs(tmp_path: Path, tiny_csv:
     assert not list(tmp_path.glob(".mine.csv*"))  # no temporary left behind
 
 
-def test_a_reader_waits_for_a_move_into_place_under_way(tmp_path: Path, tiny_csv: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_reader_waits_for_a_move_into_place_under_way(
+    tmp_path: Path, tiny_csv: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import threading
 
     from lstmcli.runs.lock import RunLock

@@ -57,7 +57,9 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 PLANTS: dict[str, Callable[[Path, bytes], None]] = {
     "model.pt": lambda run, data: (run / "model.pt").write_bytes(data),
     "state.pkl": lambda run, data: (run / "state.pkl").write_bytes(data),
-    "checkpoint/opt.bin": lambda run, data: (run / "checkpoint").mkdir(exist_ok=True) or (run / "checkpoint" / "opt.bin").write_bytes(data),
+    "checkpoint/opt.bin": lambda run, data: (
+        (run / "checkpoint").mkdir(exist_ok=True) or (run / "checkpoint" / "opt.bin").write_bytes(data)
+    ),
     "pickle as model.safetensors": lambda run, data: (run / "model.safetensors").write_bytes(data),
     "pickle as metrics.json": lambda run, data: (run / "metrics.json").write_bytes(data),
     "pickle as checkpoint tensors": lambda run, data: [

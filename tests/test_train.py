@@ -31,7 +31,10 @@ def test_same_seed_same_losses_on_cpu(tiny_config: Path) -> None:
     ds = load_dataset(cfg.data)
     a = [h["train_loss"] for h in fit(Trainer(cfg, ds)).state.history]
     b = [h["train_loss"] for h in fit(Trainer(cfg, ds)).state.history]
-    c = [h["train_loss"] for h in fit(Trainer(load_config(tiny_config, ["train.epochs=4", "train.seed=1"]), ds)).state.history]
+    c = [
+        h["train_loss"]
+        for h in fit(Trainer(load_config(tiny_config, ["train.epochs=4", "train.seed=1"]), ds)).state.history
+    ]
     assert a == b
     assert a != c
 

@@ -152,7 +152,9 @@ def train(
     set_: SetOption = None,
     overwrite: Annotated[
         bool,
-        typer.Option(help="Replace the run already in the run directory; it stays as it is until the new one has finished."),
+        typer.Option(
+            help="Replace the run already in the run directory; it stays as it is until the new one has finished."
+        ),
     ] = False,
     resume: Annotated[
         bool,
@@ -182,7 +184,9 @@ def train(
     from lstmcli.training.launcher import launch
 
     if resume and overwrite:
-        raise typer.BadParameter("--resume continues a run and --overwrite replaces it; pass one", param_hint="--resume")
+        raise typer.BadParameter(
+            "--resume continues a run and --overwrite replaces it; pass one", param_hint="--resume"
+        )
     dist = from_env()
     cfg = _load(config, set_)  # a bad config fails here, once, before any process starts
     if nproc > 1 and not dist.enabled:
@@ -251,9 +255,12 @@ def inspect(
     target: Annotated[Path, typer.Argument(help="A YAML config, or a run directory made by `lstm train`.")],
     set_: SetOption = None,
     check: Annotated[
-        bool, typer.Option("--check", help="Prove the textbook gate equations equal nn.LSTM (float64); exit 1 if > 1e-10.")
+        bool,
+        typer.Option("--check", help="Prove the textbook gate equations equal nn.LSTM (float64); exit 1 if > 1e-10."),
     ] = False,
-    units: Annotated[bool, typer.Option("--units", help="Show the per-unit view: unit k owns row k of each gate.")] = False,
+    units: Annotated[
+        bool, typer.Option("--units", help="Show the per-unit view: unit k owns row k of each gate.")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the facts as JSON for scripts.")] = False,
 ) -> None:
     """Show a stacked LSTM the way the textbook draws it: four gate sub-layers per layer."""
@@ -286,18 +293,42 @@ class SplitChoice(str, Enum):
 @handle_errors
 def predict(
     run: Annotated[Path, typer.Argument(help="A run directory made by `lstm train`.")],
-    data: Annotated[Path, typer.Option("--data", "-d", exists=True, dir_okay=False, help="CSV with the run's columns (any order).")],
-    out_file: Annotated[Path | None, typer.Option("--out", "-o", dir_okay=False, help="Write the forecast (or backtest) as CSV.")] = None,
+    data: Annotated[
+        Path, typer.Option("--data", "-d", exists=True, dir_okay=False, help="CSV with the run's columns (any order).")
+    ],
+    out_file: Annotated[
+        Path | None, typer.Option("--out", "-o", dir_okay=False, help="Write the forecast (or backtest) as CSV.")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of a table.")] = False,
     steps: Annotated[
         int | None,
-        typer.Option("--steps", "-k", min=1, max=10_000, help="Steps to forecast (default H, at most 10,000); more than H feeds forecasts back in."),
+        typer.Option(
+            "--steps",
+            "-k",
+            min=1,
+            max=10_000,
+            help="Steps to forecast (default H, at most 10,000); more than H feeds forecasts back in.",
+        ),
     ] = None,
-    future: Annotated[Path | None, typer.Option("--future", exists=True, dir_okay=False, help="CSV of the features' future values (for --steps > H).")] = None,
-    backtest: Annotated[bool, typer.Option("--backtest", help="Forecast from every origin of the file and score it like train.")] = False,
-    split: Annotated[SplitChoice, typer.Option("--split", help="Backtest origins: all, or the run's train/val/test split.")] = SplitChoice.all,
-    plot: Annotated[Path | None, typer.Option("--plot", dir_okay=False, help="Write a PNG of history, forecast (and actuals).")] = None,
-    series: Annotated[str | None, typer.Option("--series", help="Multi-series runs: only this series (default: every series in the file).")] = None,
+    future: Annotated[
+        Path | None,
+        typer.Option(
+            "--future", exists=True, dir_okay=False, help="CSV of the features' future values (for --steps > H)."
+        ),
+    ] = None,
+    backtest: Annotated[
+        bool, typer.Option("--backtest", help="Forecast from every origin of the file and score it like train.")
+    ] = False,
+    split: Annotated[
+        SplitChoice, typer.Option("--split", help="Backtest origins: all, or the run's train/val/test split.")
+    ] = SplitChoice.all,
+    plot: Annotated[
+        Path | None, typer.Option("--plot", dir_okay=False, help="Write a PNG of history, forecast (and actuals).")
+    ] = None,
+    series: Annotated[
+        str | None,
+        typer.Option("--series", help="Multi-series runs: only this series (default: every series in the file)."),
+    ] = None,
 ) -> None:
     """Forecast the next H steps after the last row of a CSV with a trained run, or backtest it."""
     from lstmcli import plots
@@ -309,10 +340,14 @@ def predict(
     if not backtest and split is not SplitChoice.all:
         raise typer.BadParameter("--split applies to --backtest", param_hint="--split")
     if backtest and (steps is not None or future is not None):
-        raise typer.BadParameter("a backtest forecasts the run's H steps from each origin", param_hint="--steps/--future")
+        raise typer.BadParameter(
+            "a backtest forecasts the run's H steps from each origin", param_hint="--steps/--future"
+        )
     result = pr.backtest(run, data, split.value, series) if backtest else pr.forecast(run, data, steps, future, series)
     if plot is not None and len(result.items) > 1:
-        raise typer.BadParameter(f"the file holds {len(result.items)} series; pick one with --series to plot", param_hint="--plot")
+        raise typer.BadParameter(
+            f"the file holds {len(result.items)} series; pick one with --series to plot", param_hint="--plot"
+        )
     files: dict[Path, bytes | str] = {} if out_file is None else {out_file: result.to_csv()}
     if plot is not None:
         files[plot] = (plots.backtest_plot if backtest else plots.forecast_plot)(result.items[0])  # type: ignore[arg-type]
@@ -334,9 +369,16 @@ def predict(
 @handle_errors
 def init(
     csv_file: Annotated[Path, typer.Argument(metavar="CSV", exists=True, dir_okay=False, help="The CSV time series.")],
-    target: Annotated[str | None, typer.Option("--target", "-t", help="Column to forecast (default: the first numeric one).")] = None,
-    feature: Annotated[list[str] | None, typer.Option("--feature", "-f", help="Another numeric column to use as an input; repeatable.")] = None,
-    out_file: Annotated[Path | None, typer.Option("--out", "-o", dir_okay=False, help="Config to write (default: <CSV name>.yaml here).")] = None,
+    target: Annotated[
+        str | None, typer.Option("--target", "-t", help="Column to forecast (default: the first numeric one).")
+    ] = None,
+    feature: Annotated[
+        list[str] | None, typer.Option("--feature", "-f", help="Another numeric column to use as an input; repeatable.")
+    ] = None,
+    out_file: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", dir_okay=False, help="Config to write (default: <CSV name>.yaml here)."),
+    ] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing config file.")] = False,
 ) -> None:
     """Write a starter config for a CSV: date column, target, season, lookback and horizon chosen for you."""

@@ -128,7 +128,9 @@ def inspect_facts(f: InspectFacts) -> None:
                 markup=True,
             )
         else:
-            out.print(f"check: max |difference| = {c.max_abs_diff:.3e} > {c.tolerance:g} → [red]MISMATCH[/]", markup=True)
+            out.print(
+                f"check: max |difference| = {c.max_abs_diff:.3e} > {c.tolerance:g} → [red]MISMATCH[/]", markup=True
+            )
 
 
 def _layer(lay: LayerFacts, m: int) -> None:
@@ -136,7 +138,8 @@ def _layer(lay: LayerFacts, m: int) -> None:
 
     k, n_l = lay.layer, lay.input_size
     out.print(
-        f"[bold]Layer {k}[/]: input n_{k} = {n_l}, " + escape(f"[x_t, y_(t-1)] = {n_l} + {m} = {lay.concat_size}")
+        f"[bold]Layer {k}[/]: input n_{k} = {n_l}, "
+        + escape(f"[x_t, y_(t-1)] = {n_l} + {m} = {lay.concat_size}")
         + f", state c_t = {m}, output y_t = {m}",
         soft_wrap=True,
         markup=True,
@@ -153,7 +156,11 @@ def _layer(lay: LayerFacts, m: int) -> None:
         row = [gate, g.name, g.activation, f"{g.W[0]}×{g.W[1]}", f"{g.b[0]}", f"{lo}:{hi}"]
         if g.stats is not None:
             s = g.stats
-            row += [f"{s.W_input_norm:.3f}", f"{s.W_recurrent_norm:.3f}", f"{s.b_mean:+.3f} [{s.b_min:+.2f}, {s.b_max:+.2f}]"]
+            row += [
+                f"{s.W_input_norm:.3f}",
+                f"{s.W_recurrent_norm:.3f}",
+                f"{s.b_mean:+.3f} [{s.b_min:+.2f}, {s.b_max:+.2f}]",
+            ]
         t.add_row(*row)
     out.print(t)
     if lay.forget_bias is not None:
@@ -198,7 +205,9 @@ def _units(f: InspectFacts) -> None:
             t.add_column(col, justify="right")
         for u in units:
             rows = " / ".join(str(u.torch_rows[g]) for g in ("f", "i", "g", "o"))
-            t.add_row(str(u.unit), str(u.weights), str(u.biases), rows, *(f"{u.b[g]:+.3f}" for g in ("f", "i", "g", "o")))
+            t.add_row(
+                str(u.unit), str(u.weights), str(u.biases), rows, *(f"{u.b[g]:+.3f}" for g in ("f", "i", "g", "o"))
+            )
         out.print(t)
 
 

@@ -22,8 +22,14 @@ from lstmcli.errors import ConfigError, DataError
 from lstmcli.fsutil import atomic_write
 
 # Seasonal period per inferred frequency (infer_frequency's names; hourly is '3600s').
-SEASONS = {"MS": (12, "monthly"), "W": (52, "weekly"), "D": (7, "daily"), "QS": (4, "quarterly"),
-           "3600s": (24, "hourly"), "YS": (1, "yearly")}
+SEASONS = {
+    "MS": (12, "monthly"),
+    "W": (52, "weekly"),
+    "D": (7, "daily"),
+    "QS": (4, "quarterly"),
+    "3600s": (24, "hourly"),
+    "YS": (1, "yearly"),
+}
 _DATE_NAMES = {"date", "time", "datetime", "timestamp", "ds", "day", "week", "month", "year", "period"}
 
 
@@ -133,15 +139,27 @@ def propose(
     season = _choose_season(date_column, frequency, reasons)
     lookback, horizon = _choose_window(table.n_rows, season, reasons)
     if season > max(lookback, int(0.70 * table.n_rows)):
-        reasons.append(f"s = 1 after all: the series is too short to look {season} steps back from the validation split")
+        reasons.append(
+            f"s = 1 after all: the series is too short to look {season} steps back from the validation split"
+        )
         season = 1
 
     out_path = Path(out)
     data_rel = os.path.relpath(Path(path).resolve(), out_path.resolve().parent)
     st = Starter(
-        csv=path, out=out_path, date_column=date_column, numeric=numeric, target=target, features=features,
-        frequency=frequency, season=season, lookback=lookback, horizon=horizon, rows=table.n_rows,
-        missing=missing, reasons=reasons,
+        csv=path,
+        out=out_path,
+        date_column=date_column,
+        numeric=numeric,
+        target=target,
+        features=features,
+        frequency=frequency,
+        season=season,
+        lookback=lookback,
+        horizon=horizon,
+        rows=table.n_rows,
+        missing=missing,
+        reasons=reasons,
     )
     st.text = render(st, data_rel, candidates)
     cfg = validate_config(parse_yaml(st.text, str(out_path)), str(out_path))  # what train will accept
@@ -158,7 +176,13 @@ def _choose_target(
         reasons.append(f"target {numeric[0]}: the first numeric column (choose another with --target)")
         return numeric[0]
     if target not in numeric:
-        why = "is the date column" if target == date_column else "is not a numeric column" if target in header else "is not in the file"
+        why = (
+            "is the date column"
+            if target == date_column
+            else "is not a numeric column"
+            if target in header
+            else "is not in the file"
+        )
         raise DataError(f"{path}: --target {target!r} {why}; numeric columns are: {', '.join(numeric)}")
     reasons.append(f"target {target}: as asked")
     return target
@@ -175,7 +199,9 @@ def _choose_features(path: str, candidates: list[str], features: list[str] | Non
         return []
     bad = [f for f in features if f not in candidates]
     if bad:
-        raise DataError(f"{path}: --feature {bad[0]!r} is not another numeric column; choose from: {', '.join(candidates)}")
+        raise DataError(
+            f"{path}: --feature {bad[0]!r} is not another numeric column; choose from: {', '.join(candidates)}"
+        )
     reasons.append(f"features: {', '.join(features)} (as asked): inputs besides the target")
     return features
 
@@ -185,7 +211,9 @@ def _choose_season(date_column: str | None, frequency: str | None, reasons: list
         season, why = 1, "no date column, so no seasonal period is assumed (set data.season if there is one)"
     elif frequency in SEASONS:
         season, name = SEASONS[frequency]
-        why = f"dates in {date_column} are {name}" + (f", so the seasonal period is {season}" if season > 1 else ", so no seasonal period")
+        why = f"dates in {date_column} are {name}" + (
+            f", so the seasonal period is {season}" if season > 1 else ", so no seasonal period"
+        )
     else:
         season, why = 1, f"dates in {date_column} step by {frequency}, which has no standard seasonal period"
     reasons.append(f"s = {season}: {why}")
@@ -210,9 +238,13 @@ def _fit_length(rows: int, lookback: int, horizon: int, reasons: list[str]) -> t
     while L > 1 and L + H > train_rows:
         L = max(1, L // 2)
     if L + H > train_rows or H > eval_rows:
-        raise DataError(f"{rows} rows are too few for a train/validation/test split with any window; use a longer series")
+        raise DataError(
+            f"{rows} rows are too few for a train/validation/test split with any window; use a longer series"
+        )
     if (L, H) != (lookback, horizon):
-        reasons.append(f"shortened to L = {L}, H = {H}: {rows} rows must leave a window in each of train, validation and test")
+        reasons.append(
+            f"shortened to L = {L}, H = {H}: {rows} rows must leave a window in each of train, validation and test"
+        )
     return L, H
 
 
@@ -268,4 +300,3 @@ def write(st: Starter, force: bool = False) -> None:
 def default_out(csv_path: str | Path) -> Path:
     """``<csv name>.yaml`` in the working directory."""
     return Path(Path(csv_path).stem + ".yaml")
-

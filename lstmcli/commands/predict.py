@@ -141,7 +141,9 @@ def _read_future(
     header = read_header(path)
     missing = [c for c in cfg.features if c not in header]
     if missing:
-        raise DataError(f"{path}: lacks feature column(s) {', '.join(repr(c) for c in missing)}; the file has: {', '.join(header)}")
+        raise DataError(
+            f"{path}: lacks feature column(s) {', '.join(repr(c) for c in missing)}; the file has: {', '.join(header)}"
+        )
     date_column = cfg.date_column if cfg.date_column in header and table.dates is not None else None
     fut = read_table(path, list(cfg.features), date_column, cfg.missing)
     if fut.n_rows < need:
@@ -181,7 +183,11 @@ def backtest(run_dir: str | Path, data: str | Path, split: str = "all", series: 
     L, H, s = cfg.lookback, cfg.horizon, cfg.season
     first = max(L, s)  # inputs need L rows before the origin; seasonal naive needs s
     parts = read_series(
-        run, data, first + H, f"one backtest window of run {run.path} needs {first + H} (max(L = {L}, s = {s}) + H = {H})", series
+        run,
+        data,
+        first + H,
+        f"one backtest window of run {run.path} needs {first + H} (max(L = {L}, s = {s}) + H = {H})",
+        series,
     )
     items = [_backtest_one(run, p, split) for p in parts]
     pooled = None
@@ -242,7 +248,11 @@ def _origins(run: Run, series: Series, split: str) -> tuple[np.ndarray, str]:
 
 
 def _rows(split: Split, name: str) -> str:
-    lo, hi = {"train": (0, split.train_end), "val": (split.train_end, split.val_end), "test": (split.val_end, split.n_rows)}[name]
+    lo, hi = {
+        "train": (0, split.train_end),
+        "val": (split.train_end, split.val_end),
+        "test": (split.val_end, split.n_rows),
+    }[name]
     return f"{lo + 1}-{hi}"
 
 

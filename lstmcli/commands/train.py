@@ -80,7 +80,9 @@ class OpenRun:
     saved: TrainCheckpoint | None
 
 
-def train(cfg: Config, run_dir: Path, mode: Mode = "new", hooks: Hooks | None = None, dist: Dist | None = None) -> TrainSummary:
+def train(
+    cfg: Config, run_dir: Path, mode: Mode = "new", hooks: Hooks | None = None, dist: Dist | None = None
+) -> TrainSummary:
     """Train ``cfg`` into ``run_dir``: a ``new`` run, one that replaces the run there
     (``overwrite``: the old one stays until the new one has finished), or ``resume`` the unfinished
     one (starting it if no epoch was saved). SIGINT/SIGTERM stop at the next batch with the last
@@ -107,7 +109,9 @@ def prepare(cfg: Config, dist: Dist) -> Prepared:
     device = resolve_device(cfg.train.device, dist.local_world, dist.local_rank if dist.enabled else None)
     cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"path": str(Path(cfg.data.path).resolve())})})
     text = cfg.to_yaml()
-    return Prepared(cfg=cfg, config_text=text, config_sha256=sha256(text), data_sha256=data_sha, ds=ds, device=device, dist=dist)
+    return Prepared(
+        cfg=cfg, config_text=text, config_sha256=sha256(text), data_sha256=data_sha, ds=ds, device=device, dist=dist
+    )
 
 
 def open_run(prepared: Prepared, run: RunDir, mode: Mode) -> OpenRun:
@@ -145,7 +149,9 @@ def _resume_point(prepared: Prepared, run: RunDir) -> OpenRun:
         return OpenRun(prepared, run, run.start(prepared.config_text), None)
     pointer = work / CHECKPOINT_DIR / STATE_POINTER
     if saved.info.get("config_sha256") != prepared.config_sha256:
-        raise CheckpointError(f"{config_path}: was edited after the checkpoint in {pointer} was written; restore it or start a new run")
+        raise CheckpointError(
+            f"{config_path}: was edited after the checkpoint in {pointer} was written; restore it or start a new run"
+        )
     if saved.info.get("data_sha256") not in (None, prepared.data_sha256):
         raise CheckpointError(
             f"{pointer}: the data file changed since this run started (sha256 differs); "
@@ -212,14 +218,18 @@ def _restore(trainer: Trainer, opened: OpenRun) -> None:
         # version): refuse it in one line.
         what = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
         pointer = opened.run.partial / CHECKPOINT_DIR / STATE_POINTER
-        raise CheckpointError(f"{pointer}: the checkpoint does not fit this run's model and optimizer ({what})") from None
+        raise CheckpointError(
+            f"{pointer}: the checkpoint does not fit this run's model and optimizer ({what})"
+        ) from None
 
 
 def _interrupted(stop: StopSignals, trainer: Trainer, run_dir: Path) -> Interrupted:
     epoch = trainer.state.epoch
     saved = f"the checkpoint of epoch {epoch} is saved" if epoch else "no epoch had finished"
     how = stop.name or "stopped by the caller"
-    return Interrupted(f"{how}: stopped training; {saved}. Resume with: lstm resume {run_dir}", stop.exit_code if stop.signum else 1)
+    return Interrupted(
+        f"{how}: stopped training; {saved}. Resume with: lstm resume {run_dir}", stop.exit_code if stop.signum else 1
+    )
 
 
 @contextlib.contextmanager
@@ -251,7 +261,11 @@ def _out_of_memory_is_one_line() -> Iterator[None]:
         tried = ""
         if size is not None:
             amount = size.group(1)
-            tried = f" (it tried to allocate {int(amount) / 1e9:.3g} GB more)" if amount.isdigit() else f" (it tried to allocate {amount} more)"
+            tried = (
+                f" (it tried to allocate {int(amount) / 1e9:.3g} GB more)"
+                if amount.isdigit()
+                else f" (it tried to allocate {amount} more)"
+            )
         raise ResourceError(f"training ran out of memory{tried}; {hint}") from None
 
 
@@ -287,7 +301,9 @@ def history_csv(history: list[dict[str, float]]) -> str:
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["epoch", "train_loss", "val_loss", "lr", "seconds"])
     for h in history:
-        writer.writerow([h["epoch"], f"{h['train_loss']:.8g}", f"{h['val_loss']:.8g}", f"{h['lr']:.6g}", f"{h['seconds']:.4f}"])
+        writer.writerow(
+            [h["epoch"], f"{h['train_loss']:.8g}", f"{h['val_loss']:.8g}", f"{h['lr']:.6g}", f"{h['seconds']:.4f}"]
+        )
     return buf.getvalue()
 
 
@@ -311,7 +327,9 @@ def resume(run_dir: Path, hooks: Hooks | None = None) -> TrainSummary:
         raise CheckpointError(_finished_message(run_dir))
     config_path = run.partial / CONFIG if (run.partial / CONFIG).is_file() else run_dir / CONFIG
     if not config_path.is_file():
-        raise CheckpointError(f"{config_path}: missing, so there is no run to resume here; start it with lstm train CONFIG --resume")
+        raise CheckpointError(
+            f"{config_path}: missing, so there is no run to resume here; start it with lstm train CONFIG --resume"
+        )
     source = str(config_path)
     cfg = validate_config(parse_yaml(read_config_text(config_path), source), source)
     return train(cfg, run_dir, "resume", hooks)

@@ -81,6 +81,7 @@ class Columns:
             self.column(j, out[:, j])
         return out
 
+
 def pwrite_all(fd: int, values: np.ndarray, offset: int) -> None:
     """Write all of ``values`` at ``offset`` (pwrite may write less than asked)."""
     view = values.data.cast("B")
@@ -124,7 +125,9 @@ def entry_file(key: dict[str, object]) -> Path | None:
         return None
     # One file per (path, columns): a changed CSV overwrites its old entry instead of adding one
     # (and a single-series entry keeps the name earlier versions gave it, so theirs is replaced).
-    ident = json.dumps([key["path"], key["columns"], key["date_column"], *([key["series_column"]] if key["series_column"] else [])])
+    ident = json.dumps(
+        [key["path"], key["columns"], key["date_column"], *([key["series_column"]] if key["series_column"] else [])]
+    )
     return where / f"{hashlib.sha256(ident.encode()).hexdigest()[:32]}.npys"
 
 

@@ -264,8 +264,13 @@ def _prepare(
     log = _log_columns(n, k, cfg.transform)
     if log.any():
         for _, start, stop, source, _ in layout:
-            check_log_positive(source, whole.columns, whole.values[start:stop], log[:k],
-                               "but data.transform is log; use transform: none")
+            check_log_positive(
+                source,
+                whole.columns,
+                whole.values[start:stop],
+                log[:k],
+                "but data.transform is log; use transform: none",
+            )
     scaled = np.empty((n_rows, n), dtype=np.float32)
     stats = np.empty((len(layout), n, 2))
     for j in range(n):
@@ -282,8 +287,13 @@ def _prepare(
                 check_scaled(source, cfg.columns[j], chunk, out, lo - start, std)
         del values
     series = [
-        Series(id=sid, start=start, stop=stop, split=split,
-               scaler=Scaler(mean=stats[s, :, 0].copy(), std=stats[s, :, 1].copy(), log=log))
+        Series(
+            id=sid,
+            start=start,
+            stop=stop,
+            split=split,
+            scaler=Scaler(mean=stats[s, :, 0].copy(), std=stats[s, :, 1].copy(), log=log),
+        )
         for s, (sid, start, stop, _, split) in enumerate(layout)
     ]
     return Dataset(table=whole, series=series, scaled=scaled, n_targets=k)

@@ -56,7 +56,6 @@ _DATE_FORMATS = (
 Parsed = tuple[np.ndarray, "np.ndarray | None", "tuple[tuple[str, int, int], ...] | None"]
 
 
-
 def open_fast(
     path: str,
     columns: list[str],
@@ -208,7 +207,11 @@ def _frame_dates(s: Any, order: np.ndarray | None, parts: tuple[tuple[str, int, 
 
 
 def _frame_columns(
-    frame: Any, columns: list[str], dates: np.ndarray | None, order: np.ndarray | None, parts: tuple[tuple[str, int, int], ...] | None
+    frame: Any,
+    columns: list[str],
+    dates: np.ndarray | None,
+    order: np.ndarray | None,
+    parts: tuple[tuple[str, int, int], ...] | None,
 ) -> Columns:
     def read(j: int, out: np.ndarray) -> None:
         values = frame[columns[j]].to_numpy()
@@ -357,5 +360,3 @@ def _dates(s: Any, form: int | None = None) -> tuple[np.ndarray, int] | None:
         if dates is None:
             return None
     return None if np.isnat(dates).any() else (dates, used)  # order is checked by the caller
-
-

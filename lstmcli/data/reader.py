@@ -186,7 +186,9 @@ def _decoded_lines(fh: Any, path: str) -> Iterator[str]:
             return
         line += 1
         if len(raw) > MAX_LINE_BYTES:
-            raise DataError(f"{path}: line {line} is longer than {MAX_LINE_BYTES // MiB} MiB; expected a CSV time series")
+            raise DataError(
+                f"{path}: line {line} is longer than {MAX_LINE_BYTES // MiB} MiB; expected a CSV time series"
+            )
         if line == 1:
             if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
                 raise DataError(f"{path}: is UTF-16 encoded (byte-order mark); save it as UTF-8 CSV")
@@ -304,8 +306,7 @@ def _parse_dates(where: _Where, cells: list[str], column: str) -> np.ndarray:
             raise DataError(f"{where(i)}, column '{column}': empty date")
         if parse_iso([c]) is None:
             raise DataError(
-                f"{where(i)}, column '{column}': {c!r} is not an ISO date "
-                "(expected YYYY-MM-DD or YYYY-MM-DDTHH:MM:SS)"
+                f"{where(i)}, column '{column}': {c!r} is not an ISO date (expected YYYY-MM-DD or YYYY-MM-DDTHH:MM:SS)"
             )
     raise DataError(f"{where.path}: column '{column}': the dates cannot be read as ISO dates")
 

@@ -107,9 +107,7 @@ def check_equivalence(lstm: nn.LSTM, steps: int = 12, batch: int = 3, seed: int 
 
 
 def _float64_copy(lstm: nn.LSTM) -> nn.LSTM:
-    copy = nn.LSTM(
-        lstm.input_size, lstm.hidden_size, lstm.num_layers, bias=lstm.bias, batch_first=True
-    ).double()
+    copy = nn.LSTM(lstm.input_size, lstm.hidden_size, lstm.num_layers, bias=lstm.bias, batch_first=True).double()
     copy.load_state_dict({k: v.detach().double().cpu() for k, v in lstm.state_dict().items()})
     copy.eval()  # no dropout between layers in the comparison
     return copy
@@ -230,7 +228,12 @@ def describe(model: LSTMForecaster, *, stats: bool = False) -> ModelFacts:
                     b_max=float(b.max()),
                 )
             gates[gate] = GateFacts(
-                name=GATE_NAMES[gate], activation=ACTIVATION[gate], W=[m, n_l + m], b=[m], torch_rows=[lo, hi], stats=gate_stats
+                name=GATE_NAMES[gate],
+                activation=ACTIVATION[gate],
+                W=[m, n_l + m],
+                b=[m],
+                torch_rows=[lo, hi],
+                stats=gate_stats,
             )
         packed = [
             (f"{name}_l{k}", getattr(lstm, f"{name}_l{k}"))

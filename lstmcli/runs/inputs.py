@@ -55,19 +55,28 @@ def read_series(run: Run, path: str | Path, min_rows: int, purpose: str, only: s
             raise DataError(f"{path}: has no rows of series '{only}' (column '{cfg.series_column}'); it has: {found}")
     result = []
     for sid, start, stop in parts:
-        part = table if sid is None else replace(
-            table,
-            path=f"{path}: series '{sid}'",
-            values=table.values[start:stop],
-            dates=None if table.dates is None else table.dates[start:stop],
-            parts=None,
+        part = (
+            table
+            if sid is None
+            else replace(
+                table,
+                path=f"{path}: series '{sid}'",
+                values=table.values[start:stop],
+                dates=None if table.dates is None else table.dates[start:stop],
+                parts=None,
+            )
         )
         if part.n_rows < min_rows:
             raise DataError(f"{part.path}: has {part.n_rows} row(s), but {purpose}")
         stored = stored_series(run, sid)
         scaler = stored_scaler(run, stored)
-        check_log_positive(part.path, part.columns, part.values, scaler.log,
-                           "but the run models this column as log(x) (data.transform: log)")
+        check_log_positive(
+            part.path,
+            part.columns,
+            part.values,
+            scaler.log,
+            "but the run models this column as log(x) (data.transform: log)",
+        )
         scaled = scaler.to_float32(part.path, part.columns, part.values)  # as data.prepare scales
         result.append(Series(table=part, scaled=scaled, scaler=scaler, id=sid, stored=stored))
     return result

@@ -93,7 +93,9 @@ class RunLock:
             fd = os.open(self.path, flags | os.O_NONBLOCK, 0o644)
         except OSError as exc:
             if exc.errno in (errno.EISDIR, errno.ELOOP, errno.ENXIO):
-                raise CheckpointError(f"{self.path}: is not lstm's lock file (it is {_kind(self.path)}); remove it") from None
+                raise CheckpointError(
+                    f"{self.path}: is not lstm's lock file (it is {_kind(self.path)}); remove it"
+                ) from None
             raise os_error(self.path, exc, "create the lock file", CheckpointError) from None
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):

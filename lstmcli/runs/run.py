@@ -49,7 +49,9 @@ def run_meta(cfg: Config, config_sha256: str, weights_sha256: str, ds: Dataset) 
         lstmcli_version=__version__,
         torch_version=torch.__version__,
         config_sha256=config_sha256,
-        columns=ColumnsMeta(target=list(cfg.data.target), features=list(cfg.data.features), date_column=cfg.data.date_column),
+        columns=ColumnsMeta(
+            target=list(cfg.data.target), features=list(cfg.data.features), date_column=cfg.data.date_column
+        ),
         weights_sha256=weights_sha256,
         series=series,
         data=DataMeta(path=cfg.data.path, rows=ds.table.n_rows, **describe_dates(ds.table.dates)),

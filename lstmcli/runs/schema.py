@@ -118,4 +118,6 @@ def read_model(path: Path, model: type[M]) -> M:
         err = exc.errors()[0]
         key = ".".join(str(p) for p in err["loc"]) or "(the whole file)"
         more = f" (and {exc.error_count() - 1} more problem(s))" if exc.error_count() > 1 else ""
-        raise CheckpointError(f"{path}: key '{key}': {err['msg'].lower()}{more}; not the {model.__name__} an lstm run writes") from None
+        raise CheckpointError(
+            f"{path}: key '{key}': {err['msg'].lower()}{more}; not the {model.__name__} an lstm run writes"
+        ) from None

@@ -88,13 +88,16 @@ def peers_lost_is_one_line(dist: Dist) -> Iterator[None]:
     except RuntimeError as exc:
         text = str(exc)
         lost = isinstance(exc, torch.distributed.DistError) or any(
-            word in text for word in ("Connection closed by peer", "Connection reset by peer", "gloo", "NCCL", "Broken pipe")
+            word in text
+            for word in ("Connection closed by peer", "Connection reset by peer", "gloo", "NCCL", "Broken pipe")
         )
         if not dist.enabled or not lost:
             raise
         first = text.splitlines()[0]
         first = first.split("] ", 1)[-1][:120]  # drop the C++ source location
-        raise PeerLost(f"rank {dist.rank} lost contact with the other ranks ({first}); another rank has failed or stopped") from None
+        raise PeerLost(
+            f"rank {dist.rank} lost contact with the other ranks ({first}); another rank has failed or stopped"
+        ) from None
 
 
 def init(dist: Dist, device: torch.device) -> None:

@@ -103,7 +103,9 @@ class _Job:
             signum = self.received[0]
             if main != 128 + signum:  # rank 0 did not stop by itself, so it said nothing
                 name = signal.Signals(signum).name
-                raise Interrupted(f"{name}: the {self.nproc} ranks were stopped. Resume with: {resume_hint}", 128 + signum)
+                raise Interrupted(
+                    f"{name}: the {self.nproc} ranks were stopped. Resume with: {resume_hint}", 128 + signum
+                )
             return main
         if ended is None:
             return 0

@@ -38,8 +38,14 @@ class Adam:
     ``state_dict`` and ``load_state_dict`` in torch's layout.
     """
 
-    def __init__(self, params: Iterable[torch.nn.Parameter], lr: float, weight_decay: float = 0.0,
-                 decoupled: bool = True, fused: bool | None = None) -> None:
+    def __init__(
+        self,
+        params: Iterable[torch.nn.Parameter],
+        lr: float,
+        weight_decay: float = 0.0,
+        decoupled: bool = True,
+        fused: bool | None = None,
+    ) -> None:
         self.params: list[torch.Tensor] = list(params)
         if not self.params:
             raise ValueError("the optimizer got no parameters")
@@ -72,9 +78,23 @@ class Adam:
             found_inf = getattr(self, "found_inf", None)  # set by GradScaler.step around this call
             torch._foreach_add_(steps, 1)
             kernel = torch._fused_adamw_ if self.decoupled else torch._fused_adam_
-            kernel(params, grads, exp_avgs, exp_avg_sqs, [], steps, amsgrad=False, lr=lr, beta1=BETAS[0],
-                   beta2=BETAS[1], weight_decay=wd, eps=EPS, maximize=False,
-                   grad_scale=getattr(self, "grad_scale", None), found_inf=found_inf)
+            kernel(
+                params,
+                grads,
+                exp_avgs,
+                exp_avg_sqs,
+                [],
+                steps,
+                amsgrad=False,
+                lr=lr,
+                beta1=BETAS[0],
+                beta2=BETAS[1],
+                weight_decay=wd,
+                eps=EPS,
+                maximize=False,
+                grad_scale=getattr(self, "grad_scale", None),
+                found_inf=found_inf,
+            )
             if found_inf is not None:  # a skipped update does not count as a step
                 torch._foreach_sub_(steps, [found_inf] * len(steps))
             return
@@ -119,8 +139,10 @@ class Adam:
                 raise ValueError(f"optimizer state {pid} lacks the tensor(s) {', '.join(missing)}")
             for key in ("exp_avg", "exp_avg_sq"):
                 if tuple(values[key].shape) != tuple(p.shape):
-                    raise ValueError(f"optimizer state {pid}.{key} has shape {tuple(values[key].shape)}, "
-                                     f"the parameter {tuple(p.shape)}")
+                    raise ValueError(
+                        f"optimizer state {pid}.{key} has shape {tuple(values[key].shape)}, "
+                        f"the parameter {tuple(p.shape)}"
+                    )
             state[p] = {
                 "step": values["step"].to(device=p.device, dtype=torch.float32).reshape(()),
                 "exp_avg": values["exp_avg"].to(device=p.device, dtype=p.dtype),
@@ -130,8 +152,16 @@ class Adam:
         self.param_groups[0]["lr"] = float(groups[0]["lr"])
 
 
-def _adam_one(p: torch.Tensor, g: torch.Tensor, step: torch.Tensor, exp_avg: torch.Tensor,
-              exp_avg_sq: torch.Tensor, lr: float, wd: float, decoupled: bool) -> None:
+def _adam_one(
+    p: torch.Tensor,
+    g: torch.Tensor,
+    step: torch.Tensor,
+    exp_avg: torch.Tensor,
+    exp_avg_sq: torch.Tensor,
+    lr: float,
+    wd: float,
+    decoupled: bool,
+) -> None:
     """One tensor's update, as ``torch.optim``'s single-tensor path computes it."""
     step += 1
     if wd != 0:
@@ -151,9 +181,23 @@ def _has_fused_kernel(device: torch.device) -> bool:
     """Whether torch has the fused Adam kernel for ``device`` (one tiny call tells)."""
     try:
         z = [torch.zeros(1, device=device) for _ in range(4)]
-        torch._fused_adamw_([z[0]], [z[1]], [z[2]], [z[3]], [], [torch.zeros((), device=device)], amsgrad=False,
-                            lr=0.0, beta1=0.9, beta2=0.999, weight_decay=0.0, eps=EPS, maximize=False,
-                            grad_scale=None, found_inf=None)
+        torch._fused_adamw_(
+            [z[0]],
+            [z[1]],
+            [z[2]],
+            [z[3]],
+            [],
+            [torch.zeros((), device=device)],
+            amsgrad=False,
+            lr=0.0,
+            beta1=0.9,
+            beta2=0.999,
+            weight_decay=0.0,
+            eps=EPS,
+            maximize=False,
+            grad_scale=None,
+            found_inf=None,
+        )
     except (AttributeError, NotImplementedError, RuntimeError, TypeError):
         return False
     return True

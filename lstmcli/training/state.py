@@ -61,9 +61,11 @@ def snapshot(tr: Trainer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     }
     return tensors, info
 
+
 def restore(tr: Trainer, tensors: dict[str, torch.Tensor], info: dict[str, Any]) -> None:
     """Load a ``snapshot`` back; the next epoch then runs exactly as it would have."""
     tr.static_step = None  # a captured graph holds the old state's addresses
+
     def group(prefix: str) -> dict[str, torch.Tensor]:
         return {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
 

@@ -173,7 +173,9 @@ class Trainer:
         lr = self.optimizer.param_groups[0]["lr"]
         if self.static_step is None or self.static_lr != lr:
             bs = len(batch)
-            self.static_step = StaticStep(self.model, self.optimizer, lambda o: self._step(o, bs), bs, batch, self.capture)
+            self.static_step = StaticStep(
+                self.model, self.optimizer, lambda o: self._step(o, bs), bs, batch, self.capture
+            )
             self.static_lr = lr
         return self.static_step
 
@@ -242,6 +244,7 @@ class Trainer:
         if self.state.best_weights is not None:
             self.model.load_state_dict(self.state.best_weights)
 
+
 def fit(trainer: Trainer, hooks: Hooks | None = None) -> TrainResult:
     """Train until ``epochs`` or early stopping, then restore the best validation weights.
 
@@ -259,7 +262,9 @@ def fit(trainer: Trainer, hooks: Hooks | None = None) -> TrainResult:
     tr.restore_best()
     tr.model.eval()
     tr.net = tr.model  # training is over: drop the DDP wrapper before the process group goes
-    return TrainResult(model=tr.model, windows=tr.windows, state=tr.state, device=str(tr.device), precision=tr.precision)
+    return TrainResult(
+        model=tr.model, windows=tr.windows, state=tr.state, device=str(tr.device), precision=tr.precision
+    )
 
 
 def _autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
