@@ -201,10 +201,11 @@ def train(
     if print_config and dist.is_main:
         render.err.print(cfg.to_yaml(), end="")
     from lstmcli.cli.progress import Progress
+    from lstmcli.commands.train import Mode
     from lstmcli.commands.train import train as train_command
     from lstmcli.config import default_run_dir
 
-    mode = "resume" if resume else "overwrite" if overwrite else "new"
+    mode: Mode = "resume" if resume else "overwrite" if overwrite else "new"
     with Progress(quiet or not dist.is_main) as progress:
         summary = train_command(cfg, default_run_dir(config, cfg), mode, progress, dist)
     render.train_summary(summary)
