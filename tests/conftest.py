@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
+import os
+import queue
+import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -111,3 +118,64 @@ def tiny_csv(tmp_path: Path) -> Path:
 @pytest.fixture
 def tiny_config(tmp_path: Path, tiny_csv: Path) -> Path:
     return write_config(tmp_path / "tiny.yaml")
+
+
+def snapshot(root: Path) -> dict[str, str]:
+    """sha256 of every file under ``root`` (and the set of files and directories)."""
+    files = {}
+    for p in sorted(root.rglob("*")):
+        rel = str(p.relative_to(root))
+        # Only regular files are read: a FIFO among the inputs would block the snapshot itself.
+        files[rel] = hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "<not a file>"
+    return files
+
+
+class Proc:
+    """``python -m lstmcli ...`` with its stderr lines collected by a thread."""
+
+    def __init__(self, args: list[str], cwd: Path) -> None:
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+            "COLUMNS": "200",
+        }
+        self.p = subprocess.Popen(
+            [sys.executable, "-m", "lstmcli", *args],
+            cwd=cwd,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.seen: list[str] = []
+        self.pump = threading.Thread(target=self._pump, daemon=True)
+        self.pump.start()
+
+    def _pump(self) -> None:
+        assert self.p.stderr is not None
+        with self.p.stderr:
+            for line in self.p.stderr:
+                self.lines.put(line)
+
+    def wait_for(self, text: str, timeout: float = 60) -> bool:
+        """True once a stderr line starts with ``text``; False if the process ended first."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                line = self.lines.get(timeout=0.05)
+            except queue.Empty:
+                if self.p.poll() is not None and self.lines.empty():
+                    return False
+                continue
+            self.seen.append(line)
+            if line.startswith(text):
+                return True
+        raise AssertionError(f"no {text!r} within {timeout} s: {''.join(self.seen)}")
+
+    def finish(self, timeout: float = 120) -> str:
+        self.p.wait(timeout)
+        self.pump.join(10)
+        while not self.lines.empty():
+            self.seen.append(self.lines.get())
+        return "".join(self.seen)

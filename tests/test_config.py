@@ -1,3 +1,5 @@
+"""The one config schema: defaults, bounds, overrides, unknown keys, YAML errors named by line."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -5,11 +7,14 @@ from pathlib import Path
 import pytest
 import yaml
 from pydantic import ValidationError
+from typer.testing import CliRunner
 
+from lstmcli.cli import app
 from lstmcli.config import Config, apply_overrides, load_config
 from lstmcli.errors import ConfigError
+from tests.conftest import ROOT, write_config
 
-from .conftest import ROOT, write_config
+runner = CliRunner()
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("*.yaml")), ids=lambda p: p.name)
@@ -140,3 +145,8 @@ def test_a_tilde_in_output_dir_and_data_path_means_the_home_directory(
     cfg = load_config(config)
     assert cfg.data.path == str(tmp_path / "series.csv")
     assert default_run_dir(config, cfg) == tmp_path / "runs" / "x"
+
+
+def test_seed_out_of_range_is_a_config_error(tiny_config: Path) -> None:
+    result = runner.invoke(app, ["config", str(tiny_config), "--set", "train.seed=99999999999999999999999"])
+    assert result.exit_code == 2 and "train.seed" in result.output

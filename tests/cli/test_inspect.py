@@ -1,3 +1,5 @@
+"""`lstm inspect` and `lstm config` through the CLI: the gate tables, the proof, JSON, the entry points."""
+
 from __future__ import annotations
 
 import json
@@ -8,8 +10,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from lstmcli.cli import app
-
-from .conftest import ROOT, write_config
+from tests.conftest import ROOT, write_config
 
 runner = CliRunner()
 

@@ -22,7 +22,7 @@ runner = CliRunner()
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from .conftest import write_config, write_csv
+    from tests.conftest import write_config, write_csv
 
     d = tmp_path_factory.mktemp("run")
     write_csv(d / "series.csv")

@@ -3,7 +3,6 @@ no traceback, and no existing file touched (every file hashed before and after).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -15,8 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from lstmcli.cli import app
-
-from .conftest import write_config, write_csv
+from tests.conftest import snapshot, write_config, write_csv
 
 runner = CliRunner()
 
@@ -26,16 +24,6 @@ class Case:
     id: str
     setup: Callable[[Path], list[str]]  # writes files into the tmp dir, returns the CLI arguments
     expect: tuple[str, ...]  # all must appear in the one output line
-
-
-def snapshot(root: Path) -> dict[str, str]:
-    """sha256 of every file under ``root`` (and the set of files and directories)."""
-    files = {}
-    for p in sorted(root.rglob("*")):
-        rel = str(p.relative_to(root))
-        # Only regular files are read: a FIFO among the inputs would block the snapshot itself.
-        files[rel] = hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "<not a file>"
-    return files
 
 
 # ---------------------------------------------------------------------------------------------

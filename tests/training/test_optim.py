@@ -5,11 +5,14 @@ from __future__ import annotations
 import math
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
 
-from lstmcli.training.optim import Adam, Cosine, Plateau, _has_fused_kernel
+from lstmcli.config import load_config
+from lstmcli.model.forecaster import LSTMForecaster
+from lstmcli.training.optim import Adam, Cosine, Plateau, _has_fused_kernel, make_optimizer
 
 
 def _model() -> torch.nn.Module:
@@ -182,3 +185,12 @@ def test_a_hand_made_state_is_refused_in_one_line(edit, needle: str) -> None:
     edit(saved)
     with pytest.raises(ValueError, match=needle):
         Adam(_model().parameters(), lr=0.01).load_state_dict(saved)
+
+
+def test_optimizer_is_fused_on_cpu_when_torch_has_it(tiny_config: Path) -> None:
+    cfg = load_config(tiny_config)
+    opt = make_optimizer(LSTMForecaster.from_config(cfg), cfg.train)
+    assert opt.decoupled  # adamw, the default
+    major, minor = (int(x) for x in torch.__version__.split(".")[:2])
+    if (major, minor) >= (2, 4):
+        assert opt.fused is True

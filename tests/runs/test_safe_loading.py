@@ -13,8 +13,7 @@ from typer.testing import CliRunner
 from lstmcli.cli import app
 from lstmcli.commands.train import train
 from lstmcli.config import load_config
-
-from .conftest import Crash, crash_after, write_config
+from tests.conftest import Crash, crash_after, write_config
 
 runner = CliRunner()
 
@@ -43,7 +42,7 @@ def test_the_payload_really_executes_when_unpickled(tmp_path: Path) -> None:
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """A finished run and an unfinished one (checkpoint of epoch 1), built once."""
     d = tmp_path_factory.mktemp("runs")
-    from .conftest import write_csv
+    from tests.conftest import write_csv
 
     write_csv(d / "series.csv")
     config = write_config(d / "c.yaml", train={"epochs": 3})

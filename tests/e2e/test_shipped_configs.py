@@ -9,8 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from lstmcli.cli import app
-
-from .conftest import ROOT
+from tests.conftest import ROOT
 
 CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
 

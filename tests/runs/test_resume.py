@@ -17,8 +17,7 @@ from lstmcli.errors import CheckpointError, Interrupted
 from lstmcli.runs import checkpoints as ck
 from lstmcli.runs.lock import LOCK, RunLock
 from lstmcli.runs.store import MARKER, METRICS, WEIGHTS, RunDir
-
-from .conftest import Crash, OnEpoch, assert_same_tensors, crash_after, write_config
+from tests.conftest import Crash, OnEpoch, assert_same_tensors, crash_after, write_config
 
 runner = CliRunner()
 

@@ -20,8 +20,7 @@ from lstmcli.config import load_config
 from lstmcli.data.dataset import load_dataset
 from lstmcli.runs.store import WEIGHTS
 from lstmcli.training.trainer import Trainer, fit
-
-from .conftest import ROOT, Crash, assert_same_tensors, crash_after
+from tests.conftest import ROOT, Crash, assert_same_tensors, crash_after
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 

@@ -1,3 +1,5 @@
+"""The textbook view: gate slices of PyTorch's packed tensors, parameter counts, the reference cell's proof."""
+
 from __future__ import annotations
 
 import pytest

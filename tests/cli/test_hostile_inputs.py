@@ -16,9 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from lstmcli.cli import app
-
-from .conftest import ROOT, write_config, write_csv
-from .test_bad_inputs import snapshot
+from tests.conftest import ROOT, snapshot, write_config, write_csv
 
 runner = CliRunner()
 
@@ -88,8 +86,7 @@ def test_a_run_file_that_is_a_device_or_a_pipe_is_refused_without_reading(run: P
 def test_a_checkpoint_pointer_that_is_a_pipe_is_refused(tmp_path: Path, tiny_csv: Path) -> None:
     from lstmcli.commands.train import train
     from lstmcli.config import load_config
-
-    from .conftest import Crash, crash_after
+    from tests.conftest import Crash, crash_after
 
     config = write_config(tmp_path / "c.yaml", train={"epochs": 4})
     with pytest.raises(Crash):

@@ -14,8 +14,7 @@ from lstmcli.config import load_config
 from lstmcli.data.dataset import load_dataset
 from lstmcli.data.reader import read_table
 from lstmcli.errors import DataError
-
-from .conftest import write_config
+from tests.conftest import write_config
 
 
 def write_long(path: Path, lengths: dict[str, int], interleave: bool = False) -> Path:

@@ -16,8 +16,7 @@ from lstmcli.data import dataset as data
 from lstmcli.data import fast as ingest
 from lstmcli.data.reader import Table, read_table
 from lstmcli.errors import DataError
-
-from .conftest import BAD_CSVS, write_config, write_csv
+from tests.conftest import BAD_CSVS, write_config, write_csv
 
 COLUMNS = ("y", "a", "b")
 

@@ -20,9 +20,7 @@ from lstmcli.commands.train import train
 from lstmcli.config import load_config
 from lstmcli.runs import store
 from lstmcli.runs.store import MARKER, RunDir
-
-from .conftest import ROOT, Crash, assert_same_tensors, crash_after, write_config
-from .test_bad_inputs import snapshot
+from tests.conftest import ROOT, Crash, assert_same_tensors, crash_after, snapshot, write_config
 
 runner = CliRunner()
 FIXTURE = ROOT / "tests" / "fixtures" / "v0_1_0"
@@ -335,3 +333,12 @@ def test_a_reader_waits_for_a_move_into_place_under_way(
     threading.Timer(0.5, lock.release).start()
     loaded = load_run(tmp_path / "run")  # waits for the lock, then completes the move
     assert RunDir(tmp_path / "run").finished() and loaded.metrics() is not None
+
+
+def test_overwrite_never_deletes_a_folder_that_is_not_a_run(tmp_path: Path, tiny_csv: Path) -> None:
+    (tmp_path / "notes.txt").write_text("mine")
+    cfg = write_config(tmp_path / "c.yaml", output={"dir": str(tmp_path)})
+    result = runner.invoke(app, ["train", str(cfg), "-q", "--overwrite"])
+    assert result.exit_code == 2, result.output
+    assert "not an lstm run directory" in result.output and "notes.txt" in result.output
+    assert (tmp_path / "notes.txt").read_text() == "mine" and tiny_csv.exists() and cfg.exists()

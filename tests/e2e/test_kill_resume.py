@@ -6,12 +6,8 @@ The final weights must equal (torch.equal, every tensor) those of a run that was
 from __future__ import annotations
 
 import os
-import queue
 import random
 import signal
-import subprocess
-import sys
-import threading
 import time
 from pathlib import Path
 
@@ -26,63 +22,11 @@ from lstmcli.fsutil import TMP_INFIX
 from lstmcli.runs import checkpoints as ck
 from lstmcli.runs.lock import LOCK
 from lstmcli.runs.store import CHECKPOINT_DIR, METRICS, STATE_POINTER, WEIGHTS
-
-from .conftest import ROOT, assert_same_tensors, write_config
+from tests.conftest import Proc, assert_same_tensors, write_config
 
 pytestmark = pytest.mark.slow
 
 runner = CliRunner()
-
-
-class Proc:
-    """``python -m lstmcli ...`` with its stderr lines collected by a thread."""
-
-    def __init__(self, args: list[str], cwd: Path) -> None:
-        env = {
-            **os.environ,
-            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-            "COLUMNS": "200",
-        }
-        self.p = subprocess.Popen(
-            [sys.executable, "-m", "lstmcli", *args],
-            cwd=cwd,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        self.lines: queue.Queue[str] = queue.Queue()
-        self.seen: list[str] = []
-        self.pump = threading.Thread(target=self._pump, daemon=True)
-        self.pump.start()
-
-    def _pump(self) -> None:
-        assert self.p.stderr is not None
-        with self.p.stderr:
-            for line in self.p.stderr:
-                self.lines.put(line)
-
-    def wait_for(self, text: str, timeout: float = 60) -> bool:
-        """True once a stderr line starts with ``text``; False if the process ended first."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                line = self.lines.get(timeout=0.05)
-            except queue.Empty:
-                if self.p.poll() is not None and self.lines.empty():
-                    return False
-                continue
-            self.seen.append(line)
-            if line.startswith(text):
-                return True
-        raise AssertionError(f"no {text!r} within {timeout} s: {''.join(self.seen)}")
-
-    def finish(self, timeout: float = 120) -> str:
-        self.p.wait(timeout)
-        self.pump.join(10)
-        while not self.lines.empty():
-            self.seen.append(self.lines.get())
-        return "".join(self.seen)
 
 
 def tiny_run_config(tmp_path: Path) -> Path:

@@ -9,8 +9,7 @@ from typer.testing import CliRunner
 
 from lstmcli.cli import app
 from lstmcli.config import load_config
-
-from .conftest import ROOT, write_csv
+from tests.conftest import ROOT, write_csv
 
 runner = CliRunner()
 
@@ -91,3 +90,15 @@ def test_init_bad_target_is_one_line(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert len(result.output.strip().splitlines()) == 1 and "--target 'nope'" in result.output
     assert not (tmp_path / "x.yaml").exists()
+
+
+def test_init_quotes_column_names_yaml_would_reinterpret(tmp_path: Path) -> None:
+    csv_path = tmp_path / "col.csv"  # a column named "on", which YAML 1.1 reads as true
+    rows = [f"{y}-{m:02d}-01,{m + y % 7}" for y in range(2000, 2008) for m in range(1, 13)]
+    csv_path.write_text("date,on\n" + "\n".join(rows) + "\n")
+    out = tmp_path / "col.yaml"
+    result = runner.invoke(app, ["init", str(csv_path), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    shown = runner.invoke(app, ["config", str(out)])
+    assert shown.exit_code == 0, shown.output
+    assert "- 'on'" in shown.output or '- "on"' in shown.output

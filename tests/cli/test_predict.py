@@ -12,8 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from lstmcli.cli import app
-
-from .conftest import write_config, write_csv
+from tests.conftest import write_config, write_csv
 
 runner = CliRunner()
 ROWS, L, H = 80, 12, 3
@@ -269,3 +268,38 @@ def test_a_non_positive_value_in_a_log_run_is_one_line(tmp_path: Path) -> None:
     bad.write_text("\n".join(lines) + "\n")
     text = _one_line_error(_invoke(run, "--data", bad))
     assert "row 5, column 'y': 0 is not positive, but the run models this column as log(x)" in text
+
+
+def test_writing_into_a_missing_folder_is_one_line(tiny_config: Path, tiny_csv: Path, tmp_path: Path) -> None:
+    assert runner.invoke(app, ["train", str(tiny_config), "-q"]).exit_code == 0
+    result = runner.invoke(
+        app, ["predict", str(tmp_path / "run"), "--data", str(tiny_csv), "--out", str(tmp_path / "no" / "f.csv")]
+    )
+    assert result.exit_code == 2, result.output
+    assert result.output.strip().count("\n") == 0 and "cannot write" in result.output
+
+
+def test_long_format_forecast_quotes_series_ids(tmp_path: Path) -> None:
+    lines = ["series,date,y"]
+    for sid in ("Smith, J", "plain"):
+        for t in range(60):
+            lines.append(
+                f'"{sid}",{np.datetime64("2000-01", "M") + np.timedelta64(t, "M")}-01,{10 + t % 12 + (5 if sid == "plain" else 0)}'
+            )
+    (tmp_path / "long.csv").write_text("\n".join(lines) + "\n")
+    cfg = write_config(tmp_path / "c.yaml", csv="long.csv", data={"series_column": "series"})
+    assert runner.invoke(app, ["train", str(cfg), "-q"]).exit_code == 0
+    out = tmp_path / "f.csv"
+    result = runner.invoke(
+        app, ["predict", str(tmp_path / "run"), "--data", str(tmp_path / "long.csv"), "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    rows = list(csv.reader(out.read_text().splitlines()))
+    assert rows[0] == ["series", "date", "y"] and rows[1][0] == "Smith, J" and all(len(r) == 3 for r in rows)
+
+
+def test_a_file_given_as_run_says_so(tiny_csv: Path) -> None:
+    result = runner.invoke(app, ["predict", str(tiny_csv), "--data", str(tiny_csv)])
+    assert result.exit_code == 2 and "is a file, not a run directory" in result.output
+    result = runner.invoke(app, ["inspect", str(tiny_csv)])
+    assert result.exit_code == 2 and "not a config" in result.output

@@ -1,0 +1,54 @@
+"""Scores against hand computations; forecasts in bounded chunks equal one big batch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from lstmcli.config import load_config
+from lstmcli.data.windows import Windows
+from lstmcli.evaluate import forecast_scaled
+from lstmcli.model.forecaster import LSTMForecaster
+
+
+def test_chunked_forecasts_equal_one_big_batch(tiny_config: Path) -> None:
+    cfg = load_config(tiny_config)
+    torch.manual_seed(0)
+    model = LSTMForecaster.from_config(cfg)
+    series = torch.randn(200, 1)
+    w = Windows(series, cfg.data.lookback, cfg.data.horizon, 1)
+    origins = np.arange(cfg.data.lookback, 200 - cfg.data.horizon)
+    chunked = forecast_scaled(model, w, origins, batch_size=7)
+    whole = forecast_scaled(model, w, origins, batch_size=len(origins))
+    assert chunked.shape == (len(origins), cfg.data.horizon, 1)
+    assert np.allclose(chunked, whole, atol=1e-6)
+
+
+def test_evaluation_metrics_match_a_hand_computation() -> None:
+    import numpy as np
+
+    from lstmcli.evaluate import Scores, forecast_set
+
+    values = np.arange(1.0, 21.0)[:, None]  # y_t = t + 1
+    origins = np.array([10, 11])
+    forecast = values[origins[:, None] + np.arange(2)] + 1.0  # off by one everywhere
+    res = Scores(1).add(*forecast_set(values, origins, 2, 4, forecast)).summary(["y"])
+    assert res.model.MAE == pytest.approx(1.0)
+    assert res.naive.MAE == pytest.approx(1.5)  # steps 1, 2 behind: (1+2)/2
+    assert res.seasonal_naive.MAE == pytest.approx(4.0)  # one season of 4 back
+    assert res.model.MASE == pytest.approx(0.25)
+    assert res.model.sMAPE == pytest.approx(np.mean(200 / (2 * values[origins[:, None] + np.arange(2)] + 1)))
+
+
+def test_smape_counts_zero_over_zero_as_zero() -> None:
+    import numpy as np
+
+    from lstmcli.evaluate import Scores, forecast_set
+
+    values = np.zeros((12, 1))
+    origins = np.array([8, 9])
+    res = Scores(1).add(*forecast_set(values, origins, 2, 4, np.zeros((2, 2, 1)))).summary(["y"])
+    assert res.model.sMAPE == 0.0 and res.model.MAE == 0.0 and res.model.MASE is None

@@ -1,0 +1,59 @@
+"""The training loop: losses fall, seeds repeat, early stopping restores the best weights, threads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from lstmcli.config import load_config
+from lstmcli.data.dataset import load_dataset
+from lstmcli.training.trainer import Trainer, fit
+from tests.conftest import OnEpoch
+
+runner = CliRunner()
+
+
+def test_loss_falls_and_callback_runs_once_per_epoch(tiny_config: Path) -> None:
+    cfg = load_config(tiny_config, ["train.epochs=30", "train.patience=50", "train.lr=0.01"])
+    reports = []
+    result = fit(Trainer(cfg, load_dataset(cfg.data)), OnEpoch(reports.append))
+    assert [r.epoch for r in reports] == list(range(1, 31))
+    assert reports[-1].train_loss < 0.5 * reports[0].train_loss
+    assert result.state.epoch == 30
+
+
+def test_same_seed_same_losses_on_cpu(tiny_config: Path) -> None:
+    cfg = load_config(tiny_config, ["train.epochs=4", "model.dropout=0.2"])
+    ds = load_dataset(cfg.data)
+    a = [h["train_loss"] for h in fit(Trainer(cfg, ds)).state.history]
+    b = [h["train_loss"] for h in fit(Trainer(cfg, ds)).state.history]
+    c = [
+        h["train_loss"]
+        for h in fit(Trainer(load_config(tiny_config, ["train.epochs=4", "train.seed=1"]), ds)).state.history
+    ]
+    assert a == b
+    assert a != c
+
+
+def test_early_stopping_restores_the_best_weights(tiny_config: Path) -> None:
+    # A large learning rate makes the validation loss bounce, so the last epoch is not the best.
+    cfg = load_config(tiny_config, ["train.epochs=40", "train.patience=3", "train.lr=0.05", "train.schedule=none"])
+    ds = load_dataset(cfg.data)
+    result = fit(Trainer(cfg, ds))
+    st = result.state
+    vals = [h["val_loss"] for h in st.history]
+    assert st.best_val == min(vals) and st.best_epoch == vals.index(min(vals)) + 1
+    assert st.stopped_early and st.epoch == st.best_epoch + 3
+    probe = Trainer(cfg, ds)
+    probe.model.load_state_dict(result.model.state_dict())
+    assert probe.val_loss() == pytest.approx(st.best_val, rel=1e-6)
+    assert vals[-1] != pytest.approx(st.best_val)
+
+
+def test_torch_threads_respected(tiny_config: Path) -> None:
+    cfg = load_config(tiny_config, ["train.threads=1", "train.epochs=1"])
+    fit(Trainer(cfg, load_dataset(cfg.data)))
+    assert torch.get_num_threads() == 1
