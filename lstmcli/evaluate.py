@@ -14,7 +14,7 @@ from torch import nn
 from lstmcli.data.dataset import Dataset, Scaler
 from lstmcli.data.windows import Windows
 
-METRICS = ("MAE", "RMSE", "sMAPE", "MASE")
+METRICS = ("MAE", "RMSE", "sMAPE", "MASE", "relMAE")
 
 
 class _Scores(BaseModel):
@@ -22,12 +22,19 @@ class _Scores(BaseModel):
 
 
 class ForecastScores(_Scores):
-    """One forecast's errors in original units (None where undefined, e.g. MASE over a zero MAE)."""
+    """One forecast's errors in original units (None where undefined).
+
+    MASE (Hyndman & Koehler 2006): the MAE over the in-sample MAE of the seasonal naive forecast on
+    the series' training rows (its mean absolute seasonal difference), so below 1 beats what copying
+    last season did in-sample; over several series, the mean of the per-series MASE (the M3/M4
+    convention). relMAE: the MAE over seasonal naive's MAE on these very windows (below 1 beats it).
+    """
 
     MAE: float | None
     RMSE: float | None
     sMAPE: float | None
     MASE: float | None
+    relMAE: float | None
 
 
 class TargetScores(_Scores):
@@ -38,16 +45,33 @@ class TargetScores(_Scores):
     seasonal_naive: ForecastScores
 
 
+class SeriesMeans(_Scores):
+    """A forecast's per-series MASE and sMAPE, averaged over series (the competitions' figures)."""
+
+    MASE: float | None
+    sMAPE: float | None
+
+
 class SplitScores(TargetScores):
     """A split's scores pooled over every window, per target when there are several, per series
-    when there are several (as metrics.json holds them)."""
+    (and averaged over series) when there are several, as metrics.json holds them."""
 
     per_target: dict[str, TargetScores] | None = None
     per_series: dict[str, SplitScores] | None = None
+    series_means: dict[str, SeriesMeans] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """As JSON, without the per-target and per-series parts a single target or series lacks."""
+        """As JSON, without the parts that a single target or series lacks."""
         return self.model_dump(mode="json", exclude_defaults=True)
+
+
+def mase_scale(train: np.ndarray, season: int) -> np.ndarray:
+    """(k,) in-sample MAE of the seasonal naive forecast on training rows (n, k): the mean of
+    |y_t - y_(t-s)|; lag 1 when the training rows are no longer than a season."""
+    lag = season if len(train) > season else 1
+    if len(train) <= lag:
+        return np.full(train.shape[1], np.nan)
+    return np.abs(train[lag:] - train[:-lag]).mean(axis=0)
 
 
 @torch.no_grad()
@@ -102,14 +126,17 @@ class Scores:
     """Running sums of |error|, error², the sMAPE terms and the count, per forecast and target.
 
     Metrics are means over every value, so sums added chunk by chunk (``SCORE_CHUNK`` windows at a
-    time) and series by series give them without keeping the forecasts. MASE is a forecast's MAE
-    over the seasonal naive's MAE on the same windows.
+    time) and series by series give them without keeping the forecasts. ``scale`` (per target, the
+    training rows' in-sample seasonal naive MAE, from :func:`mase_scale`) turns an MAE into a MASE;
+    a pooled score keeps its series to average their MASE and sMAPE.
     """
 
     FORECASTS = ("model", "naive", "seasonal_naive")
 
-    def __init__(self, n_targets: int) -> None:
+    def __init__(self, n_targets: int, scale: np.ndarray | None = None) -> None:
         self.sums = {name: np.zeros((4, n_targets)) for name in self.FORECASTS}
+        self.scale = np.full(n_targets, np.nan) if scale is None else np.asarray(scale, dtype=np.float64)
+        self.parts: list[Scores] = []  # the series of a pooled score
 
     def add(self, actual: np.ndarray, forecasts: dict[str, np.ndarray]) -> Scores:
         """Add windows: ``actual`` and each forecast (W, H, k), original units."""
@@ -129,18 +156,26 @@ class Scores:
 
     @classmethod
     def pooled(cls, parts: list[Scores]) -> Scores:
-        """The windows of several series together."""
+        """The windows of several series together (MASE and the series means from the parts)."""
         total = cls(parts[0].sums["model"].shape[1])
         for part in parts:
             for name in cls.FORECASTS:
                 total.sums[name] += part.sums[name]
+        total.parts = list(parts)
         return total
 
     def summary(self, targets: list[str]) -> SplitScores:
-        """Scores pooled over every value, plus ``per_target`` when there are several targets."""
+        """Scores pooled over every value, plus ``per_target`` when there are several targets and
+        ``series_means`` when there are several series."""
         pooled = self._table(slice(None))
         per_target = {t: self._table(slice(j, j + 1)) for j, t in enumerate(targets)} if len(targets) > 1 else None
-        return SplitScores(**dict(pooled), per_target=per_target)
+        means = None
+        if len(self.parts) > 1:
+            means = {
+                name: SeriesMeans(MASE=self._mase(name, slice(None)), sMAPE=self._mean_smape(name))
+                for name in self.FORECASTS
+            }
+        return SplitScores(**dict(pooled), per_target=per_target, series_means=means)
 
     def _table(self, cols: slice) -> TargetScores:
         table: dict[str, dict[str, float | None]] = {}
@@ -152,10 +187,25 @@ class Scores:
                 else {"MAE": None, "RMSE": None, "sMAPE": None}
             )
         ref_mae = table["seasonal_naive"]["MAE"]
-        for row in table.values():
+        for name, row in table.items():
             mae = row["MAE"]
-            row["MASE"] = mae / ref_mae if ref_mae and mae is not None else None
+            row["relMAE"] = mae / ref_mae if ref_mae and mae is not None else None
+            row["MASE"] = self._mase(name, cols)
         return TargetScores.model_validate(table)
+
+    def _mase(self, name: str, cols: slice) -> float | None:
+        """This series' MASE over the ``cols`` targets (their mean), or the mean over the parts'."""
+        if self.parts:
+            values = [v for v in (p._mase(name, cols) for p in self.parts) if v is not None]
+        else:
+            abs_err, count, scale = self.sums[name][0, cols], self.sums[name][3, cols], self.scale[cols]
+            ok = (count > 0) & (scale > 0) & np.isfinite(scale)  # a constant training series has no scale
+            values = (abs_err[ok] / count[ok] / scale[ok]).tolist()
+        return float(np.mean(values)) if values else None
+
+    def _mean_smape(self, name: str) -> float | None:
+        values = [p.sums[name][2].sum() / p.sums[name][3].sum() for p in self.parts if p.sums[name][3].sum()]
+        return float(np.mean(values)) if values else None
 
 
 def evaluate_split(model: nn.Module, windows: Windows, ds: Dataset, name: str, season: int) -> SplitScores:
@@ -168,7 +218,7 @@ def evaluate_split(model: nn.Module, windows: Windows, ds: Dataset, name: str, s
     values = ds.table.values[:, :k]  # original units
     parts = []
     for s in ds.series:
-        scores = Scores(k)
+        scores = Scores(k, mase_scale(values[s.start : s.start + s.split.train_end], season))
         for origins, model_f in forecast_chunks(model, windows, s.scaler, s.origins(name)):
             scores.add(*forecast_set(values, origins, s.split.horizon, season, model_f))
         parts.append(scores)

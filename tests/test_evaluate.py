@@ -30,16 +30,20 @@ def test_chunked_forecasts_equal_one_big_batch(tiny_config: Path) -> None:
 def test_evaluation_metrics_match_a_hand_computation() -> None:
     import numpy as np
 
-    from lstmcli.evaluate import Scores, forecast_set
+    from lstmcli.evaluate import Scores, forecast_set, mase_scale
 
     values = np.arange(1.0, 21.0)[:, None]  # y_t = t + 1
     origins = np.array([10, 11])
     forecast = values[origins[:, None] + np.arange(2)] + 1.0  # off by one everywhere
-    res = Scores(1).add(*forecast_set(values, origins, 2, 4, forecast)).summary(["y"])
+    scale = mase_scale(values[:10], 4)  # |y_t - y_(t-4)| = 4 on every training row
+    assert scale.tolist() == [4.0]
+    res = Scores(1, scale).add(*forecast_set(values, origins, 2, 4, forecast)).summary(["y"])
     assert res.model.MAE == pytest.approx(1.0)
     assert res.naive.MAE == pytest.approx(1.5)  # steps 1, 2 behind: (1+2)/2
     assert res.seasonal_naive.MAE == pytest.approx(4.0)  # one season of 4 back
-    assert res.model.MASE == pytest.approx(0.25)
+    assert res.model.relMAE == pytest.approx(0.25)  # against seasonal naive on these windows
+    assert res.model.MASE == pytest.approx(0.25)  # against the in-sample scale 4
+    assert res.naive.MASE == pytest.approx(1.5 / 4)
     assert res.model.sMAPE == pytest.approx(np.mean(200 / (2 * values[origins[:, None] + np.arange(2)] + 1)))
 
 
@@ -51,4 +55,4 @@ def test_smape_counts_zero_over_zero_as_zero() -> None:
     values = np.zeros((12, 1))
     origins = np.array([8, 9])
     res = Scores(1).add(*forecast_set(values, origins, 2, 4, np.zeros((2, 2, 1)))).summary(["y"])
-    assert res.model.sMAPE == 0.0 and res.model.MAE == 0.0 and res.model.MASE is None
+    assert res.model.sMAPE == 0.0 and res.model.MAE == 0.0 and res.model.relMAE is None and res.model.MASE is None

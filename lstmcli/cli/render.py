@@ -44,10 +44,11 @@ def _pct(value: float | None) -> str:
 
 
 def metrics_table(scores: TargetScores, title: str) -> Table:
-    """Model and baselines side by side; MASE < 1 beats seasonal naive."""
-    table = Table(title=title, title_justify="left")
+    """Model and baselines side by side: MASE below 1 beats seasonal naive in-sample, relMAE below 1
+    beats it on these windows."""
+    table = Table(title=title, title_justify="left", caption=_CAPTION, caption_justify="left")
     table.add_column("forecast")
-    for name in ("MAE", "RMSE", "sMAPE", "MASE"):
+    for name in ("MAE", "RMSE", "sMAPE", "MASE", "relMAE"):
         table.add_column(name, justify="right")
     rows: list[tuple[Text | str, ForecastScores]] = [
         (Text("LSTM", style="bold"), scores.model),
@@ -55,18 +56,40 @@ def metrics_table(scores: TargetScores, title: str) -> Table:
         ("seasonal naive", scores.seasonal_naive),
     ]
     for label, row in rows:
-        table.add_row(label, _fmt(row.MAE), _fmt(row.RMSE), _pct(row.sMAPE), _fmt(row.MASE, 3))
+        table.add_row(label, _fmt(row.MAE), _fmt(row.RMSE), _pct(row.sMAPE), _fmt(row.MASE, 3), _fmt(row.relMAE, 3))
     return table
+
+
+_CAPTION = "MASE: MAE / in-sample seasonal naive MAE of the training rows; relMAE: MAE / seasonal naive's here"
 
 
 def series_table(per_series: dict[str, SplitScores]) -> Table:
-    """Test MAE of the model and baselines, and MASE, for every series."""
+    """Test MAE of the model and baselines, MASE and relMAE, for every series."""
     table = Table(title="Test split per series, original units", title_justify="left")
-    for col in ("series", "LSTM MAE", "naive MAE", "seasonal naive MAE", "MASE"):
+    for col in ("series", "LSTM MAE", "naive MAE", "s. naive MAE", "MASE", "relMAE"):
         table.add_column(col, justify="left" if col == "series" else "right")
     for sid, m in per_series.items():
-        table.add_row(sid, _fmt(m.model.MAE), _fmt(m.naive.MAE), _fmt(m.seasonal_naive.MAE), _fmt(m.model.MASE, 3))
+        cells = [
+            _fmt(m.model.MAE),
+            _fmt(m.naive.MAE),
+            _fmt(m.seasonal_naive.MAE),
+            _fmt(m.model.MASE, 3),
+            _fmt(m.model.relMAE, 3),
+        ]
+        table.add_row(sid, *cells)
     return table
+
+
+def series_means_line(scores: SplitScores) -> str | None:
+    """The per-series MASE and sMAPE averaged over series, model against baselines."""
+    means = scores.series_means
+    if not means:
+        return None
+    parts = [f"{label} {_fmt(means[key].MASE, 3)} / {_pct(means[key].sMAPE)}" for key, label in _LABELS]
+    return "mean over series (MASE / sMAPE): " + ", ".join(parts)
+
+
+_LABELS = (("model", "LSTM"), ("naive", "naive"), ("seasonal_naive", "seasonal naive"))
 
 
 def train_summary(summary: TrainSummary) -> None:
@@ -78,7 +101,12 @@ def train_summary(summary: TrainSummary) -> None:
     out.print(metrics_table(m.test, f"Test split: {m.windows['test']} windows, original units"))
     if m.test.per_series:
         out.print(series_table(m.test.per_series))
+    means = series_means_line(m.test)
+    if means:
+        out.print(means)
     out.print(f"run saved to {summary.run_dir}")
+    for warning in summary.warnings:
+        error_line(warning, "[bold yellow]warning:[/]")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -117,7 +145,7 @@ def inspect_facts(f: InspectFacts) -> None:
         v = mt.val.model
         out.print(
             f"validation ({mt.windows['val']} windows): MAE {_fmt(v.MAE)}, RMSE {_fmt(v.RMSE)}, "
-            f"sMAPE {_pct(v.sMAPE)}, MASE {_fmt(v.MASE, 3)}"
+            f"sMAPE {_pct(v.sMAPE)}, MASE {_fmt(v.MASE, 3)}, relMAE {_fmt(v.relMAE, 3)}"
         )
     if f.check is not None:
         c = f.check
@@ -225,6 +253,9 @@ def prediction(result: Results, backtest: bool) -> None:
             _forecast(item)  # type: ignore[arg-type]
     if result.metrics is not None:
         out.print(metrics_table(result.metrics, f"Pooled over {len(result.items)} series, original units"))
+        means = series_means_line(result.metrics)
+        if means:
+            out.print(means)
 
 
 def _backtest(bt: Backtest) -> None:

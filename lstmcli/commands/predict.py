@@ -19,7 +19,7 @@ from lstmcli.data.dates import continue_dates, format_dates, infer_frequency
 from lstmcli.data.reader import Table, read_header, read_table
 from lstmcli.data.windows import Windows
 from lstmcli.errors import ConfigError, DataError
-from lstmcli.evaluate import Scores, forecast_chunks, forecast_set
+from lstmcli.evaluate import Scores, forecast_chunks, forecast_set, mase_scale
 from lstmcli.results import Backtest, Forecast, Results
 from lstmcli.runs.inputs import Series, read_series
 from lstmcli.runs.run import Run, load_run
@@ -201,7 +201,7 @@ def _backtest_one(run: Run, series: Series, split: str) -> Backtest:
     L, H, s, k = cfg.lookback, cfg.horizon, cfg.season, len(cfg.target)
     first = max(L, s)
     table = series.table
-    origins, source = _origins(run, series, split)
+    origins, source, rows = _origins(run, series, split)
     origins = origins[origins >= first]
     if origins.size == 0:
         raise DataError(f"{table.path}: the {split} split has no window with {first} rows before its origin")
@@ -210,7 +210,7 @@ def _backtest_one(run: Run, series: Series, split: str) -> Backtest:
     windows = Windows(torch.as_tensor(series.scaled, device=device), L, H, k)  # as train's evaluation
     forecasts = np.concatenate([f for _, f in forecast_chunks(model, windows, series.scaler, origins)])
     values = table.values[:, :k]
-    scores = Scores(k).add(*forecast_set(values, origins, H, s, forecasts))
+    scores = Scores(k, mase_scale(values[: rows.train_end], s)).add(*forecast_set(values, origins, H, s, forecasts))
     return Backtest(
         run=run.path,
         data=table.path,
@@ -228,23 +228,32 @@ def _backtest_one(run: Run, series: Series, split: str) -> Backtest:
     )
 
 
-def _origins(run: Run, series: Series, split: str) -> tuple[np.ndarray, str]:
+def _origins(run: Run, series: Series, split: str) -> tuple[np.ndarray, str, Split]:
+    """The backtest's origins, how they were chosen (in words), and the file's split rows (whose
+    training rows give the MASE its scale): the run's stored split on the training data, else the
+    config's fractions applied to the file."""
     cfg = run.cfg.data
     table = series.table
     L, H, N = cfg.lookback, cfg.horizon, table.n_rows
-    if split == "all":
-        return np.arange(L, N - H + 1, dtype=np.int64), "every origin of the file"
     stored = series.stored
-    if stored is not None and _is_training_data(stored, table) and stored.split.n_rows == N:
+    training_data = stored is not None and _is_training_data(stored, table) and stored.split.n_rows == N
+    if training_data:
+        assert stored is not None
         rows = Split(N, stored.split.train_end, stored.split.val_end, L, H)
-        source = f"the run's stored {split} split (rows {_rows(rows, split)} of the training data)"
+        source = (
+            f"the run's stored {split} split (rows {_rows(rows, split)} of the training data)" if split != "all" else ""
+        )
     else:
         rows = split_rows(N, cfg)
         source = (
             f"not the training data, so the config's split fractions are applied to its {N} rows "
             f"({split} rows {_rows(rows, split)})"
+            if split != "all"
+            else ""
         )
-    return rows.origins(split), source
+    if split == "all":
+        return np.arange(L, N - H + 1, dtype=np.int64), "every origin of the file", rows
+    return rows.origins(split), source, rows
 
 
 def _rows(split: Split, name: str) -> str:

@@ -35,7 +35,7 @@ from lstmcli.plots import loss_curve
 from lstmcli.plots import preload as preload_plotting
 from lstmcli.runs.checkpoints import TrainCheckpoint, load_train_state, save_train_state
 from lstmcli.runs.run import run_meta, save_model, write_json_model
-from lstmcli.runs.schema import Metrics
+from lstmcli.runs.schema import METRICS_FORMAT_VERSION, Metrics
 from lstmcli.runs.store import CHECKPOINT_DIR, CONFIG, HISTORY, LOSS_PLOT, MARKER, META, METRICS, STATE_POINTER, RunDir
 from lstmcli.runs.tensors import refuse_pickles
 from lstmcli.training.device import check_threads, resolve_device
@@ -55,6 +55,7 @@ class TrainSummary:
     run_dir: Path
     metrics: Metrics | None
     result: TrainResult
+    warnings: tuple[str, ...] = ()  # where the model loses to a baseline, and what to try
 
 
 @dataclass(frozen=True)
@@ -202,7 +203,7 @@ def _fit_and_finish(opened: OpenRun, hooks: Hooks, stop: StopSignals) -> TrainSu
             return TrainSummary(opened.run.path, None, result)
         metrics = finish(opened, result, time.perf_counter() - start)
         opened.run.commit()
-        return TrainSummary(opened.run.path, metrics, result)
+        return TrainSummary(opened.run.path, metrics, result, losses_to_baselines(metrics, p.cfg))
     except BaseException:
         trainer.net = trainer.model  # a DDP wrapper outliving its process group aborts the process
         abandon(p.dist)
@@ -276,6 +277,7 @@ def finish(opened: OpenRun, result: TrainResult, seconds: float) -> Metrics:
     assert work is not None
     cfg, ds, windows = p.cfg, p.ds, result.windows  # evaluated on the device it was trained on
     metrics = Metrics(
+        format_version=METRICS_FORMAT_VERSION,
         test=evaluate_split(result.model, windows, ds, "test", cfg.data.season),
         val=evaluate_split(result.model, windows, ds, "val", cfg.data.season),
         windows=ds.counts(),
@@ -294,6 +296,29 @@ def finish(opened: OpenRun, result: TrainResult, seconds: float) -> Metrics:
     atomic_write(work / LOSS_PLOT, loss_curve(result.state.history, result.state.best_epoch))
     write_json_model(work / METRICS, metrics)  # last: its presence marks a finished run
     return metrics
+
+
+def losses_to_baselines(metrics: Metrics, cfg: Config) -> tuple[str, ...]:
+    """Where the model's MAE is worse than a baseline's on the validation or the test split, in
+    words, with what to try when there are few training windows for the model's size."""
+    found = []
+    for split, scores in (("validation", metrics.val), ("test", metrics.test)):
+        mae = scores.model.MAE
+        worse = [
+            f"{label} ({base.MAE:.4g})"
+            for label, base in (("seasonal naive", scores.seasonal_naive), ("naive", scores.naive))
+            if mae is not None and base.MAE is not None and mae > base.MAE
+        ]
+        if worse:
+            found.append(f"on the {split} split the LSTM's MAE ({mae:.4g}) is worse than " + " and ".join(worse))
+    if found:
+        windows, params = metrics.windows["train"], cfg.parameters
+        few = f"{windows:,} training windows for {params:,} parameters; " if params > 20 * windows else ""
+        found.append(
+            f"{few}try a smaller model (--set model.m=16 --set model.layers=1), more data, or another "
+            "data.lookback; a forecast that loses to a baseline is not worth using"
+        )
+    return tuple(found)
 
 
 def history_csv(history: list[dict[str, float]]) -> str:

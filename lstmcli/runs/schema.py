@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from lstmcli.errors import CheckpointError
 from lstmcli.evaluate import SplitScores
@@ -82,9 +82,13 @@ class RunMeta(_Schema):
     data: DataMeta
 
 
+METRICS_FORMAT_VERSION = 2  # 2: MASE as Hyndman & Koehler define it, and relMAE; 1 (0.1.0): MASE was relMAE
+
+
 class Metrics(_Schema):
     """``metrics.json``: the finished run's scores and how training went."""
 
+    format_version: Literal[2]
     test: SplitScores
     val: SplitScores
     windows: dict[Literal["train", "val", "test"], int]
@@ -100,6 +104,23 @@ class Metrics(_Schema):
     def to_dict(self) -> dict[str, Any]:
         """As JSON, without the per-target and per-series parts a single target or series lacks."""
         return self.model_dump(mode="json", exclude_defaults=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _upgrade(cls, data: Any) -> Any:
+        # 0.1.0 wrote no format_version, and called the ratio to seasonal naive's MAE on the same
+        # windows "MASE": that is relMAE now; the in-sample MASE of those runs is unknown.
+        if isinstance(data, dict) and "format_version" not in data:
+            return {**_v1_scores(data), "format_version": METRICS_FORMAT_VERSION}
+        return data
+
+
+def _v1_scores(node: Any) -> Any:
+    if isinstance(node, dict):
+        if {"MAE", "RMSE", "sMAPE", "MASE"} <= set(node) and "relMAE" not in node:
+            return {**node, "MASE": None, "relMAE": node["MASE"]}
+        return {k: _v1_scores(v) for k, v in node.items()}
+    return node
 
 
 M = TypeVar("M", bound=BaseModel)

@@ -78,6 +78,13 @@ def test_multi_series_training_reports_per_series_metrics(tmp_path: Path) -> Non
     assert metrics["windows"]["test"] == 7 + 10
     meta = json.loads((run / "meta.json").read_text())
     assert [s["id"] for s in meta["series"]] == ["a", "b"]
+    # MASE as the competitions average it: the mean of the per-series MASE (and sMAPE)
+    per = metrics["test"]["per_series"]
+    means = metrics["test"]["series_means"]["model"]
+    assert means["MASE"] == pytest.approx((per["a"]["model"]["MASE"] + per["b"]["model"]["MASE"]) / 2)
+    assert means["sMAPE"] == pytest.approx((per["a"]["model"]["sMAPE"] + per["b"]["model"]["sMAPE"]) / 2)
+    assert metrics["test"]["model"]["MASE"] == pytest.approx(means["MASE"])
+    assert "mean over series (MASE / sMAPE)" in result.output
 
 
 def test_predict_forecasts_every_series_in_long_format_and_backtest_matches_metrics(tmp_path: Path) -> None:
@@ -101,7 +108,7 @@ def test_predict_forecasts_every_series_in_long_format_and_backtest_matches_metr
     got = json.loads(bt.output)
     metrics = json.loads((run / "metrics.json").read_text())["test"]
     for name in ("model", "naive", "seasonal_naive"):
-        for key in ("MAE", "RMSE", "sMAPE", "MASE"):
+        for key in ("MAE", "RMSE", "sMAPE", "MASE", "relMAE"):
             assert got["metrics"][name][key] == pytest.approx(metrics[name][key], abs=1e-6)
     for sid in ("a", "b"):
         assert got["series"][sid]["metrics"]["model"]["MAE"] == pytest.approx(

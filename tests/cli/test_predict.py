@@ -95,7 +95,7 @@ def test_backtest_over_split_origins_matches_metrics_json(run_dir: Path, split: 
     assert got["windows"] == saved["windows"][split]
     assert "stored" in got["split_source"]
     for forecaster in ("model", "naive", "seasonal_naive"):
-        for metric in ("MAE", "RMSE", "sMAPE", "MASE"):
+        for metric in ("MAE", "RMSE", "sMAPE", "MASE", "relMAE"):
             assert abs(got["metrics"][forecaster][metric] - saved[split][forecaster][metric]) <= 1e-6
 
 

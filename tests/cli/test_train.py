@@ -41,8 +41,8 @@ def test_train_cli_writes_a_complete_run_directory(tiny_config: Path) -> None:
         assert (run / name).is_file(), name
     metrics = json.loads((run / "metrics.json").read_text())
     assert set(metrics["test"]) >= {"model", "naive", "seasonal_naive"}
-    assert set(metrics["test"]["model"]) == {"MAE", "RMSE", "sMAPE", "MASE"}
-    assert metrics["test"]["seasonal_naive"]["MASE"] == 1.0
+    assert set(metrics["test"]["model"]) == {"MAE", "RMSE", "sMAPE", "MASE", "relMAE"}
+    assert metrics["test"]["seasonal_naive"]["relMAE"] == 1.0 and metrics["format_version"] == 2
     assert metrics["windows"] == {"train": 42, "val": 10, "test": 10}
     assert (run / "history.csv").read_text().splitlines()[0] == "epoch,train_loss,val_loss,lr,seconds"
     assert (run / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -95,3 +95,23 @@ def test_a_broken_torchrun_environment_is_one_line(
     result = CliRunner().invoke(app, ["train", str(tiny_config), "-q"])
     assert result.exit_code == 2, result.output
     assert len(result.output.strip().splitlines()) == 1 and expected in result.output
+
+
+def test_the_summary_warns_when_the_model_loses_to_a_baseline(tiny_config: Path) -> None:
+    # 3 epochs on 42 windows: the tiny model is still worse than copying last season.
+    result = runner.invoke(app, ["train", str(tiny_config), "-q"])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((tiny_config.parent / "run" / "metrics.json").read_text())
+    assert metrics["test"]["model"]["MAE"] > metrics["test"]["seasonal_naive"]["MAE"]
+    warnings = [line for line in result.output.splitlines() if line.startswith("warning: ")]
+    assert any("on the test split the LSTM's MAE" in w and "seasonal naive" in w for w in warnings), result.output
+    assert any("42 training windows for 955 parameters" in w for w in warnings)
+
+
+def test_no_warning_when_the_model_beats_the_baselines(tiny_config: Path) -> None:
+    result = runner.invoke(app, ["train", str(tiny_config), "-q", "--set", "train.epochs=60", "--set", "train.lr=0.01"])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((tiny_config.parent / "run" / "metrics.json").read_text())
+    beats = all(metrics[s]["model"]["MAE"] < metrics[s][b]["MAE"] for s in ("val", "test") for b in ("naive", "seasonal_naive"))
+    assert beats, metrics
+    assert "warning:" not in result.output

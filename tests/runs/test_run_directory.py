@@ -231,11 +231,20 @@ def test_a_finished_run_written_by_0_1_0_predicts_and_inspects_as_it_did(tmp_pat
     assert now["forecast"] == then["forecast"] and now["index"] == then["index"]
     backtest = runner.invoke(app, ["predict", str(run), "--data", csv, "--backtest", "--split", "test", "--json"])
     assert backtest.exit_code == 0, backtest.output
-    assert json.loads(backtest.output)["metrics"] == json.loads((FIXTURE / "backtest_test.json").read_text())["metrics"]
+    then_bt, now_bt = (
+        json.loads((FIXTURE / "backtest_test.json").read_text())["metrics"],
+        json.loads(backtest.output)["metrics"],
+    )
+    for forecast_name, old in then_bt.items():  # 0.1.0's "MASE" is today's relMAE
+        new = now_bt[forecast_name]
+        assert {k: new[k] for k in ("MAE", "RMSE", "sMAPE")} == {k: old[k] for k in ("MAE", "RMSE", "sMAPE")}
+        assert new["relMAE"] == old["MASE"] and new["MASE"] is not None
     inspected = runner.invoke(app, ["inspect", str(run), "--json"])
     assert inspected.exit_code == 0, inspected.output
     then, now = json.loads((FIXTURE / "inspect.json").read_text()), json.loads(inspected.output)
-    assert now["layers"] == then["layers"] and now["metrics"] == then["metrics"]
+    assert now["layers"] == then["layers"]
+    old_scores = then["metrics"]["test"]["model"]
+    assert now["metrics"]["test"]["model"] == {**old_scores, "MASE": None, "relMAE": old_scores["MASE"]}
 
 
 def test_a_finished_run_written_by_0_1_0_can_be_overwritten(tmp_path: Path, tiny_csv: Path) -> None:
