@@ -39,16 +39,40 @@ class ModelConfig(_Section):
 
 
 class SplitConfig(_Section):
-    """Chronological split fractions by row; test takes the rest."""
+    """How each series is split in time: fractions of its rows (``train``, ``val``; test takes the
+    rest), or counts of rows from its end (``val``, ``test``; train takes the rest), the way the
+    forecasting competitions hold out the last h rows of every series."""
 
-    train: float = Field(0.70, gt=0.0, lt=1.0)
-    val: float = Field(0.15, gt=0.0, lt=1.0)
+    train: float | None = Field(0.70, gt=0.0, lt=1.0, description="fraction of rows (fraction split)")
+    val: float | int = Field(0.15, gt=0, description="fraction of rows, or a count of rows before the test rows")
+    test: int | None = Field(None, ge=1, description="count of rows at the end of each series (count split)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _counts_have_no_train_fraction(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("test") is not None and "train" not in data:
+            return {**data, "train": None}
+        return data
 
     @model_validator(mode="after")
-    def _leaves_a_test_split(self) -> SplitConfig:
-        if self.train + self.val >= 1.0:
-            raise ValueError(f"train + val must be below 1 to leave a test split, got {self.train} + {self.val}")
+    def _one_kind(self) -> SplitConfig:
+        if self.test is not None:
+            if self.train is not None:
+                raise ValueError("a count split gives val and test as rows and train takes the rest; drop train")
+            if isinstance(self.val, float) and not self.val.is_integer():
+                raise ValueError(f"with test given as rows, val must be rows too, got {self.val}")
+            return self
+        if not (isinstance(self.val, float) and self.val < 1.0) or isinstance(self.val, bool):
+            raise ValueError(f"val is a fraction below 1 (or give test as rows too, for a count split), got {self.val}")
+        train = 0.70 if self.train is None else self.train
+        if train + self.val >= 1.0:
+            raise ValueError(f"train + val must be below 1 to leave a test split, got {train} + {self.val}")
         return self
+
+    @property
+    def counts(self) -> bool:
+        """Rows counted from each series' end, rather than fractions."""
+        return self.test is not None
 
 
 class DataConfig(_Section):

@@ -58,8 +58,14 @@ class Split:
 
 
 def split_rows(n_rows: int, cfg: DataConfig) -> Split:
-    """Rows ⌊train·N⌋ and ⌊(train + val)·N⌋, computed exactly: in floats 0.7 · 90 is 62.999..."""
-    train, val = Fraction(str(cfg.split.train)), Fraction(str(cfg.split.val))
+    """A count split: test the last ``test`` rows, val the ``val`` rows before them, train the rest.
+    A fraction split: rows ⌊train·N⌋ and ⌊(train + val)·N⌋, computed exactly (in floats 0.7 · 90 is
+    62.999...)."""
+    sp = cfg.split
+    if sp.test is not None:
+        val_end = max(0, n_rows - sp.test)
+        return Split(n_rows, max(0, val_end - int(sp.val)), val_end, cfg.lookback, cfg.horizon)
+    train, val = Fraction(str(0.70 if sp.train is None else sp.train)), Fraction(str(sp.val))
     return Split(n_rows, math.floor(train * n_rows), math.floor((train + val) * n_rows), cfg.lookback, cfg.horizon)
 
 
@@ -236,6 +242,37 @@ def prepare(table: Table, cfg: DataConfig) -> Dataset:
     return _prepare(table.path, cfg, table.n_rows, table.dates, table.parts, table.column)
 
 
+def _layout(
+    path: str, cfg: DataConfig, parts: list[tuple[str | None, int, int]]
+) -> list[tuple[str | None, int, int, str, Split]]:
+    """(id, start, stop, source, split) of every series; a file with series too short for the split
+    is refused in one line naming how many and the first of them."""
+    layout, short = [], []
+    for sid, start, stop in parts:
+        source = path if sid is None else f"{path}: series '{sid}'"
+        try:
+            split = make_split(stop - start, cfg, source)
+        except DataError as exc:
+            if len(parts) == 1:
+                raise
+            short.append((sid, stop - start, exc))
+            continue
+        first_eval = int(split.origins("val")[0])
+        if cfg.season > first_eval:
+            raise DataError(
+                f"{source}: data.season {cfg.season} reaches before the first row from the first "
+                f"validation window (row {first_eval}); use a smaller season or a longer series"
+            )
+        layout.append((sid, start, stop, source, split))
+    if short:
+        shown = ", ".join(f"'{sid}' ({rows} rows)" for sid, rows, _ in short[:5]) + (", ..." if len(short) > 5 else "")
+        first = str(short[0][2]).split(": series too short: ", 1)[-1]
+        raise DataError(
+            f"{path}: {len(short)} of {len(parts)} series are too short for the split: {shown}; the first: {first}"
+        )
+    return layout
+
+
 def _prepare(
     path: str,
     cfg: DataConfig,
@@ -248,17 +285,7 @@ def _prepare(
     targets are kept in float64, original units, for the metrics and baselines."""
     k, n = len(cfg.target), len(cfg.columns)
     whole = Table(path=path, columns=cfg.columns[:k], values=np.empty((n_rows, k)), dates=dates, parts=parts)
-    layout = []  # (id, start, stop, source, split) per series
-    for sid, start, stop in whole.series_parts():
-        source = path if sid is None else f"{path}: series '{sid}'"
-        split = make_split(stop - start, cfg, source)
-        first_eval = int(split.origins("val")[0])
-        if cfg.season > first_eval:
-            raise DataError(
-                f"{source}: data.season {cfg.season} reaches before the first row from the first "
-                f"validation window (row {first_eval}); use a smaller season or a longer series"
-            )
-        layout.append((sid, start, stop, source, split))
+    layout = _layout(path, cfg, whole.series_parts())
     for j in range(k):
         whole.values[:, j] = column(j)
     log = _log_columns(n, k, cfg.transform)

@@ -181,6 +181,26 @@ CASES = [
     Case("n-mismatch", cfg(model={"n": 2}), ("bad.yaml", "model.n is 2", "1 column(s) (y)", "n must equal")),
     Case("missing-lookback", cfg(data={"lookback": None}), ("bad.yaml", "missing required key 'data.lookback'")),
     Case("split-no-test", cfg(data={"split": {"train": 0.8, "val": 0.2}}), ("bad.yaml", "data.split", "below 1")),
+    Case(
+        "split-counts-with-train",
+        cfg(data={"split": {"train": 0.7, "val": 12, "test": 12}}),
+        ("bad.yaml", "data.split", "count split", "drop train"),
+    ),
+    Case(
+        "split-count-with-fraction-val",
+        cfg(data={"split": {"val": 0.1, "test": 12}}),
+        ("bad.yaml", "data.split", "val must be rows too"),
+    ),
+    Case(
+        "split-val-rows-without-test",
+        cfg(data={"split": {"val": 12}}),
+        ("bad.yaml", "data.split", "val is a fraction below 1"),
+    ),
+    Case(
+        "split-count-too-long",
+        cfg(data={"split": {"val": 40, "test": 40}}),
+        ("series.csv", "series too short", "train split 0 row(s)"),
+    ),
     Case("column-twice", cfg(model={"n": 2}, data={"features": ["y"]}), ("bad.yaml", "column 'y' is listed twice")),
     Case(
         "lookback-too-long", cfg(data={"lookback": 200}), ("series.csv", "series too short", "80 rows", "lookback 200")

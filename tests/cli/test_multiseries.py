@@ -120,3 +120,28 @@ def test_predict_forecasts_every_series_in_long_format_and_backtest_matches_metr
     assert list(json.loads(one.output)["series"]) == ["b"]
     unknown = runner.invoke(app, ["predict", str(run), "--data", str(data), "--series", "zz"])
     assert unknown.exit_code == 2 and "has no rows of series 'zz'" in unknown.output
+
+
+def test_a_count_split_holds_out_the_last_h_rows_of_every_series(tmp_path: Path) -> None:
+    # The competitions' protocol: test = the last H rows of each series, one test window each.
+    write_long(tmp_path / "long.csv", {"a": 60, "b": 80, "c": 45})
+    cfg = load_config(long_config(tmp_path, split={"val": 3, "test": 3}))  # H = 3
+    ds = load_dataset(cfg.data)
+    for s in ds.series:
+        n = s.stop - s.start
+        assert (s.split.train_end, s.split.val_end) == (n - 6, n - 3)
+        assert s.split.origins("test").tolist() == [n - 3]
+        assert s.split.origins("val").tolist() == [n - 6]
+    assert ds.counts()["test"] == 3
+    result = CliRunner().invoke(app, ["train", str(long_config(tmp_path, split={"val": 3, "test": 3})), "-q"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["windows"]["test"] == 3
+
+
+def test_series_too_short_for_the_split_are_named_in_one_line(tmp_path: Path) -> None:
+    write_long(tmp_path / "long.csv", {"a": 60, "b": 9, "c": 80, "d": 7})
+    result = CliRunner().invoke(app, ["train", str(long_config(tmp_path)), "-q"])
+    assert result.exit_code == 2
+    line = result.output.strip()
+    assert len(line.splitlines()) == 1
+    assert "2 of 4 series are too short for the split: 'b' (9 rows), 'd' (7 rows)" in line

@@ -112,6 +112,8 @@ def test_no_warning_when_the_model_beats_the_baselines(tiny_config: Path) -> Non
     result = runner.invoke(app, ["train", str(tiny_config), "-q", "--set", "train.epochs=60", "--set", "train.lr=0.01"])
     assert result.exit_code == 0, result.output
     metrics = json.loads((tiny_config.parent / "run" / "metrics.json").read_text())
-    beats = all(metrics[s]["model"]["MAE"] < metrics[s][b]["MAE"] for s in ("val", "test") for b in ("naive", "seasonal_naive"))
+    beats = all(
+        metrics[s]["model"]["MAE"] < metrics[s][b]["MAE"] for s in ("val", "test") for b in ("naive", "seasonal_naive")
+    )
     assert beats, metrics
     assert "warning:" not in result.output
