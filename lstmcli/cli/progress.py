@@ -35,6 +35,8 @@ class Progress(Hooks):
         counts = ds.counts()
         if not self.quiet:
             many = f" in {len(ds.series)} series" if len(ds.series) > 1 else ""
+            if ds.padded_series:
+                many += f" ({ds.padded_series} too short for a full lookback, padded)"
             err.print(
                 f"{ds.table.path}: {ds.table.n_rows} rows{many}; windows train {counts['train']}, "
                 f"val {counts['val']}, test {counts['test']}"

@@ -104,6 +104,15 @@ def train_summary(summary: TrainSummary) -> None:
     means = series_means_line(m.test)
     if means:
         out.print(means)
+    if m.padded_series:
+        none = (
+            f", {m.series_without_training_windows} of them with no training window at all"
+            if m.series_without_training_windows
+            else ""
+        )
+        out.print(
+            f"{m.padded_series} series were too short for a full lookback: their windows were padded with their first row{none}"
+        )
     out.print(f"run saved to {summary.run_dir}")
     for warning in summary.warnings:
         error_line(warning, "[bold yellow]warning:[/]")

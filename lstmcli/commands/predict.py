@@ -73,7 +73,11 @@ def forecast(
             f"--steps {K} > H = {H}: recursive forecasting of a multi-series run with feature columns is not "
             f"supported; use --steps {H}"
         )
-    parts = read_series(run, data, L, f"run {run.path} needs at least L = {L} rows (its lookback) to forecast", series)
+    # A global model pads a short series' lookback with its first row, as it was trained to.
+    need = 1 if cfg.series_column else L
+    parts = read_series(
+        run, data, need, f"run {run.path} needs at least L = {L} rows (its lookback) to forecast", series
+    )
     items = [_forecast_one(run, s, K, future) for s in parts]
     return Results(items=items, series_column=cfg.series_column)
 
@@ -92,7 +96,10 @@ def _forecast_one(run: Run, series: Series, K: int, future: str | Path | None) -
 
     device = _device(run)
     model = run.model.to(device)
-    inputs = torch.as_tensor(series.scaled[-L:], device=device)  # (L, n)
+    window = series.scaled[-L:]
+    if len(window) < L:  # a short series of a global model: its first row repeated, as in training
+        window = np.concatenate([np.repeat(window[:1], L - len(window), axis=0), window])
+    inputs = torch.as_tensor(window, device=device)  # (L, n)
     chunks = []
     with torch.no_grad():
         for c in range(calls):
@@ -181,12 +188,13 @@ def backtest(run_dir: str | Path, data: str | Path, split: str = "all", series: 
     run = load_run(run_dir)
     cfg = run.cfg.data
     L, H, s = cfg.lookback, cfg.horizon, cfg.season
-    first = max(L, s)  # inputs need L rows before the origin; seasonal naive needs s
+    # inputs need L rows before the origin (a global model pads a short series: one), seasonal naive s
+    first = max(1 if cfg.series_column else L, s)
     parts = read_series(
         run,
         data,
         first + H,
-        f"one backtest window of run {run.path} needs {first + H} (max(L = {L}, s = {s}) + H = {H})",
+        f"one backtest window of run {run.path} needs {first + H} rows (max(L = {L}, s = {s}) + H = {H})",
         series,
     )
     items = [_backtest_one(run, p, split) for p in parts]
@@ -199,15 +207,16 @@ def backtest(run_dir: str | Path, data: str | Path, split: str = "all", series: 
 def _backtest_one(run: Run, series: Series, split: str) -> Backtest:
     cfg = run.cfg.data
     L, H, s, k = cfg.lookback, cfg.horizon, cfg.season, len(cfg.target)
-    first = max(L, s)
     table = series.table
     origins, source, rows = _origins(run, series, split)
+    first = max(rows.min_history if rows.padded else L, s)  # inputs (padded, for a short series) and one season
     origins = origins[origins >= first]
     if origins.size == 0:
         raise DataError(f"{table.path}: the {split} split has no window with {first} rows before its origin")
     device = _device(run)
     model = run.model.to(device)
-    windows = Windows(torch.as_tensor(series.scaled, device=device), L, H, k)  # as train's evaluation
+    starts = torch.zeros(table.n_rows, dtype=torch.long, device=device) if rows.padded else None
+    windows = Windows(torch.as_tensor(series.scaled, device=device), L, H, k, starts)  # as train's evaluation
     forecasts = np.concatenate([f for _, f in forecast_chunks(model, windows, series.scaler, origins)])
     values = table.values[:, :k]
     scores = Scores(k, mase_scale(values[: rows.train_end], s)).add(*forecast_set(values, origins, H, s, forecasts))
@@ -239,7 +248,7 @@ def _origins(run: Run, series: Series, split: str) -> tuple[np.ndarray, str, Spl
     training_data = stored is not None and _is_training_data(stored, table) and stored.split.n_rows == N
     if training_data:
         assert stored is not None
-        rows = Split(N, stored.split.train_end, stored.split.val_end, L, H)
+        rows = Split(N, stored.split.train_end, stored.split.val_end, L, H, stored.split.min_history)
         source = (
             f"the run's stored {split} split (rows {_rows(rows, split)} of the training data)" if split != "all" else ""
         )

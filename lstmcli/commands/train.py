@@ -289,6 +289,8 @@ def finish(opened: OpenRun, result: TrainResult, seconds: float) -> Metrics:
         device=result.device,
         precision=result.precision,
         processes=p.dist.world,
+        padded_series=ds.padded_series,
+        series_without_training_windows=ds.series_without_training_windows,
     )
     weights_sha = save_model(work, result.model, p.config_sha256)
     write_json_model(work / META, run_meta(cfg, p.config_sha256, weights_sha, ds))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -42,14 +42,22 @@ class Split:
     val_end: int
     lookback: int
     horizon: int
+    # Real rows a window needs before its origin: L, or fewer for a series of a global model too
+    # short for a full lookback, whose windows are then padded with its first row (data.windows).
+    min_history: int | None = None
+
+    @property
+    def padded(self) -> bool:
+        return self.min_history is not None and self.min_history < self.lookback
 
     def origins(self, name: str) -> np.ndarray:
         """Every origin of split ``name`` (stride 1), as int64."""
-        L, H = self.lookback, self.horizon
+        H = self.horizon
+        first = self.lookback if self.min_history is None else self.min_history
         lo, hi = {
-            "train": (L, self.train_end - H),
-            "val": (max(L, self.train_end), self.val_end - H),
-            "test": (max(L, self.val_end), self.n_rows - H),
+            "train": (first, self.train_end - H),
+            "val": (max(first, self.train_end), self.val_end - H),
+            "test": (max(first, self.val_end), self.n_rows - H),
         }[name]
         return np.arange(lo, hi + 1, dtype=np.int64) if hi >= lo else np.zeros(0, dtype=np.int64)
 
@@ -69,9 +77,15 @@ def split_rows(n_rows: int, cfg: DataConfig) -> Split:
     return Split(n_rows, math.floor(train * n_rows), math.floor((train + val) * n_rows), cfg.lookback, cfg.horizon)
 
 
-def make_split(n_rows: int, cfg: DataConfig, source: str = "data") -> Split:
-    """Cut N rows by the config's fractions; refuse a series too short for every split."""
+def make_split(n_rows: int, cfg: DataConfig, source: str = "data", pad: bool = False) -> Split:
+    """Cut N rows by the config's split; refuse a series too short for every split. With ``pad`` (a
+    series of a global model), a series too short for a full lookback keeps every window with at
+    least one real input row, padded with its first row, and needs only a test window."""
     split = split_rows(n_rows, cfg)
+    if pad and split.origins("train").size == 0:
+        split = replace(split, min_history=1)
+        if split.origins("test").size:
+            return split
     train_end, val_end = split.train_end, split.val_end
     L, H = cfg.lookback, cfg.horizon
     for name, count in split.counts().items():
@@ -207,6 +221,25 @@ class Dataset:
     def counts(self) -> dict[str, int]:
         return {name: int(sum(s.split.counts()[name] for s in self.series)) for name in SPLITS}
 
+    def row_starts(self) -> np.ndarray | None:
+        """(N,) the first row of each row's series, where a series pads its windows; None when none does."""
+        if not any(s.split.padded for s in self.series):
+            return None
+        starts = np.empty(self.table.n_rows, dtype=np.int64)
+        for s in self.series:
+            starts[s.start : s.stop] = s.start
+        return starts
+
+    @property
+    def padded_series(self) -> int:
+        """Series too short for a full lookback, trained and forecast with padded windows."""
+        return sum(s.split.padded for s in self.series)
+
+    @property
+    def series_without_training_windows(self) -> int:
+        """Series too short to give even a padded training window: only forecast (and scored)."""
+        return sum(s.split.origins("train").size == 0 for s in self.series)
+
     @property
     def split(self) -> Split:
         """The split of a single-series dataset."""
@@ -251,24 +284,30 @@ def _layout(
     for sid, start, stop in parts:
         source = path if sid is None else f"{path}: series '{sid}'"
         try:
-            split = make_split(stop - start, cfg, source)
+            split = make_split(stop - start, cfg, source, pad=len(parts) > 1)
         except DataError as exc:
             if len(parts) == 1:
                 raise
             short.append((sid, stop - start, exc))
             continue
-        first_eval = int(split.origins("val")[0])
+        evaluated = split.origins("val") if split.origins("val").size else split.origins("test")
+        first_eval = int(evaluated[0])
         if cfg.season > first_eval:
-            raise DataError(
+            exc = DataError(
                 f"{source}: data.season {cfg.season} reaches before the first row from the first "
                 f"validation window (row {first_eval}); use a smaller season or a longer series"
             )
+            if len(parts) == 1:
+                raise exc
+            short.append((sid, stop - start, exc))
+            continue
         layout.append((sid, start, stop, source, split))
     if short:
         shown = ", ".join(f"'{sid}' ({rows} rows)" for sid, rows, _ in short[:5]) + (", ..." if len(short) > 5 else "")
-        first = str(short[0][2]).split(": series too short: ", 1)[-1]
+        first = str(short[0][2]).split(": series too short: ", 1)[-1].split(f"series '{short[0][0]}': ", 1)[-1]
         raise DataError(
-            f"{path}: {len(short)} of {len(parts)} series are too short for the split: {shown}; the first: {first}"
+            f"{path}: {len(short)} of {len(parts)} series are too short to be forecast (no test window even with a "
+            f"padded lookback): {shown}; the first: {first}"
         )
     return layout
 

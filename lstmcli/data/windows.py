@@ -12,11 +12,16 @@ class Windows:
     k columns). Memory is the series itself plus one batch, whatever L is.
     """
 
-    def __init__(self, series: torch.Tensor, lookback: int, horizon: int, n_targets: int) -> None:
+    def __init__(
+        self, series: torch.Tensor, lookback: int, horizon: int, n_targets: int, starts: torch.Tensor | None = None
+    ) -> None:
+        """``starts`` (N,), the first row of each row's series, pads windows that reach before it
+        with that row (series too short for a full lookback); None when no window does."""
         self.series = series  # (N, n) on the training device
         self.n_targets = n_targets
         self.in_offsets = torch.arange(-lookback, 0, device=series.device)  # (L,)
         self.out_offsets = torch.arange(horizon, device=series.device)  # (H,)
+        self.starts = starts
 
     @property
     def values_per_window(self) -> int:
@@ -25,7 +30,10 @@ class Windows:
 
     def inputs(self, origins: torch.Tensor) -> torch.Tensor:
         """(B,) origins -> (B, L, n) inputs."""
-        return self.series[origins[:, None] + self.in_offsets]
+        rows = origins[:, None] + self.in_offsets  # (B, L)
+        if self.starts is not None:  # repeat a short series' first row instead of reading the series before it
+            rows = torch.maximum(rows, self.starts[origins][:, None])
+        return self.series[rows]
 
     def targets(self, origins: torch.Tensor) -> torch.Tensor:
         """(B,) origins -> (B, H, k) targets."""

@@ -38,7 +38,12 @@ def run_meta(cfg: Config, config_sha256: str, weights_sha256: str, ds: Dataset) 
             id=s.id,
             rows=s.stop - s.start,
             scaler=ScalerStats(**s.scaler.to_dict()),
-            split=SplitRows(n_rows=s.split.n_rows, train_end=s.split.train_end, val_end=s.split.val_end),
+            split=SplitRows(
+                n_rows=s.split.n_rows,
+                train_end=s.split.train_end,
+                val_end=s.split.val_end,
+                min_history=s.split.min_history,
+            ),
             **describe_dates(None if ds.table.dates is None else ds.table.dates[s.start : s.stop]),
         )
         for s in ds.series

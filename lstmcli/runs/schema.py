@@ -40,6 +40,7 @@ class SplitRows(_Schema):
     n_rows: int = Field(ge=0)
     train_end: int = Field(ge=0)
     val_end: int = Field(ge=0)
+    min_history: int | None = None  # a series padded for want of a full lookback: real rows per window
 
 
 class DatesMeta(_Schema):
@@ -100,6 +101,8 @@ class Metrics(_Schema):
     device: str
     precision: str
     processes: int
+    padded_series: int = 0  # series too short for a full lookback (windows padded with their first row)
+    series_without_training_windows: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """As JSON, without the per-target and per-series parts a single target or series lacks."""

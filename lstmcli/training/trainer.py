@@ -89,7 +89,9 @@ class Trainer:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.net = DistributedDataParallel(self.model, device_ids=ids)
         series = torch.as_tensor(ds.scaled, device=self.device)  # (N, n): the only copy of the data
-        self.windows = Windows(series, cfg.data.lookback, cfg.data.horizon, ds.n_targets)
+        starts = ds.row_starts()
+        starts_t = None if starts is None else torch.as_tensor(starts, device=self.device)
+        self.windows = Windows(series, cfg.data.lookback, cfg.data.horizon, ds.n_targets, starts_t)
         self.train_origins = torch.as_tensor(ds.origins("train"), device=self.device)
         self.val_origins = torch.as_tensor(ds.origins("val"), device=self.device)
         self.autocast_dtype = _autocast_dtype(self.tc.precision, self.device)

@@ -144,4 +144,54 @@ def test_series_too_short_for_the_split_are_named_in_one_line(tmp_path: Path) ->
     assert result.exit_code == 2
     line = result.output.strip()
     assert len(line.splitlines()) == 1
-    assert "2 of 4 series are too short for the split: 'b' (9 rows), 'd' (7 rows)" in line
+    assert "2 of 4 series are too short to be forecast" in line and "'b' (9 rows), 'd' (7 rows)" in line
+
+
+def test_a_series_too_short_for_a_full_lookback_is_padded_trained_and_forecast(tmp_path: Path) -> None:
+    # L = 12, H = 3, s = 12, count split 3 + 3: series c has 20 rows, so 14 training rows < L + H.
+    write_long(tmp_path / "long.csv", {"a": 60, "b": 80, "c": 20})
+    config = long_config(tmp_path, split={"val": 3, "test": 3})
+    ds = load_dataset(load_config(config).data)
+    c = ds.series[2]
+    assert c.split.padded and c.split.origins("train").tolist() == list(range(1, 12))  # from one real row on
+    assert c.split.origins("test").tolist() == [17] and ds.padded_series == 1
+    starts = ds.row_starts()
+    assert starts is not None and starts[c.start :].tolist() == [c.start] * 20
+    result = CliRunner().invoke(app, ["train", str(config), "-q"])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert set(metrics["test"]["per_series"]) == {"a", "b", "c"} and metrics["padded_series"] == 1
+    assert "1 series were too short for a full lookback" in result.output
+    forecast = CliRunner().invoke(
+        app, ["predict", str(tmp_path / "run"), "--data", str(tmp_path / "long.csv"), "--series", "c", "--json"]
+    )
+    assert forecast.exit_code == 0, forecast.output
+    assert len(json.loads(forecast.output)["series"]["c"]["forecast"]["y"]) == 3
+    backtest = CliRunner().invoke(
+        app,
+        [
+            "predict",
+            str(tmp_path / "run"),
+            "--data",
+            str(tmp_path / "long.csv"),
+            "--backtest",
+            "--split",
+            "test",
+            "--json",
+        ],
+    )
+    assert backtest.exit_code == 0, backtest.output
+    pooled = {k: v for k, v in metrics["test"].items() if k != "per_series"}
+    assert json.loads(backtest.output)["metrics"] == pooled  # padded windows scored as training scored them
+
+
+def test_padded_windows_repeat_the_first_row_of_their_own_series() -> None:
+    import torch
+
+    from lstmcli.data.windows import Windows
+
+    series = torch.arange(10.0)[:, None]  # rows 0..4 are series A, 5..9 series B
+    starts = torch.tensor([0] * 5 + [5] * 5)
+    w = Windows(series, lookback=4, horizon=1, n_targets=1, starts=starts)
+    assert w.inputs(torch.tensor([7]))[0, :, 0].tolist() == [5.0, 5.0, 5.0, 6.0]  # never B's row 4 (A)
+    assert w.inputs(torch.tensor([4]))[0, :, 0].tolist() == [0.0, 1.0, 2.0, 3.0]
