@@ -209,7 +209,7 @@ def _backtest_one(run: Run, series: Series, split: str) -> Backtest:
     L, H, s, k = cfg.lookback, cfg.horizon, cfg.season, len(cfg.target)
     table = series.table
     origins, source, rows = _origins(run, series, split)
-    first = max(rows.min_history if rows.padded else L, s)  # inputs (padded, for a short series) and one season
+    first = max(rows.min_history or L, s)  # inputs (padded, for a short series) and one season
     origins = origins[origins >= first]
     if origins.size == 0:
         raise DataError(f"{table.path}: the {split} split has no window with {first} rows before its origin")

@@ -293,13 +293,13 @@ def _layout(
         evaluated = split.origins("val") if split.origins("val").size else split.origins("test")
         first_eval = int(evaluated[0])
         if cfg.season > first_eval:
-            exc = DataError(
+            no_season = DataError(
                 f"{source}: data.season {cfg.season} reaches before the first row from the first "
                 f"validation window (row {first_eval}); use a smaller season or a longer series"
             )
             if len(parts) == 1:
-                raise exc
-            short.append((sid, stop - start, exc))
+                raise no_season
+            short.append((sid, stop - start, no_season))
             continue
         layout.append((sid, start, stop, source, split))
     if short:
