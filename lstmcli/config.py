@@ -31,10 +31,11 @@ class ModelConfig(_Section):
     m: int = Field(64, gt=0, description="units per layer: the size of y_t and c_t")
     layers: int = Field(2, gt=0, le=MAX_LAYERS, description="stacked LSTM layers")
     dropout: float = Field(0.0, ge=0.0, lt=1.0, description="dropout between stacked layers")
-    normalize: Literal["last", "mean", "none"] = Field(
+    normalize: Literal["last", "mean", "season", "none"] = Field(
         "last",
         description="window-relative level: subtract each window's last (or mean) target value "
-        "from its target inputs and add it back to the forecast",
+        "from its target inputs and add it back to the forecast; season: add the network's output "
+        "to the window's seasonal naive forecast instead (it learns the correction to last season)",
     )
 
 

@@ -14,7 +14,10 @@ class LSTMForecaster(nn.Module):
     The targets are the first ``k`` input columns. With ``normalize`` set, each window's level
     (its last or mean value per target) is subtracted from the target inputs and added back to
     the forecast, so the LSTM sees shapes rather than absolute levels; this is what lets it
-    forecast trending series beyond the range of the training rows.
+    forecast trending series beyond the range of the training rows. With ``season``, the target
+    inputs are taken relative to the last value and the network's output is added to the seasonal
+    naive forecast read from the window itself (step h: the value one season before): it learns
+    the correction to last season, so an untrained network already forecasts like the baseline.
     """
 
     def __init__(
@@ -26,12 +29,19 @@ class LSTMForecaster(nn.Module):
         n_targets: int,
         dropout: float = 0.0,
         normalize: str = "last",
+        season: int = 1,
+        lookback: int | None = None,
     ) -> None:
         super().__init__()
         if not 1 <= n_targets <= n:
             raise ValueError(f"n_targets must be in 1..n={n}, got {n_targets}")
         self.n, self.m, self.layers = n, m, layers
         self.horizon, self.n_targets, self.normalize = horizon, n_targets, normalize
+        # normalize "season": row L - s + (h mod s) of the window is the seasonal naive forecast of
+        # step h; without a season that fits the lookback it is the last row, as "last".
+        seasonal = normalize == "season" and season > 1 and lookback is not None and lookback >= season
+        rows = [lookback - season + (h % season) for h in range(horizon)] if seasonal and lookback else [-1] * horizon
+        self.register_buffer("base_rows", torch.tensor(rows, dtype=torch.long), persistent=False)
         # The textbook's n, m, layers become torch's names here and nowhere else.
         self.lstm = nn.LSTM(
             input_size=n,
@@ -52,12 +62,14 @@ class LSTMForecaster(nn.Module):
             n_targets=len(cfg.data.target),
             dropout=cfg.model.dropout,
             normalize=cfg.model.normalize,
+            season=cfg.data.season,
+            lookback=cfg.data.lookback,
         )
 
     def level(self, x: torch.Tensor) -> torch.Tensor:
         """Per-window level of the targets, shape (B, 1, k); zeros when normalize is 'none'."""
         targets = x[:, :, : self.n_targets]  # (B, L, k)
-        if self.normalize == "last":
+        if self.normalize in ("last", "season"):
             return targets[:, -1:, :]
         if self.normalize == "mean":
             return targets.mean(dim=1, keepdim=True)
@@ -69,6 +81,9 @@ class LSTMForecaster(nn.Module):
         level = self.level(x)  # (B, 1, k)
         if self.normalize != "none":
             x = torch.cat([x[:, :, :k] - level, x[:, :, k:]], dim=2)
+        base = level  # (B, 1, k), or (B, H, k): the seasonal naive forecast read from the window
+        if self.normalize == "season":
+            base = x[:, self.base_rows, :k] + level  # x's targets are relative to the level by now
         y, _ = self.lstm(x)  # y: (B, L, m), every y_t of the last layer
         out = self.head(y[:, -1, :])  # (B, H*k) from the last step's y_t
-        return out.view(-1, self.horizon, k) + level  # (B, H, k)
+        return out.view(-1, self.horizon, k) + base  # (B, H, k)
