@@ -129,6 +129,9 @@ class TrainConfig(_Section):
     lr: float = Field(3e-3, gt=0.0)
     weight_decay: float = Field(0.0, ge=0.0)
     optimizer: Literal["adam", "adamw"] = "adamw"
+    loss: Literal["mse", "mae", "huber"] = Field(
+        "mse", description="what training minimises (and early stopping watches), on the scaled targets"
+    )
     grad_clip: float | None = Field(1.0, gt=0.0, description="max gradient norm; null turns clipping off")
     schedule: Literal["plateau", "cosine", "none"] = Field(
         "plateau", description="plateau halves lr when val loss stalls; cosine anneals over epochs"

@@ -113,7 +113,8 @@ class Trainer:
         return {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(self.autocast_dtype, "fp32")  # type: ignore[arg-type]
 
     def _sq_error(self, net: nn.Module, origins: torch.Tensor) -> torch.Tensor:
-        """Sum of squared errors (scaled units) over the windows at ``origins``."""
+        """Sum of the loss (``train.loss``: squared, absolute or Huber errors, in scaled units) over
+        the windows at ``origins``."""
         x = self.windows.inputs(origins)  # (B, L, n)
         y = self.windows.targets(origins)  # (B, H, k)
         with torch.autocast(
@@ -123,6 +124,10 @@ class Trainer:
             cache_enabled=not self.use_graph,  # autocast's weight cache cannot live across graph replays
         ):
             pred = net(x)  # (B, H, k)
+        if self.tc.loss == "mae":
+            return nn.functional.l1_loss(pred.float(), y, reduction="sum")
+        if self.tc.loss == "huber":
+            return nn.functional.huber_loss(pred.float(), y, reduction="sum", delta=1.0)
         return nn.functional.mse_loss(pred.float(), y, reduction="sum")
 
     def train_epoch(self, hooks: Hooks | None = None) -> float:

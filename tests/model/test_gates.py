@@ -84,3 +84,19 @@ def test_unit_view_rows() -> None:
     assert len(units) == 3
     assert units[1].weights == 4 * (3 + 3)
     assert units[1].torch_rows == {"f": 4, "i": 1, "g": 7, "o": 10}
+
+
+def test_season_normalisation_starts_from_the_seasonal_naive_forecast() -> None:
+    # With the head at zero the network adds nothing: the forecast is the window's own seasonal
+    # naive forecast, step h taking the value one season before it.
+    model = LSTMForecaster(n=1, m=4, layers=1, horizon=5, n_targets=1, normalize="season", season=3, lookback=6)
+    nn.init.zeros_(model.head.weight)
+    nn.init.zeros_(model.head.bias)
+    x = torch.tensor([[[1.0], [5.0], [2.0], [7.0], [4.0], [9.0]]])
+    assert model(x).flatten().tolist() == [7.0, 4.0, 9.0, 7.0, 4.0]
+    # a season longer than the lookback: the last value, as normalize "last"
+    short = LSTMForecaster(n=1, m=4, layers=1, horizon=2, n_targets=1, normalize="season", season=12, lookback=6)
+    nn.init.zeros_(short.head.weight)
+    nn.init.zeros_(short.head.bias)
+    assert short(x).flatten().tolist() == [9.0, 9.0]
+    assert "base_rows" not in model.state_dict()  # nothing new in the weights file

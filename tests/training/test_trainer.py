@@ -57,3 +57,14 @@ def test_torch_threads_respected(tiny_config: Path) -> None:
     cfg = load_config(tiny_config, ["train.threads=1", "train.epochs=1"])
     fit(Trainer(cfg, load_dataset(cfg.data)))
     assert torch.get_num_threads() == 1
+
+
+@pytest.mark.parametrize("loss", ["mae", "huber"])
+def test_the_loss_is_the_one_the_config_names(tiny_config: Path, loss: str) -> None:
+    cfg = load_config(tiny_config, [f"train.loss={loss}", "train.epochs=1"])
+    tr = Trainer(cfg, load_dataset(cfg.data))
+    x, y = tr.windows.inputs(tr.val_origins), tr.windows.targets(tr.val_origins)
+    with torch.no_grad():
+        err = tr.model(x) - y
+    expected = err.abs().mean() if loss == "mae" else torch.nn.functional.huber_loss(err, torch.zeros_like(err))
+    assert tr.val_loss() == pytest.approx(float(expected), rel=1e-5)
