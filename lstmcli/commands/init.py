@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import yaml
 
 from lstmcli.config import ModelConfig, parse_yaml, validate_config
@@ -49,6 +50,7 @@ class Starter:
     horizon: int
     rows: int
     missing: str
+    transform: str = "none"
     reasons: list[str] = field(default_factory=list)
     text: str = ""
 
@@ -143,6 +145,7 @@ def propose(
             f"s = 1 after all: the series is too short to look {season} steps back from the validation split"
         )
         season = 1
+    transform = _choose_transform(table.values[:, 0], season, reasons)
 
     out_path = Path(out)
     data_rel = os.path.relpath(Path(path).resolve(), out_path.resolve().parent)
@@ -159,6 +162,7 @@ def propose(
         horizon=horizon,
         rows=table.n_rows,
         missing=missing,
+        transform=transform,
         reasons=reasons,
     )
     st.text = render(st, data_rel, candidates)
@@ -220,6 +224,27 @@ def _choose_season(date_column: str | None, frequency: str | None, reasons: list
     return season
 
 
+def _choose_transform(target: np.ndarray, season: int, reasons: list[str]) -> str:
+    """log for a positive series whose seasonal swing grows with its level (multiplicative
+    seasonality, as AirPassengers'): judged on the first 85% of the rows, never the test rows."""
+    values = target[: int(0.85 * len(target))]
+    cycles = len(values) // season if season > 1 else 0
+    if cycles < 4 or not np.all(values > 0):
+        return "none"
+    v = values[: cycles * season].reshape(cycles, season)
+    level, swing = v.mean(axis=1), v.max(axis=1) - v.min(axis=1)
+    if level.max() < 1.5 * level.min() or np.ptp(swing) == 0:
+        return "none"  # a level that hardly moves says nothing about the swing
+    r = float(np.corrcoef(level, swing)[0, 1])
+    if r <= 0.6:
+        return "none"
+    reasons.append(
+        f"transform: log, because the series is positive and its seasonal swing grows with its level "
+        f"(correlation {r:.2f} between each cycle's mean and its range): multiplicative seasonality"
+    )
+    return "log"
+
+
 def _choose_window(rows: int, season: int, reasons: list[str]) -> tuple[int, int]:
     if season > 1:
         lookback, horizon = min(2 * season, 48), min(season, 24)
@@ -276,6 +301,8 @@ def render(st: Starter, data_path: str, candidates: list[str]) -> str:
     ]
     if st.missing != "error":
         lines.append(f"  missing: {st.missing}")
+    if st.transform != "none":
+        lines.append(f"  transform: {st.transform}")
     lines += ["train:", "  epochs: 200", "  seed: 0", ""]
     return "\n".join(lines)
 

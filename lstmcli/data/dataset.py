@@ -84,7 +84,7 @@ def make_split(n_rows: int, cfg: DataConfig, source: str = "data", pad: bool = F
     split = split_rows(n_rows, cfg)
     if pad and split.origins("train").size == 0:
         split = replace(split, min_history=1)
-        if split.origins("test").size:
+        if split.train_end >= 1 and split.origins("test").size:  # a training row to scale by, and a test window
             return split
     train_end, val_end = split.train_end, split.val_end
     L, H = cfg.lookback, cfg.horizon

@@ -102,3 +102,13 @@ def test_init_quotes_column_names_yaml_would_reinterpret(tmp_path: Path) -> None
     shown = runner.invoke(app, ["config", str(out)])
     assert shown.exit_code == 0, shown.output
     assert "- 'on'" in shown.output or '- "on"' in shown.output
+
+
+def test_init_models_a_seasonal_swing_that_grows_with_the_level_as_log(tmp_path: Path) -> None:
+    # AirPassengers' swing grows with its level (multiplicative); CO2's does not.
+    for name, target, log in (("airpassengers", "passengers", True), ("co2_weekly", "co2", False)):
+        out = tmp_path / f"{name}.yaml"
+        result = runner.invoke(app, ["init", str(ROOT / "data" / f"{name}.csv"), "--target", target, "--out", str(out)])
+        assert result.exit_code == 0, result.output
+        assert (load_config(out).data.transform == "log") is log, name
+        assert ("transform: log" in result.output) is log
