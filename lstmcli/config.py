@@ -37,6 +37,11 @@ class ModelConfig(_Section):
         "from its target inputs and add it back to the forecast; season: add the network's output "
         "to the window's seasonal naive forecast instead (it learns the correction to last season)",
     )
+    window_scale: bool = Field(
+        False,
+        description="divide each window's target inputs (less their level) by the window's mean absolute step, "
+        "and its forecast errors in training too: every window, whatever its series' level, weighs alike",
+    )
 
 
 class SplitConfig(_Section):

@@ -7,6 +7,8 @@ from torch import nn
 
 from lstmcli.config import Config
 
+SCALE_FLOOR = 0.1  # in units of the series' training standard deviation
+
 
 class LSTMForecaster(nn.Module):
     """Map a window of L input steps (B, L, n) to H forecast steps of k targets (B, H, k).
@@ -31,12 +33,14 @@ class LSTMForecaster(nn.Module):
         normalize: str = "last",
         season: int = 1,
         lookback: int | None = None,
+        window_scale: bool = False,
     ) -> None:
         super().__init__()
         if not 1 <= n_targets <= n:
             raise ValueError(f"n_targets must be in 1..n={n}, got {n_targets}")
         self.n, self.m, self.layers = n, m, layers
         self.horizon, self.n_targets, self.normalize = horizon, n_targets, normalize
+        self.window_scale = window_scale and normalize != "none"
         # normalize "season": row L - s + (h mod s) of the window is the seasonal naive forecast of
         # step h; without a season that fits the lookback it is the last row, as "last".
         seasonal = normalize == "season" and season > 1 and lookback is not None and lookback >= season
@@ -64,6 +68,7 @@ class LSTMForecaster(nn.Module):
             normalize=cfg.model.normalize,
             season=cfg.data.season,
             lookback=cfg.data.lookback,
+            window_scale=cfg.model.window_scale,
         )
 
     def level(self, x: torch.Tensor) -> torch.Tensor:
@@ -75,15 +80,26 @@ class LSTMForecaster(nn.Module):
             return targets.mean(dim=1, keepdim=True)
         return torch.zeros_like(targets[:, -1:, :])
 
+    def scale(self, x: torch.Tensor) -> torch.Tensor:
+        """Per-window scale of the targets, (B, 1, k): the mean absolute step of the window's target
+        inputs (a tenth of the series' training standard deviation at least), or ones without
+        ``window_scale``. Training divides its errors by it too, so every window weighs alike."""
+        targets = x[:, :, : self.n_targets]
+        if not self.window_scale:
+            return torch.ones_like(targets[:, -1:, :])
+        steps = (targets[:, 1:, :] - targets[:, :-1, :]).abs().mean(dim=1, keepdim=True)
+        return steps.clamp_min(SCALE_FLOOR)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # x: (B, L, n) scaled inputs, targets in the first k columns
         k = self.n_targets
         level = self.level(x)  # (B, 1, k)
-        if self.normalize != "none":
-            x = torch.cat([x[:, :, :k] - level, x[:, :, k:]], dim=2)
+        scale = self.scale(x)  # (B, 1, k)
         base = level  # (B, 1, k), or (B, H, k): the seasonal naive forecast read from the window
         if self.normalize == "season":
-            base = x[:, self.base_rows, :k] + level  # x's targets are relative to the level by now
+            base = x[:, self.base_rows, :k]
+        if self.normalize != "none":
+            x = torch.cat([(x[:, :, :k] - level) / scale, x[:, :, k:]], dim=2)
         y, _ = self.lstm(x)  # y: (B, L, m), every y_t of the last layer
         out = self.head(y[:, -1, :])  # (B, H*k) from the last step's y_t
-        return out.view(-1, self.horizon, k) + base  # (B, H, k)
+        return out.view(-1, self.horizon, k) * scale + base  # (B, H, k)

@@ -124,11 +124,15 @@ class Trainer:
             cache_enabled=not self.use_graph,  # autocast's weight cache cannot live across graph replays
         ):
             pred = net(x)  # (B, H, k)
+        pred = pred.float()
+        if self.model.window_scale:  # errors in each window's own scale, as its inputs are
+            scale = self.model.scale(x)
+            pred, y = pred / scale, y / scale
         if self.tc.loss == "mae":
-            return nn.functional.l1_loss(pred.float(), y, reduction="sum")
+            return nn.functional.l1_loss(pred, y, reduction="sum")
         if self.tc.loss == "huber":
-            return nn.functional.huber_loss(pred.float(), y, reduction="sum", delta=1.0)
-        return nn.functional.mse_loss(pred.float(), y, reduction="sum")
+            return nn.functional.huber_loss(pred, y, reduction="sum", delta=1.0)
+        return nn.functional.mse_loss(pred, y, reduction="sum")
 
     def train_epoch(self, hooks: Hooks | None = None) -> float:
         """One pass over the shuffled training windows; the loss is read back once, at the end.
@@ -192,7 +196,7 @@ class Trainer:
 
     @torch.no_grad()
     def val_loss(self) -> float:
-        """Mean squared error over every validation window (scaled units)."""
+        """Mean of the training loss (``train.loss``) over every validation window, in scaled units."""
         self.model.eval()
         total = torch.zeros((), device=self.device)
         mine = self.dist.shard(self.val_origins)

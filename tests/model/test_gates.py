@@ -100,3 +100,20 @@ def test_season_normalisation_starts_from_the_seasonal_naive_forecast() -> None:
     nn.init.zeros_(short.head.bias)
     assert short(x).flatten().tolist() == [9.0, 9.0]
     assert "base_rows" not in model.state_dict()  # nothing new in the weights file
+
+
+def test_window_scale_makes_the_model_scale_invariant() -> None:
+    # Stretch a window about its last value: the forecast's offset from that value stretches alike.
+    torch.manual_seed(0)
+    model = LSTMForecaster(n=1, m=6, layers=1, horizon=4, n_targets=1, normalize="last", window_scale=True).eval()
+    x = torch.randn(3, 10, 1)
+    last = x[:, -1:, :]
+    with torch.no_grad():
+        stretched = model(last + 7.0 * (x - last))
+        assert torch.allclose(stretched - last, 7.0 * (model(x) - last), atol=1e-4)
+        plain = LSTMForecaster(n=1, m=6, layers=1, horizon=4, n_targets=1, normalize="last").eval()
+        assert not torch.allclose(plain(last + 7.0 * (x - last)) - last, 7.0 * (plain(x) - last), atol=1e-3)
+    # a flat window does not divide by zero: its scale is floored
+    flat = torch.ones(1, 10, 1)
+    assert torch.isfinite(model(flat)).all()
+    assert model.scale(flat).item() == pytest.approx(0.1)

@@ -68,3 +68,14 @@ def test_the_loss_is_the_one_the_config_names(tiny_config: Path, loss: str) -> N
         err = tr.model(x) - y
     expected = err.abs().mean() if loss == "mae" else torch.nn.functional.huber_loss(err, torch.zeros_like(err))
     assert tr.val_loss() == pytest.approx(float(expected), rel=1e-5)
+
+
+def test_window_scale_weighs_each_windows_errors_by_its_own_scale(tiny_config: Path) -> None:
+    cfg = load_config(tiny_config, ["model.window_scale=true", "train.loss=mae", "train.epochs=1"])
+    tr = Trainer(cfg, load_dataset(cfg.data))
+    x, y = tr.windows.inputs(tr.val_origins), tr.windows.targets(tr.val_origins)
+    with torch.no_grad():
+        err = (tr.model(x) - y) / tr.model.scale(x)
+        unscaled = (tr.model(x) - y).abs().mean()
+    assert tr.val_loss() == pytest.approx(float(err.abs().mean()), rel=1e-5)
+    assert tr.val_loss() != pytest.approx(float(unscaled), rel=1e-3)
