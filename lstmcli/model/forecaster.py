@@ -45,6 +45,7 @@ class LSTMForecaster(nn.Module):
         # step h; without a season that fits the lookback it is the last row, as "last".
         seasonal = normalize == "season" and season > 1 and lookback is not None and lookback >= season
         rows = [lookback - season + (h % season) for h in range(horizon)] if seasonal and lookback else [-1] * horizon
+        self.base_rows: torch.Tensor
         self.register_buffer("base_rows", torch.tensor(rows, dtype=torch.long), persistent=False)
         # The textbook's n, m, layers become torch's names here and nowhere else.
         self.lstm = nn.LSTM(
