@@ -109,7 +109,7 @@ def theta(x: np.ndarray, h: int, s: int) -> np.ndarray:
 # The four shared series
 
 
-def shared(names: list[str]) -> dict:
+def shared(names: list[str], extra: list[str]) -> dict:
     results = {}
     for name in names:
         file, target, s = SHARED[name]
@@ -122,7 +122,7 @@ def shared(names: list[str]) -> dict:
         forced = ["--set", f"data.lookback={L}", "--set", f"data.horizon={H}", "--set", f"data.season={s}"]
         row: dict = {"L": L, "H": H, "s": s}
         row["init_seconds"] = run(
-            ["train", str(config), "-q", "--overwrite", *forced, "--set", f"output.dir={work / 'init'}"]
+            ["train", str(config), "-q", "--overwrite", *forced, "--set", f"output.dir={work / 'init'}", *extra]
         )
         row["init"] = json.loads((work / "init" / "metrics.json").read_text())["test"]
         row["shipped_seconds"] = run(
@@ -286,14 +286,18 @@ def main() -> None:
     ap.add_argument("--frequencies", default=",".join(M3))
     ap.add_argument("--limit", type=int, default=None, help="M3: the first N series of each frequency (a quick look)")
     ap.add_argument(
-        "--set", dest="extra", action="append", default=[], help="M3: --set for the training (e.g. train.epochs=20)"
+        "--set",
+        dest="extra",
+        action="append",
+        default=[],
+        help="--set for the trainings with init's config (e.g. train.epochs=20)",
     )
     ap.add_argument("--dev", action="store_true", help="M3 without its held-out values: to choose defaults on")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "accuracy.json")
     a = ap.parse_args()
     results: dict = {"date_utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "published_sMAPE": PUBLISHED_SMAPE}
     if "shared" in a.sections:
-        results["shared"] = shared(a.series.split(","))
+        results["shared"] = shared(a.series.split(","), [f"--set={x}" for x in a.extra])
     if "m3" in a.sections:
         results["m3_dev" if a.dev else "m3"] = m3(
             a.frequencies.split(","), a.limit, [f"--set={x}" for x in a.extra], a.dev

@@ -38,7 +38,7 @@ class ModelConfig(_Section):
         "to the window's seasonal naive forecast instead (it learns the correction to last season)",
     )
     window_scale: bool = Field(
-        False,
+        True,
         description="divide each window's target inputs (less their level) by the window's mean absolute step, "
         "and its forecast errors in training too: every window, whatever its series' level, weighs alike",
     )
@@ -130,12 +130,16 @@ class TrainConfig(_Section):
     """The optimisation loop."""
 
     epochs: int = Field(200, gt=0)
-    batch_size: int = Field(64, gt=0)
+    batch_size: int | Literal["auto"] = Field(
+        "auto",
+        description="windows per optimiser step; auto: 64, halved (to 8 at least) until an epoch takes 16 "
+        "steps, doubled (to 1024 at most) until it takes at most 256",
+    )
     lr: float = Field(3e-3, gt=0.0)
     weight_decay: float = Field(0.0, ge=0.0)
     optimizer: Literal["adam", "adamw"] = "adamw"
     loss: Literal["mse", "mae", "huber"] = Field(
-        "mse", description="what training minimises (and early stopping watches), on the scaled targets"
+        "mae", description="what training minimises (and early stopping watches), on the scaled targets"
     )
     grad_clip: float | None = Field(1.0, gt=0.0, description="max gradient norm; null turns clipping off")
     schedule: Literal["plateau", "cosine", "none"] = Field(
@@ -149,6 +153,13 @@ class TrainConfig(_Section):
     cuda_graphs: bool = Field(
         True, description="on one GPU, replay each full batch's whole step as a captured CUDA graph"
     )
+
+    @field_validator("batch_size")
+    @classmethod
+    def _positive_batch(cls, v: int | str) -> int | str:
+        if isinstance(v, int) and v <= 0:
+            raise ValueError("Input should be greater than 0 (or auto)")
+        return v
 
 
 class OutputConfig(_Section):
@@ -326,8 +337,25 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str] | tuple[str, ...])
     return result
 
 
-def validate_config(raw: dict[str, Any], source: str) -> Config:
-    """Validate a dict into a ``Config``; the first problem becomes a one-line ``ConfigError``."""
+# Keys whose default changed after a release, with the value a run that does not name them was
+# trained with. A run stores its whole config, so a key is absent only from a run an older
+# version wrote, which must keep meaning what it meant then.
+BEFORE_DEFAULT_CHANGED: dict[tuple[str, str], Any] = {
+    ("model", "window_scale"): False,  # default true since 0.2.0
+    ("train", "loss"): "mse",  # default mae since 0.2.0
+    ("train", "batch_size"): 64,  # default auto since 0.2.0
+}
+
+
+def validate_config(raw: dict[str, Any], source: str, stored: bool = False) -> Config:
+    """Validate a dict into a ``Config``; the first problem becomes a one-line ``ConfigError``.
+    ``stored``: a config a run wrote, whose absent keys take their older defaults."""
+    if stored:
+        raw = {k: dict(v) if isinstance(v, dict) else v for k, v in raw.items()}
+        for (section, key), value in BEFORE_DEFAULT_CHANGED.items():
+            part = raw.get(section)
+            if isinstance(part, dict):
+                part.setdefault(key, value)
     try:
         return Config.model_validate(raw)
     except ValidationError as exc:

@@ -97,7 +97,11 @@ def train_summary(summary: TrainSummary) -> None:
     if m is None:
         return
     stop = " (early stop)" if m.stopped_early else ""
-    out.print(f"best epoch {m.best_epoch} of {m.epochs_run}{stop}, {m.train_seconds:.1f} s on {m.device}")
+    batch = f", batches of {m.batch_size}" if m.batch_size else ""
+    out.print(
+        f"best epoch {m.best_epoch} of {m.epochs_run}{stop}, {m.train_seconds:.1f} s on {m.device}{batch} "
+        f"({m.windows['train']:,} training windows)"
+    )
     out.print(metrics_table(m.test, f"Test split: {m.windows['test']} windows, original units"))
     if m.test.per_series:
         out.print(series_table(m.test.per_series))

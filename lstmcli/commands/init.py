@@ -51,6 +51,7 @@ class Starter:
     rows: int
     missing: str
     transform: str = "none"
+    m: int = 64
     reasons: list[str] = field(default_factory=list)
     text: str = ""
 
@@ -146,6 +147,7 @@ def propose(
         )
         season = 1
     transform = _choose_transform(table.values[:, 0], season, reasons)
+    m = choose_size(int(0.70 * table.n_rows) - lookback - horizon + 1, reasons)
 
     out_path = Path(out)
     data_rel = os.path.relpath(Path(path).resolve(), out_path.resolve().parent)
@@ -163,6 +165,7 @@ def propose(
         rows=table.n_rows,
         missing=missing,
         transform=transform,
+        m=m,
         reasons=reasons,
     )
     st.text = render(st, data_rel, candidates)
@@ -245,6 +248,24 @@ def _choose_transform(target: np.ndarray, season: int, reasons: list[str]) -> st
     return "log"
 
 
+SMALL_DATA_WINDOWS = 256  # fewer training windows than this: a model of 16 units per layer
+
+
+def choose_size(windows: int, reasons: list[str] | None = None) -> int:
+    """m for ``windows`` training windows. The default (64 units, 51,000 parameters for one input)
+    suits thousands of windows; a short series gets 16 units (about 3,500 parameters), which it can
+    fit. (The batch follows the windows at training time: train.batch_size: auto.)"""
+    m = ModelConfig.model_fields["m"].default
+    if windows < SMALL_DATA_WINDOWS:
+        m = 16
+        if reasons is not None:
+            reasons.append(
+                f"m = {m}: about {max(windows, 0):,} training windows, too few for the default m = 64 "
+                "(51,000 parameters) to learn from"
+            )
+    return m
+
+
 def _choose_window(rows: int, season: int, reasons: list[str]) -> tuple[int, int]:
     if season > 1:
         lookback, horizon = min(2 * season, 48), min(season, 24)
@@ -274,16 +295,15 @@ def _fit_length(rows: int, lookback: int, horizon: int, reasons: list[str]) -> t
 
 
 def render(st: Starter, data_path: str, candidates: list[str]) -> str:
-    """The config as commented YAML; model size and training settings are left at their defaults."""
+    """The config as commented YAML; training settings are left at their defaults."""
     n = 1 + len(st.features)
-    m = ModelConfig.model_fields["m"].default
     layers = ModelConfig.model_fields["layers"].default
     lines = [
         f"# Starter config written by `lstm init` for {Path(st.csv).name} ({st.rows} rows).",
         "# Train it with `lstm train` on this file; every key is documented in the README.",
         "model:",
         f"  n: {n}            # inputs per time step: the target plus {len(st.features)} feature column(s)",
-        f"  m: {m}           # units per layer",
+        f"  m: {st.m}           # units per layer",
         f"  layers: {layers}",
         "data:",
         f"  path: {_yaml_str(data_path)}   # relative to this config file",

@@ -289,6 +289,7 @@ def finish(opened: OpenRun, result: TrainResult, seconds: float) -> Metrics:
         device=result.device,
         precision=result.precision,
         processes=p.dist.world,
+        batch_size=result.batch_size,
         padded_series=ds.padded_series,
         series_without_training_windows=ds.series_without_training_windows,
     )
@@ -358,7 +359,7 @@ def resume(run_dir: Path, hooks: Hooks | None = None) -> TrainSummary:
             f"{config_path}: missing, so there is no run to resume here; start it with lstm train CONFIG --resume"
         )
     source = str(config_path)
-    cfg = validate_config(parse_yaml(read_config_text(config_path), source), source)
+    cfg = validate_config(parse_yaml(read_config_text(config_path), source), source, stored=True)
     return train(cfg, run_dir, "resume", hooks)
 
 

@@ -117,7 +117,7 @@ def load_run(run_dir: str | Path) -> Run:
             f"{config_path}: was edited after training (its checksum differs from {META}); "
             "the weights belong to the original config — retrain, or restore the file"
         )
-    cfg = validate_config(parse_yaml(config_text, str(config_path)), str(config_path))
+    cfg = validate_config(parse_yaml(config_text, str(config_path)), str(config_path), stored=True)
     model = LSTMForecaster.from_config(cfg)
     tensors = read_weights(run_dir / WEIGHTS, meta.weights_sha256, model)
     model.load_state_dict(tensors)

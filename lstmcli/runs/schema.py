@@ -101,6 +101,7 @@ class Metrics(_Schema):
     device: str
     precision: str
     processes: int
+    batch_size: int | None = None  # the batch trained with (train.batch_size: auto chooses it); None before 0.2.0
     padded_series: int = 0  # series too short for a full lookback (windows padded with their first row)
     series_without_training_windows: int = 0
 

@@ -112,3 +112,21 @@ def test_init_models_a_seasonal_swing_that_grows_with_the_level_as_log(tmp_path:
         assert result.exit_code == 0, result.output
         assert (load_config(out).data.transform == "log") is log, name
         assert ("transform: log" in result.output) is log
+
+
+def test_init_sizes_the_model_to_a_short_series(tmp_path: Path) -> None:
+    out = tmp_path / "air.yaml"
+    result = runner.invoke(app, ["init", str(ROOT / "data" / "airpassengers.csv"), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    cfg = load_config(out)
+    # 144 rows, L 24, H 12: about 65 training windows, so 16 units (the batch: auto, at training)
+    assert (cfg.model.m, cfg.train.batch_size) == (16, "auto")
+    assert "65 training windows" in result.output
+
+
+def test_init_keeps_the_default_size_for_a_long_series(tmp_path: Path) -> None:
+    out = tmp_path / "co2.yaml"
+    result = runner.invoke(app, ["init", str(ROOT / "data" / "co2_weekly.csv"), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert load_config(out).model.m == 64
+    assert "training windows" not in result.output

@@ -61,7 +61,7 @@ def test_torch_threads_respected(tiny_config: Path) -> None:
 
 @pytest.mark.parametrize("loss", ["mae", "huber"])
 def test_the_loss_is_the_one_the_config_names(tiny_config: Path, loss: str) -> None:
-    cfg = load_config(tiny_config, [f"train.loss={loss}", "train.epochs=1"])
+    cfg = load_config(tiny_config, [f"train.loss={loss}", "train.epochs=1", "model.window_scale=false"])
     tr = Trainer(cfg, load_dataset(cfg.data))
     x, y = tr.windows.inputs(tr.val_origins), tr.windows.targets(tr.val_origins)
     with torch.no_grad():
@@ -79,3 +79,30 @@ def test_window_scale_weighs_each_windows_errors_by_its_own_scale(tiny_config: P
         unscaled = (tr.model(x) - y).abs().mean()
     assert tr.val_loss() == pytest.approx(float(err.abs().mean()), rel=1e-5)
     assert tr.val_loss() != pytest.approx(float(unscaled), rel=1e-3)
+
+
+@pytest.mark.parametrize(
+    ("windows", "batch"),
+    [
+        (50, 8),
+        (16 * 16 - 1, 8),
+        (16 * 16, 16),
+        (16 * 64, 64),
+        (256 * 64, 64),
+        (256 * 64 + 1, 128),
+        (46_000, 256),
+        (10**8, 1024),
+    ],
+)
+def test_the_auto_batch_gives_an_epoch_16_to_256_steps(windows: int, batch: int) -> None:
+    from lstmcli.training.trainer import batch_size_for
+
+    assert batch_size_for("auto", windows) == batch
+    assert batch_size_for(32, windows) == 32  # a number is kept
+
+
+def test_training_uses_and_reports_the_auto_batch(tiny_config: Path) -> None:
+    cfg = load_config(tiny_config, ["train.epochs=1", "train.batch_size=auto"])
+    tr = Trainer(cfg, load_dataset(cfg.data))
+    assert tr.batch_size == 8  # a few dozen windows: the smallest batch
+    assert fit(tr).batch_size == 8
