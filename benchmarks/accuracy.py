@@ -249,8 +249,10 @@ def _m3_csv(path: Path, series: dict, step: str) -> Path:
 
 
 def _m3_config(path: Path, csv_path: Path, h: int, s: int) -> Path:
-    """What init chooses for this frequency (its L rule, the model and training defaults), with the
-    competition's horizon and a count split that holds out the last h rows of every series."""
+    """What init chooses for this frequency (its L rule, the model and training defaults: init's m
+    rule keeps 64 units, every frequency giving thousands of training windows; the batch is
+    train.batch_size: auto), with the competition's horizon and a count split that holds out the
+    last h rows of every series."""
     L = min(2 * s, 48) if s > 1 else 16
     text = f"""model:
   n: 1
@@ -304,7 +306,51 @@ def main() -> None:
         )
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(results, indent=2) + "\n")
+    print(markdown(results))
     print(f"results in {a.out}")
+
+
+def markdown(results: dict) -> str:
+    """The tables of BENCHMARKS.md, from a results file."""
+    lines: list[str] = []
+    if results.get("shared"):
+        lines += [
+            "| series | L, H, s | init + train MAE | MASE | relMAE | train s | shipped MAE | naive | seasonal naive "
+            "| ETS | Theta | init ÷ s.naive | init ÷ ETS |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for name, r in results["shared"].items():
+            i = r["init"]
+            mae, sn = i["model"]["MAE"], i["seasonal_naive"]["MAE"]
+            lines.append(
+                f"| {name} | {r['L']}, {r['H']}, {r['s']} | {mae:.4g} | {i['model']['MASE']:.3f} | "
+                f"{i['model']['relMAE']:.3f} | {r['init_seconds']:.0f} | {r['shipped']['model']['MAE']:.4g} | "
+                f"{i['naive']['MAE']:.4g} | {sn:.4g} | {r['ETS_MAE']:.4g} | {r['Theta_MAE']:.4g} | "
+                f"{mae / sn:.2f} | {mae / r['ETS_MAE']:.2f} |"
+            )
+        lines.append("")
+    for key in ("m3", "m3_dev"):
+        if not results.get(key):
+            continue
+        freqs = list(results[key])
+        lines += [
+            f"**{'M3' if key == 'm3' else 'M3 dev (in-sample values only)'}**: mean over series of sMAPE / MASE",
+            "",
+            "| method | " + " | ".join(f"{f} ({results[key][f]['series']})" for f in freqs) + " |",
+            "|---|" + "---:|" * len(freqs),
+        ]
+        for method in ("LSTM", "naive", "seasonal naive", "Theta"):
+            cells = [f"{results[key][f][method]['sMAPE']:.2f} / {results[key][f][method]['MASE']:.3f}" for f in freqs]
+            label = "lstm init + train" if method == "LSTM" else method + " (computed here)"
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+        for paper, row in results.get("published_sMAPE", PUBLISHED_SMAPE).items():
+            if key == "m3":
+                lines.append(f"| {paper}, sMAPE | " + " | ".join(f"{row[f]:.2f}" for f in freqs) + " |")
+        lines.append(
+            "| seconds to train | " + " | ".join(f"{results[key][f]['train_seconds']:.0f}" for f in freqs) + " |"
+        )
+        lines.append("")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

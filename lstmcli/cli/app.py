@@ -382,7 +382,7 @@ def init(
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing config file.")] = False,
 ) -> None:
-    """Write a starter config for a CSV: date column, target, season, lookback and horizon chosen for you."""
+    """Write a starter config for a CSV: date column, target, season, lookback, horizon, transform and model size chosen for you."""
     from lstmcli.commands import init as starter
     from lstmcli.commands.outputs import check_outputs
 
