@@ -63,9 +63,9 @@ def co2_config() -> Path:
     return _write_yaml(
         DATA_DIR / "co2_L48.yaml",
         f"""\
-model: {{n: 1, m: 64, layers: 2}}
+model: {{n: 1, m: 64, layers: 2, window_scale: false}}
 data: {{path: {ROOT / "data" / "co2_weekly.csv"}, date_column: date, target: co2, lookback: 48, horizon: 24, season: 52}}
-train: {{epochs: 20, batch_size: 64, seed: 0}}
+train: {{epochs: 20, batch_size: 64, loss: mse, seed: 0}}
 """,
     )
 
@@ -76,9 +76,9 @@ def wide_config(rows: int, lookback: int, batch: int, dates: bool) -> Path:
     return _write_yaml(
         DATA_DIR / f"synthetic_{rows}_L{lookback}.yaml",
         f"""\
-model: {{n: 8, m: 64, layers: 2}}
+model: {{n: 8, m: 64, layers: 2, window_scale: false}}
 data: {{path: {csv}, {date}target: c0, features: [c1, c2, c3, c4, c5, c6, c7], lookback: {lookback}, horizon: 24, season: 24}}
-train: {{epochs: 1, batch_size: {batch}, seed: 0}}
+train: {{epochs: 1, batch_size: {batch}, loss: mse, seed: 0}}
 """,
     )
 
@@ -130,12 +130,12 @@ def bench_epoch(case: Case, repeats: int, threads: int, unfused: bool = False) -
         ds.n_targets,
         m.m,
         m.layers,
-        t.batch_size,
+        tr.batch_size,
         t.lr,
         t.seed,
     )
     if case.epoch_batches:  # the same number of windows for both, from the same origins
-        n = case.epoch_batches * t.batch_size
+        n = case.epoch_batches * tr.batch_size
         tr.train_origins = tr.train_origins[:n]
         ref.train = ref.train[:n]
     if case.val_windows:
@@ -287,7 +287,7 @@ def memory_child(config: str, batches: int, val_windows: int, threads: int) -> N
     ds = load_dataset(cfg.data)
     load_s = time.perf_counter() - s
     tr = Trainer(cfg, ds)
-    tr.train_origins = tr.train_origins[: batches * cfg.train.batch_size]
+    tr.train_origins = tr.train_origins[: batches * tr.batch_size]
     tr.val_origins = tr.val_origins[:val_windows]
     tr.train_epoch()
     tr.val_loss()
