@@ -1,0 +1,59 @@
+"""Prediction intervals: split-conformal calibration, and the scores forecasters judge them by.
+
+Pure NumPy on arrays shaped like the forecasts, (windows, H, k): step h of every window is scored
+and calibrated on its own, because the spread of a forecast grows with the step.
+
+- Split conformal (Vovk et al. 2005; Lei et al. 2018): on n calibration windows, the radius at
+  level 1 - α is the ⌈(n + 1)(1 - α)⌉-th smallest absolute residual. A new window's interval
+  forecast ± radius then covers its value with probability at least 1 - α when the windows are
+  exchangeable; with fewer than 1/α - 1 windows no finite radius can promise that (inf).
+- The interval score of Gneiting & Raftery (2007): width, plus 2/α times the distance by which the
+  value falls outside the interval. MSIS (the M4 competition) divides it by the in-sample MAE of
+  the seasonal naive forecast, as MASE does.
+- The pinball (quantile) loss of a quantile forecast.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+def conformal_radius(abs_residuals: np.ndarray, level: float) -> np.ndarray:
+    """(H, k) radius per step and target from (n, H, k) absolute residuals of n calibration
+    windows, for coverage ``level`` (0 < level < 1); inf where n is too small for the level."""
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level must lie strictly between 0 and 1, got {level}")
+    n = abs_residuals.shape[0]
+    rank = math.ceil((n + 1) * level)  # 1-based rank among the n residuals
+    if rank > n:
+        return np.full(abs_residuals.shape[1:], np.inf)
+    return np.sort(abs_residuals, axis=0)[rank - 1]
+
+
+def coverage(y: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> float:
+    """Fraction of values inside [lower, upper]."""
+    return float(np.mean((y >= lower) & (y <= upper)))
+
+
+def interval_score(y: np.ndarray, lower: np.ndarray, upper: np.ndarray, alpha: float) -> float:
+    """Mean interval score of central (1 - α) intervals (Gneiting & Raftery 2007, eq. 43): lower
+    is better; a perfectly sharp interval that always covers scores its width."""
+    below = np.clip(lower - y, 0.0, None)
+    above = np.clip(y - upper, 0.0, None)
+    return float(np.mean((upper - lower) + (2.0 / alpha) * (below + above)))
+
+
+def msis(y: np.ndarray, lower: np.ndarray, upper: np.ndarray, alpha: float, scale: float) -> float:
+    """The M4 competition's mean scaled interval score: the interval score over ``scale``, the
+    in-sample MAE of the seasonal naive forecast (MASE's denominator); nan when that is 0."""
+    if not scale > 0:
+        return math.nan
+    return interval_score(y, lower, upper, alpha) / scale
+
+
+def pinball_loss(y: np.ndarray, q: np.ndarray, tau: float) -> float:
+    """Mean pinball loss of the τ-quantile forecast ``q``: τ·(y − q) above it, (1 − τ)·(q − y) below."""
+    d = y - q
+    return float(np.mean(np.maximum(tau * d, (tau - 1.0) * d)))

@@ -1,0 +1,64 @@
+"""Interval scores against hand-computed values, and split-conformal coverage on synthetic data."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from lstmcli.intervals import conformal_radius, coverage, interval_score, msis, pinball_loss
+
+
+def test_pinball_loss_by_hand() -> None:
+    y = np.array([10.0, 10.0])
+    q = np.array([8.0, 13.0])  # 2 below the value, 3 above it
+    # tau 0.9: 0.9 * 2 for the first, 0.1 * 3 for the second
+    assert pinball_loss(y, q, 0.9) == pytest.approx((1.8 + 0.3) / 2)
+    assert pinball_loss(y, q, 0.5) == pytest.approx((1.0 + 1.5) / 2)  # half the absolute error
+
+
+def test_interval_score_by_hand() -> None:
+    y = np.array([5.0, 0.0, 12.0])
+    lo, hi = np.full(3, 2.0), np.full(3, 8.0)  # width 6; the 2nd is 2 below, the 3rd 4 above
+    alpha = 0.2  # an 80% interval: a miss costs 2 / 0.2 = 10 per unit
+    assert interval_score(y, lo, hi, alpha) == pytest.approx((6 + (6 + 10 * 2) + (6 + 10 * 4)) / 3)
+    assert msis(y, lo, hi, alpha, scale=2.0) == pytest.approx(interval_score(y, lo, hi, alpha) / 2)
+    assert math.isnan(msis(y, lo, hi, alpha, scale=0.0))
+    assert coverage(y, lo, hi) == pytest.approx(1 / 3)
+
+
+def test_conformal_radius_is_the_finite_sample_rank() -> None:
+    res = np.arange(1.0, 10.0).reshape(9, 1, 1)  # residuals 1..9
+    # level 0.8 with n = 9: rank ceil(10 * 0.8) = 8, the 8th smallest
+    assert conformal_radius(res, 0.8).item() == 8.0
+    # level 0.95 needs rank ceil(10 * 0.95) = 10 > 9: no finite radius can promise it
+    assert conformal_radius(res, 0.95).item() == math.inf
+    with pytest.raises(ValueError):
+        conformal_radius(res, 1.0)
+
+
+def _calibrated_coverage(shrink: float, level: float, seed: int = 0) -> np.ndarray:
+    """Coverage per step on fresh windows of intervals calibrated on 400 windows whose error
+    spread grows with the step (sd 1, 2, 4), the radius multiplied by ``shrink``."""
+    rng = np.random.default_rng(seed)
+    sd = np.array([1.0, 2.0, 4.0]).reshape(1, 3, 1)
+    calib = np.abs(rng.normal(0.0, 1.0, (400, 3, 1)) * sd)
+    radius = conformal_radius(calib, level) * shrink
+    fresh = rng.normal(0.0, 1.0, (20_000, 3, 1)) * sd  # errors of the forecasts on new windows
+    return np.array([coverage(fresh[:, h], -radius[h], radius[h]) for h in range(3)])
+
+
+@pytest.mark.parametrize("level", [0.8, 0.95])
+def test_split_conformal_covers_at_the_nominal_level_at_every_step(level: float) -> None:
+    cov = _calibrated_coverage(1.0, level)
+    # Conformal coverage given 400 calibration windows is Beta-distributed around the level with a
+    # standard deviation of about sqrt(level (1 - level) / 400): 0.020 at 80%, 0.011 at 95%.
+    tol = 3 * math.sqrt(level * (1 - level) / 400) + 0.005
+    assert np.all(np.abs(cov - level) < tol), cov
+
+
+def test_a_deliberately_narrow_interval_fails_the_coverage_check() -> None:
+    cov = _calibrated_coverage(0.7, 0.8)  # radius shrunk by 30%: about 64% coverage
+    tol = 3 * math.sqrt(0.8 * 0.2 / 400) + 0.005
+    assert np.all(np.abs(cov - 0.8) > tol), cov
