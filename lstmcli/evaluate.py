@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -13,6 +13,7 @@ from torch import nn
 
 from lstmcli.data.dataset import Dataset, Scaler
 from lstmcli.data.windows import Windows
+from lstmcli.intervals import conformal_radius, windows_needed
 
 METRICS = ("MAE", "RMSE", "sMAPE", "MASE", "relMAE")
 
@@ -238,3 +239,151 @@ def forecast_set(
         "naive": naive(values, origins, horizon),
         "seasonal_naive": seasonal_naive(values, origins, horizon, season),
     }
+
+
+# ---------------------------------------------------------------------------------------------
+# Prediction intervals: split conformal on the validation windows, scored on the test windows
+
+CALIBRATED_LEVELS = tuple(range(50, 100))  # the levels (%) a run is calibrated for: predict --level takes these
+SCORED_LEVELS = (80, 95)  # the levels metrics.json scores on the test split
+
+
+class Calibration(_Scores):
+    """Split-conformal radii of the model's forecasts, from the validation windows of every series
+    pooled. Each window's absolute errors are divided by its scale (the model's window scale, the
+    mean absolute step of its target inputs, in the series' standardised units; 1 without
+    ``model.window_scale``), so one radius per level and step serves series of any variability:
+    the interval is the forecast ± radius × the window's scale, in the model's units, then mapped
+    back to original units (so a log run's intervals are multiplicative). With fewer windows than a
+    level needs (``intervals.windows_needed``: 4 for 80%, 19 for 95%) its radius is the largest
+    error seen, which promises only windows / (windows + 1)."""
+
+    split: Literal["val"] = "val"
+    windows: int
+    levels: list[int]
+    radius: list[list[list[float | None]]]  # (levels, H, k) in window scales; None: not finite
+
+    def guaranteed(self, level: int) -> bool:
+        """Whether the validation windows were enough for ``level`` percent to be promised."""
+        return self.windows >= windows_needed(level / 100)
+
+    def radius_for(self, level: int) -> np.ndarray:
+        """(H, k) radius at ``level`` percent (inf where it was not finite)."""
+        rows = self.radius[self.levels.index(level)]
+        return np.array([[math.inf if v is None else v for v in step] for step in rows], dtype=np.float64)
+
+
+class IntervalScores(_Scores):
+    """A forecast's central intervals at one level on a split, in original units: empirical
+    coverage (fraction), mean width, mean interval score (Gneiting & Raftery 2007) and MSIS (M4:
+    the interval score over the in-sample seasonal naive MAE, averaged over series)."""
+
+    coverage: float | None
+    width: float | None
+    interval_score: float | None
+    MSIS: float | None
+
+
+class IntervalTable(_Scores):
+    """The model's conformal intervals and seasonal naive's, calibrated alike on validation."""
+
+    model: IntervalScores
+    seasonal_naive: IntervalScores
+
+
+def _scaled_windows(
+    model: nn.Module, windows: Windows, origins: np.ndarray, season: int
+) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
+    """For ``origins``, in the model's (scaled) units: actuals (W, H, k), the model's and seasonal
+    naive's forecasts, and each window's scale (W, 1, k)."""
+    k, H = windows.n_targets, windows.out_offsets.numel()
+    scale_fn = getattr(model, "scale", None)
+    chunks: list[np.ndarray] = []
+    with torch.no_grad():
+        for lo in range(0, len(origins), windows.eval_chunk()):
+            o = torch.as_tensor(origins[lo : lo + windows.eval_chunk()], device=windows.series.device)
+            x = windows.inputs(o)
+            s = scale_fn(x) if scale_fn is not None else torch.ones_like(x[:, -1:, :k])
+            chunks.append(s.float().cpu().double().numpy())
+    scale = np.concatenate(chunks) if chunks else np.ones((0, 1, k))
+    series = windows.series[:, :k].double().cpu().numpy()
+    return (
+        actuals(series, origins, H),
+        {
+            "model": forecast_scaled(model, windows, origins),
+            "seasonal_naive": seasonal_naive(series, origins, H, season),
+        },
+        scale,
+    )
+
+
+def calibrate(model: nn.Module, windows: Windows, ds: Dataset, season: int) -> dict[str, Calibration]:
+    """Conformal radii of the model and of seasonal naive from the validation windows."""
+    origins = np.concatenate([s.origins("val") for s in ds.series]) if ds.series else np.zeros(0, dtype=np.int64)
+    actual, forecasts, scale = _scaled_windows(model, windows, origins, season)
+    out = {}
+    for name, f in forecasts.items():
+        errors = np.abs(actual - f) / scale
+        radii = np.stack([conformal_radius(errors, level / 100, clamp=True) for level in CALIBRATED_LEVELS])
+        radius = [[[_finite(float(v)) for v in step] for step in lv] for lv in radii]
+        out[name] = Calibration(windows=len(origins), levels=list(CALIBRATED_LEVELS), radius=radius)
+    return out
+
+
+def interval_scores(
+    model: nn.Module, windows: Windows, ds: Dataset, name: str, season: int, calibrations: dict[str, Calibration]
+) -> dict[str, IntervalTable]:
+    """Coverage, width, interval score and MSIS of the calibrated intervals on split ``name``, per
+    level in ``SCORED_LEVELS``, for the model and for seasonal naive."""
+    k = ds.n_targets
+    values = ds.table.values[:, :k]
+    sums: dict[tuple[int, str], np.ndarray] = {}  # covered, width, interval score, count
+    msis_parts: dict[tuple[int, str], list[float]] = {}
+    for s in ds.series:
+        origins = s.origins(name)
+        if not len(origins):
+            continue
+        _, forecasts, scale = _scaled_windows(model, windows, origins, season)
+        actual = actuals(values, origins, s.split.horizon)
+        in_sample = mase_scale(values[s.start : s.start + s.split.train_end], season)
+        for level in SCORED_LEVELS:
+            alpha = 1 - level / 100
+            for fname, f in forecasts.items():
+                r = calibrations[fname].radius_for(level)[None] * scale  # (W, H, k)
+                with np.errstate(invalid="ignore", over="ignore"):
+                    lo = s.scaler.inverse(f - r, slice(0, k))
+                    hi = s.scaler.inverse(f + r, slice(0, k))
+                    below, above = np.clip(lo - actual, 0, None), np.clip(actual - hi, 0, None)
+                    score = (hi - lo) + (2 / alpha) * (below + above)
+                key = (level, fname)
+                part = np.array(
+                    [
+                        float(np.sum((actual >= lo) & (actual <= hi))),
+                        float(np.sum(hi - lo)),
+                        float(np.sum(score)),
+                        actual.size,
+                    ]
+                )
+                sums[key] = sums.get(key, np.zeros(4)) + part
+                scale_ok = in_sample[np.isfinite(in_sample) & (in_sample > 0)]
+                if scale_ok.size == k:
+                    msis_parts.setdefault(key, []).append(float(np.mean(score.mean(axis=(0, 1)) / in_sample)))
+    table: dict[str, IntervalTable] = {}
+    for level in SCORED_LEVELS:
+        rows = {}
+        for fname in ("model", "seasonal_naive"):
+            covered, width, score, count = sums.get((level, fname), np.zeros(4))
+            parts = msis_parts.get((level, fname), [])
+            rows[fname] = IntervalScores(
+                coverage=covered / count if count else None,
+                width=_finite(width / count) if count else None,
+                interval_score=_finite(score / count) if count else None,
+                MSIS=_finite(float(np.mean(parts))) if parts else None,
+            )
+        table[str(level)] = IntervalTable(**rows)
+    return table
+
+
+def _finite(v: float) -> float | None:
+    """None for an infinite figure (too few validation windows for the level), as JSON has no inf."""
+    return float(v) if math.isfinite(v) else None

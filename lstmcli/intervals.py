@@ -20,16 +20,23 @@ import math
 import numpy as np
 
 
-def conformal_radius(abs_residuals: np.ndarray, level: float) -> np.ndarray:
+def conformal_radius(abs_residuals: np.ndarray, level: float, clamp: bool = False) -> np.ndarray:
     """(H, k) radius per step and target from (n, H, k) absolute residuals of n calibration
-    windows, for coverage ``level`` (0 < level < 1); inf where n is too small for the level."""
+    windows, for coverage ``level`` (0 < level < 1). Where n is too small for the level
+    (:func:`windows_needed`): inf, or with ``clamp`` the largest residual, which promises only
+    n / (n + 1)."""
     if not 0.0 < level < 1.0:
         raise ValueError(f"level must lie strictly between 0 and 1, got {level}")
     n = abs_residuals.shape[0]
     rank = math.ceil((n + 1) * level)  # 1-based rank among the n residuals
-    if rank > n:
+    if rank > n and not (clamp and n):
         return np.full(abs_residuals.shape[1:], np.inf)
-    return np.sort(abs_residuals, axis=0)[rank - 1]
+    return np.sort(abs_residuals, axis=0)[min(rank, n) - 1]
+
+
+def windows_needed(level: float) -> int:
+    """The fewest calibration windows whose split-conformal interval can promise ``level``."""
+    return math.ceil(level / (1.0 - level) - 1e-9)
 
 
 def coverage(y: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> float:

@@ -132,6 +132,10 @@ def forecast_plot(fc: Forecast, tail: int | None = None) -> bytes:
             markevery=list(range(1, steps + 1)),
             label=f"forecast ({steps} steps{', recursive' if fc.recursive else ''})",
         )
+        for n, (level, (lo, hi)) in enumerate(sorted(fc.intervals.items(), reverse=True)):  # widest first
+            ax.fill_between(
+                fut_x, lo[:, j], hi[:, j], color="tab:orange", alpha=0.15 + 0.15 * n, lw=0, label=f"{level}% interval"
+            )
         ax.axvline(hist_x[-1], color="grey", ls=":", lw=1)
         ax.set_ylabel(name)
         ax.legend(loc="upper left", fontsize=8)

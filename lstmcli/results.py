@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,13 @@ class Forecast:
     horizon: int  # H: steps per model call
     recursive: bool  # True when forecasts were fed back in (K > H)
     series: str | None = None
+    # level (%) -> (lower, upper), each (K, k) original units: split-conformal prediction intervals
+    intervals: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+
+    def interval_columns(self) -> list[str]:
+        """``lower_80``, ``upper_80``, ... (prefixed by the target when there are several)."""
+        pre = [f"{t}_" for t in self.targets] if len(self.targets) > 1 else [""]
+        return [f"{p}{side}_{lv}" for p in pre for lv in self.intervals for side in ("lower", "upper")]
 
     def index_labels(self) -> list[str]:
         return format_dates(self.index) if self.date_column else [str(int(i)) for i in self.index]
@@ -53,15 +60,34 @@ class Forecast:
             "index_name": self.date_column or "step",
             "index": self.index_labels(),
             "forecast": {t: self.values[:, j].tolist() for j, t in enumerate(self.targets)},
+            **(
+                {
+                    "intervals": {
+                        str(lv): {
+                            "lower": {t: lo[:, j].tolist() for j, t in enumerate(self.targets)},
+                            "upper": {t: hi[:, j].tolist() for j, t in enumerate(self.targets)},
+                        }
+                        for lv, (lo, hi) in self.intervals.items()
+                    }
+                }
+                if self.intervals
+                else {}
+            ),
         }
 
     def to_csv(self) -> str:
-        """A date (or step) column, then one column per target."""
+        """A date (or step) column, one column per target, then the intervals' bounds."""
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")
-        writer.writerow([self.date_column or "step", *self.targets])
-        for label, row in zip(self.index_labels(), self.values, strict=True):
-            writer.writerow([label, *(repr(float(v)) for v in row)])
+        writer.writerow([self.date_column or "step", *self.targets, *self.interval_columns()])
+        for i, (label, row) in enumerate(zip(self.index_labels(), self.values, strict=True)):
+            bounds = [
+                repr(float(b[i, j]))
+                for j in range(len(self.targets))
+                for lo, hi in self.intervals.values()
+                for b in (lo, hi)
+            ]
+            writer.writerow([label, *(repr(float(v)) for v in row), *bounds])
         return buf.getvalue()
 
 

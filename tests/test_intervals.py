@@ -62,3 +62,13 @@ def test_a_deliberately_narrow_interval_fails_the_coverage_check() -> None:
     cov = _calibrated_coverage(0.7, 0.8)  # radius shrunk by 30%: about 64% coverage
     tol = 3 * math.sqrt(0.8 * 0.2 / 400) + 0.005
     assert np.all(np.abs(cov - 0.8) > tol), cov
+
+
+def test_too_few_windows_clamp_to_the_largest_error_and_say_how_many_are_needed() -> None:
+    from lstmcli.intervals import windows_needed
+
+    res = np.arange(1.0, 10.0).reshape(9, 1, 1)
+    assert conformal_radius(res, 0.95, clamp=True).item() == 9.0
+    assert windows_needed(0.8) == 4 and windows_needed(0.95) == 19 and windows_needed(0.5) == 1
+    big = np.arange(1.0, 20.0).reshape(19, 1, 1)  # 19 windows: rank ceil(20 * 0.95) = 19, finite
+    assert conformal_radius(big, 0.95).item() == 19.0

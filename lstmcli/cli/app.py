@@ -330,6 +330,16 @@ def predict(
         str | None,
         typer.Option("--series", help="Multi-series runs: only this series (default: every series in the file)."),
     ] = None,
+    level: Annotated[
+        list[int] | None,
+        typer.Option(
+            "--level",
+            min=50,
+            max=99,
+            help="Add a prediction interval at this coverage in percent (50-99; repeatable): lower_L and upper_L "
+            "columns, calibrated on the run's validation windows (split conformal).",
+        ),
+    ] = None,
 ) -> None:
     """Forecast the next H steps after the last row of a CSV with a trained run, or backtest it."""
     from lstmcli import plots
@@ -344,7 +354,17 @@ def predict(
         raise typer.BadParameter(
             "a backtest forecasts the run's H steps from each origin", param_hint="--steps/--future"
         )
-    result = pr.backtest(run, data, split.value, series) if backtest else pr.forecast(run, data, steps, future, series)
+    if backtest and level:
+        raise typer.BadParameter(
+            "a backtest scores the run's forecasts; its intervals' test coverage is in metrics.json",
+            param_hint="--level",
+        )
+    levels = sorted(set(level or []))
+    result = (
+        pr.backtest(run, data, split.value, series)
+        if backtest
+        else pr.forecast(run, data, steps, future, series, levels)
+    )
     if plot is not None and len(result.items) > 1:
         raise typer.BadParameter(
             f"the file holds {len(result.items)} series; pick one with --series to plot", param_hint="--plot"

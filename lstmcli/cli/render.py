@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from lstmcli.commands.init import Starter
     from lstmcli.commands.inspect_run import InspectFacts, RunSummary
     from lstmcli.commands.train import TrainSummary
-    from lstmcli.evaluate import ForecastScores, SplitScores, TargetScores
+    from lstmcli.evaluate import Calibration, ForecastScores, IntervalTable, SplitScores, TargetScores
     from lstmcli.model.gates import LayerFacts
     from lstmcli.results import Backtest, Forecast, Results
 
@@ -57,6 +57,28 @@ def metrics_table(scores: TargetScores, title: str) -> Table:
     ]
     for label, row in rows:
         table.add_row(label, _fmt(row.MAE), _fmt(row.RMSE), _pct(row.sMAPE), _fmt(row.MASE, 3), _fmt(row.relMAE, 3))
+    return table
+
+
+def intervals_table(intervals: dict[str, IntervalTable], calibration: Calibration, series: int) -> Table:
+    """Coverage, width and MSIS of the calibrated intervals on the test split, beside seasonal naive's."""
+    pooled = f", pooled over {series} series" if series > 1 else ""
+    table = Table(
+        title=f"Prediction intervals on the test split (split conformal on {calibration.windows} validation windows{pooled})",
+        title_justify="left",
+        caption="coverage: fraction of test values inside; MSIS: interval score / in-sample seasonal naive MAE (M4)",
+        caption_justify="left",
+    )
+    for col in ("level", "LSTM coverage", "width", "MSIS", "s. naive coverage", "width", "MSIS"):
+        table.add_column(col, justify="right")
+    for level, row in intervals.items():
+        mark = "" if calibration.guaranteed(int(level)) else "*"
+        cells = [
+            c
+            for f in (row.model, row.seasonal_naive)
+            for c in (_pct(None if f.coverage is None else 100 * f.coverage), _fmt(f.width), _fmt(f.MSIS, 3))
+        ]
+        table.add_row(f"{level}%{mark}", *cells)
     return table
 
 
@@ -117,6 +139,19 @@ def train_summary(summary: TrainSummary) -> None:
         out.print(
             f"{m.padded_series} series were too short for a full lookback: their windows were padded with their first row{none}"
         )
+    if m.intervals and m.calibration:
+        from lstmcli.intervals import windows_needed
+
+        cal = m.calibration["model"]
+        out.print(intervals_table(m.intervals, cal, len(m.test.per_series or {}) or 1))
+        short = [lv for lv in m.intervals if not cal.guaranteed(int(lv))]
+        if short:
+            out.print(
+                f"* {cal.windows} validation windows are too few to promise {', '.join(s + '%' for s in short)} "
+                f"({short[-1]}% needs {windows_needed(int(short[-1]) / 100)}): the radius is the largest "
+                "validation error, which promises "
+                f"{100 * cal.windows / (cal.windows + 1):.0f}%"
+            )
     out.print(f"run saved to {summary.run_dir}")
     for warning in summary.warnings:
         error_line(warning, "[bold yellow]warning:[/]")
@@ -293,9 +328,19 @@ def _forecast(fc: Forecast) -> None:
     t.add_column(fc.date_column or "step")
     for name in fc.targets:
         t.add_column(name, justify="right")
+    for col in fc.interval_columns():
+        t.add_column(col, justify="right")
     for i, label in enumerate(fc.index_labels()):
-        t.add_row(label, *(f"{v:.6g}" for v in fc.values[i]))
+        bounds = [
+            f"{b[i, j]:.6g}" for j in range(len(fc.targets)) for lo, hi in fc.intervals.values() for b in (lo, hi)
+        ]
+        t.add_row(label, *(f"{v:.6g}" for v in fc.values[i]), *bounds)
     out.print(t)
+    if fc.intervals:
+        out.print(
+            "intervals: split conformal on the run's validation windows (its test coverage is in metrics.json)",
+            soft_wrap=True,
+        )
 
 
 # ---------------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from lstmcli.data.dates import continue_dates, format_dates, infer_frequency
 from lstmcli.data.reader import Table, read_header, read_table
 from lstmcli.data.windows import Windows
 from lstmcli.errors import ConfigError, DataError
-from lstmcli.evaluate import Scores, forecast_chunks, forecast_set, mase_scale
+from lstmcli.evaluate import Calibration, Scores, forecast_chunks, forecast_set, mase_scale
 from lstmcli.results import Backtest, Forecast, Results
 from lstmcli.runs.inputs import Series, read_series
 from lstmcli.runs.run import Run, load_run
@@ -54,13 +54,15 @@ def forecast(
     steps: int | None = None,
     future: str | Path | None = None,
     series: str | None = None,
+    levels: list[int] | None = None,
 ) -> Results:
     """Forecast ``steps`` (default H) values of each target after the last row of ``data``.
 
     More than H steps are forecast recursively: each H-step forecast is appended to the inputs
     and the model is called again. That needs every input column to be forecast, so a run with
     covariate features needs their future values from ``future``. A multi-series run forecasts
-    every series in the file (or ``series`` alone).
+    every series in the file (or ``series`` alone). ``levels``: central prediction intervals at
+    these percentages, from the run's split-conformal calibration (``evaluate.Calibration``).
     """
     run = load_run(run_dir)
     cfg = run.cfg.data
@@ -68,6 +70,20 @@ def forecast(
     K = H if steps is None else steps
     if not 1 <= K <= MAX_STEPS:
         raise DataError(f"--steps must be between 1 and {MAX_STEPS:,}, got {K:,}")
+    calibration = None
+    if levels:
+        metrics = run.metrics()
+        calibration = metrics.calibration["model"] if metrics is not None and metrics.calibration else None
+        if calibration is None:
+            raise DataError(
+                f"--level: run {run.path} has no interval calibration (it was trained by lstmcli 0.1.0); "
+                "train it again to get prediction intervals"
+            )
+        if K > H:
+            raise DataError(
+                f"--level with --steps {K} > H = {H}: the intervals are calibrated for the H steps of one "
+                f"model call, and fed-back forecasts would need more; use --steps {H} or fewer"
+            )
     if cfg.series_column and cfg.features and K > H:
         raise DataError(
             f"--steps {K} > H = {H}: recursive forecasting of a multi-series run with feature columns is not "
@@ -78,11 +94,13 @@ def forecast(
     parts = read_series(
         run, data, need, f"run {run.path} needs at least L = {L} rows (its lookback) to forecast", series
     )
-    items = [_forecast_one(run, s, K, future) for s in parts]
+    items = [_forecast_one(run, s, K, future, calibration, levels or []) for s in parts]
     return Results(items=items, series_column=cfg.series_column)
 
 
-def _forecast_one(run: Run, series: Series, K: int, future: str | Path | None) -> Forecast:
+def _forecast_one(
+    run: Run, series: Series, K: int, future: str | Path | None, calibration: Calibration | None, levels: list[int]
+) -> Forecast:
     cfg = run.cfg.data
     L, H, k = cfg.lookback, cfg.horizon, len(cfg.target)
     table = series.table
@@ -111,7 +129,18 @@ def _forecast_one(run: Run, series: Series, K: int, future: str | Path | None) -
                 if future_scaled is not None:
                     rows[:, k:] = torch.as_tensor(future_scaled[c * H : (c + 1) * H], device=device)
                 inputs = torch.cat([inputs, rows])[-L:]
-    values = series.scaler.inverse(np.concatenate(chunks)[:K], slice(0, k))  # (K, k) original units
+    scaled = np.concatenate(chunks)[:K]  # (K, k)
+    values = series.scaler.inverse(scaled, slice(0, k))  # (K, k) original units
+    intervals = {}
+    if calibration is not None:  # the forecast ± radius × the window's scale, mapped back like the forecast
+        with torch.no_grad():
+            scale = model.scale(torch.as_tensor(window, device=device)[None]).float().cpu().double().numpy()[0]
+        for level in levels:
+            r = calibration.radius_for(level)[:K] * scale  # (K, k)
+            intervals[level] = (
+                series.scaler.inverse(scaled - r, slice(0, k)),
+                series.scaler.inverse(scaled + r, slice(0, k)),
+            )
     if table.dates is not None and frequency:
         index = continue_dates(table.dates[-1], frequency, K)
     else:
@@ -129,6 +158,7 @@ def _forecast_one(run: Run, series: Series, K: int, future: str | Path | None) -
         horizon=H,
         recursive=calls > 1,
         series=series.id,
+        intervals=intervals,
     )
 
 

@@ -29,7 +29,7 @@ import torch
 from lstmcli.config import Config, load_yaml, parse_yaml, read_config_text, validate_config
 from lstmcli.data.dataset import Dataset, load_dataset
 from lstmcli.errors import CheckpointError, DataError, Interrupted, ResourceError, TrainingError
-from lstmcli.evaluate import evaluate_split
+from lstmcli.evaluate import calibrate, evaluate_split, interval_scores
 from lstmcli.fsutil import atomic_write, check_regular, sha256, sha256_file
 from lstmcli.plots import loss_curve
 from lstmcli.plots import preload as preload_plotting
@@ -276,6 +276,7 @@ def finish(opened: OpenRun, result: TrainResult, seconds: float) -> Metrics:
     p, work = opened.prepared, opened.work
     assert work is not None
     cfg, ds, windows = p.cfg, p.ds, result.windows  # evaluated on the device it was trained on
+    calibration = calibrate(result.model, windows, ds, cfg.data.season)
     metrics = Metrics(
         format_version=METRICS_FORMAT_VERSION,
         test=evaluate_split(result.model, windows, ds, "test", cfg.data.season),
@@ -290,6 +291,8 @@ def finish(opened: OpenRun, result: TrainResult, seconds: float) -> Metrics:
         precision=result.precision,
         processes=p.dist.world,
         batch_size=result.batch_size,
+        calibration=calibration,
+        intervals=interval_scores(result.model, windows, ds, "test", cfg.data.season, calibration),
         padded_series=ds.padded_series,
         series_without_training_windows=ds.series_without_training_windows,
     )

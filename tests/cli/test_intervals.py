@@ -1,0 +1,93 @@
+"""Prediction intervals end to end: train calibrates and scores them, predict --level writes them."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from lstmcli.cli import app
+from tests.conftest import ROOT, write_config, write_csv
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("iv")
+    write_csv(d / "series.csv", rows=120)
+    cfg = write_config(d / "tiny.yaml")
+    result = runner.invoke(app, ["train", str(cfg)])
+    assert result.exit_code == 0, result.output
+    assert "Prediction intervals on the test split" in result.output
+    return d / "run"
+
+
+def test_train_writes_the_calibration_and_the_test_coverage(run_dir: Path) -> None:
+    m = json.loads((run_dir / "metrics.json").read_text())
+    cal = m["calibration"]["model"]
+    assert cal["windows"] == m["windows"]["val"] and cal["levels"] == list(range(50, 100))
+    radius = np.array(cal["radius"], dtype=float)  # (levels, H, k)
+    assert radius.shape[1:] == (3, 1) and np.all(np.diff(radius, axis=0) >= 0)  # wider for a higher level
+    for level in ("80", "95"):
+        for forecast in ("model", "seasonal_naive"):
+            row = m["intervals"][level][forecast]
+            assert 0.0 <= row["coverage"] <= 1.0 and row["width"] > 0 and row["interval_score"] >= row["width"]
+    assert m["intervals"]["95"]["model"]["width"] >= m["intervals"]["80"]["model"]["width"]
+
+
+def test_predict_level_writes_bounds_around_the_forecast(run_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "f.csv"
+    data = run_dir.parent / "series.csv"
+    result = runner.invoke(
+        app, ["predict", str(run_dir), "--data", str(data), "--level", "95", "--level", "80", "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    rows = list(csv.reader(out.read_text().splitlines()))
+    assert rows[0] == ["date", "y", "lower_80", "upper_80", "lower_95", "upper_95"] and len(rows) == 4
+    v = np.array([[float(c) for c in r[1:]] for r in rows[1:]])
+    y, lo80, hi80, lo95, hi95 = v.T
+    assert np.all(lo95 <= lo80) and np.all(lo80 < y) and np.all(y < hi80) and np.all(hi80 <= hi95)
+    js = json.loads(
+        runner.invoke(app, ["predict", str(run_dir), "--data", str(data), "--level", "80", "--json"]).output
+    )
+    assert js["intervals"]["80"]["lower"]["y"] == pytest.approx(lo80.tolist())
+
+
+def _one_line(result: object) -> str:
+    assert result.exit_code == 2, result.output  # type: ignore[attr-defined]
+    text = result.output.strip()  # type: ignore[attr-defined]
+    assert len(text.splitlines()) == 1 and "Traceback" not in text, text
+    return text
+
+
+def test_level_beyond_h_steps_or_in_a_backtest_is_refused(run_dir: Path) -> None:
+    data = str(run_dir.parent / "series.csv")
+    text = _one_line(runner.invoke(app, ["predict", str(run_dir), "--data", data, "--level", "80", "--steps", "7"]))
+    assert "--level" in text and "H = 3" in text
+    text = _one_line(runner.invoke(app, ["predict", str(run_dir), "--data", data, "--level", "80", "--backtest"]))
+    assert "--level" in text
+    assert runner.invoke(app, ["predict", str(run_dir), "--data", data, "--level", "100"]).exit_code == 2
+
+
+def test_a_run_written_by_0_1_0_has_no_intervals_and_says_so(tmp_path: Path) -> None:
+    fixture = ROOT / "tests" / "fixtures" / "v0_1_0"
+    text = _one_line(
+        runner.invoke(app, ["predict", str(fixture / "run"), "--data", str(fixture / "series.csv"), "--level", "80"])
+    )
+    assert "no interval calibration" in text and "train it again" in text
+
+
+def test_the_forecast_plot_draws_a_band_per_level(run_dir: Path) -> None:
+    from lstmcli import plots
+    from lstmcli.commands.predict import forecast
+
+    data = run_dir.parent / "series.csv"
+    plain = forecast(run_dir, data).items[0]
+    banded = forecast(run_dir, data, levels=[80, 95]).items[0]
+    assert sorted(banded.intervals) == [80, 95] and not plain.intervals
+    assert plots.forecast_plot(banded) != plots.forecast_plot(plain)
