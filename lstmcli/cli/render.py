@@ -263,10 +263,18 @@ def _run(r: RunSummary) -> None:
     out.print(f"  target {', '.join(r.target)}{feats}; L = {r.lookback}, H = {r.horizon}, s = {r.season}")
     if r.best_epoch is not None:
         stop = " (early stop)" if r.stopped_early else ""
+        batch = f", batches of {r.batch_size}" if r.batch_size else ""
+        scaled = ", each window divided by its mean absolute step" if r.window_scale else ""
         out.print(
-            f"  best epoch {r.best_epoch} of {r.epochs_run}{stop}, best val loss {r.best_val_loss:.4g}, "
-            f"{r.train_seconds:.1f} s on {r.device} ({r.precision})\n"
+            f"  loss {r.loss}{scaled}{batch}; best epoch {r.best_epoch} of {r.epochs_run}{stop}, "
+            f"best val loss {r.best_val_loss:.4g}, {r.train_seconds:.1f} s on {r.device} ({r.precision})"
         )
+        if r.interval_levels:
+            out.print(
+                f"  prediction intervals: split conformal on {r.calibration_windows} validation windows, "
+                f"predict --level {r.interval_levels[0]}…{r.interval_levels[-1]}"
+            )
+        out.print()
 
 
 def _units(f: InspectFacts) -> None:

@@ -58,6 +58,11 @@ class RunSummary(BaseModel):
     device: str | None = None
     precision: str | None = None
     windows: dict[str, int] | None = None
+    loss: str = "mse"
+    window_scale: bool = False
+    batch_size: int | None = None
+    calibration_windows: int | None = None  # validation windows behind the prediction intervals
+    interval_levels: list[int] | None = None  # the levels predict --level takes
 
 
 class InspectFacts(gates.ModelFacts):
@@ -127,7 +132,11 @@ def run_summary(run: Run, metrics: Metrics | None) -> RunSummary:
             "device": metrics.device,
             "precision": metrics.precision,
             "windows": dict(metrics.windows),
+            "batch_size": metrics.batch_size,
         }
+        if metrics.calibration:
+            cal = metrics.calibration["model"]
+            trained.update(calibration_windows=cal.windows, interval_levels=list(cal.levels))
     return RunSummary(
         path=str(run.path),
         data=data.path,
@@ -140,5 +149,7 @@ def run_summary(run: Run, metrics: Metrics | None) -> RunSummary:
         lookback=cfg.lookback,
         horizon=cfg.horizon,
         season=cfg.season,
+        loss=run.cfg.train.loss,
+        window_scale=run.cfg.model.window_scale,
         **trained,
     )

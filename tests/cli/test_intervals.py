@@ -91,3 +91,32 @@ def test_the_forecast_plot_draws_a_band_per_level(run_dir: Path) -> None:
     banded = forecast(run_dir, data, levels=[80, 95]).items[0]
     assert sorted(banded.intervals) == [80, 95] and not plain.intervals
     assert plots.forecast_plot(banded) != plots.forecast_plot(plain)
+
+
+def test_inspect_run_names_the_loss_and_the_interval_calibration(run_dir: Path) -> None:
+    result = runner.invoke(app, ["inspect", str(run_dir)])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "loss mae, each window divided by its mean absolute step" in text
+    assert "prediction intervals: split conformal on" in text and "predict --level 50…99" in text
+    js = json.loads(runner.invoke(app, ["inspect", str(run_dir), "--json"]).output)
+    assert js["run"]["loss"] == "mae" and js["run"]["interval_levels"][0] == 50
+
+
+def test_a_multi_series_forecast_writes_the_bounds_in_long_format(tmp_path: Path) -> None:
+    lines = ["series,date,y"]
+    for sid, level in (("a", 10), ("b", 100)):
+        for t in range(60):
+            month = np.datetime64("2000-01", "M") + np.timedelta64(t, "M")
+            lines.append(f"{sid},{month}-01,{level + (t % 12) * level / 10}")
+    (tmp_path / "long.csv").write_text("\n".join(lines) + "\n")
+    cfg = write_config(tmp_path / "c.yaml", csv="long.csv", data={"series_column": "series"})
+    assert runner.invoke(app, ["train", str(cfg), "-q"]).exit_code == 0
+    out = tmp_path / "f.csv"
+    args = ["predict", str(tmp_path / "run"), "--data", str(tmp_path / "long.csv"), "--level", "80", "--out", str(out)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    rows = list(csv.reader(out.read_text().splitlines()))
+    assert rows[0] == ["series", "date", "y", "lower_80", "upper_80"] and {r[0] for r in rows[1:]} == {"a", "b"}
+    width = {r[0]: float(r[4]) - float(r[3]) for r in rows[1:]}
+    assert width["b"] > width["a"] > 0  # one radius in window scales: wider for the series that moves more
