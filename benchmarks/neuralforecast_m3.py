@@ -27,6 +27,7 @@ import platform
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -73,6 +74,40 @@ def load(freq: str, limit: int | None) -> dict:
     return dict(list(series.items())[:limit]) if limit else series
 
 
+OTHER_WORK = "pytest|lstmcli|accuracy.py"  # what else may load this machine's CPUs
+
+
+class OtherWork:
+    """Samples, every 5 s while a fit runs, whether other work (pytest, lstmcli) runs beside it:
+    the fit's seconds are only comparable when none did."""
+
+    def __init__(self) -> None:
+        self.seen: set[str] = set()
+        self.samples = self.busy = 0
+        self._stop = threading.Event()
+
+    def _poll(self) -> None:
+        while not self._stop.is_set():
+            proc = subprocess.run(["pgrep", "-af", OTHER_WORK], capture_output=True, text=True)
+            lines = [ln for ln in proc.stdout.splitlines() if str(os.getpid()) != ln.split()[0] and "pgrep" not in ln]
+            self.samples += 1
+            self.busy += bool(lines)
+            self.seen.update(" ".join(ln.split()[1:4])[:80] for ln in lines)
+            self._stop.wait(5)
+
+    def __enter__(self) -> OtherWork:
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def summary(self) -> dict:
+        return {"samples": self.samples, "samples_busy": self.busy, "seen": sorted(self.seen)[:10]}
+
+
 def run_frequency(freq: str, limit: int | None, max_steps: int | None) -> dict:
     import pandas as pd
     from neuralforecast import NeuralForecast
@@ -104,9 +139,10 @@ def run_frequency(freq: str, limit: int | None, max_steps: int | None) -> dict:
         **settings,
     )
     nf = NeuralForecast(models=[model], freq=1)
-    start = time.perf_counter()
-    nf.fit(df=df, val_size=h)
-    seconds = time.perf_counter() - start
+    with OtherWork() as other:
+        start = time.perf_counter()
+        nf.fit(df=df, val_size=h)
+        seconds = time.perf_counter() - start
     fitted = nf.models[0]
     steps = int(fitted.train_trajectories[-1][0]) if fitted.train_trajectories else None
     valid = [(int(st), float(v)) for st, v in fitted.valid_trajectories]
@@ -136,6 +172,7 @@ def run_frequency(freq: str, limit: int | None, max_steps: int | None) -> dict:
         "sMAPE": float(np.mean(sm)),
         "MASE": float(np.nanmean(ms)),
         "train_seconds": seconds,
+        "other_work_during_fit": other.summary(),
         "predict_seconds": predict_seconds,
         "steps_trained": steps,
         "valid_loss_by_step": valid,  # NF's valid MAE, in the series' own units (not scaled)
@@ -190,7 +227,8 @@ def main() -> None:
         results["m3"][freq] = row
         print(
             f"NF LSTM M3 {freq:9s} {row['series']:5d} series  sMAPE {row['sMAPE']:.2f}  MASE {row['MASE']:.3f}  "
-            f"({row['train_seconds']:.0f} s to train, {row['steps_trained']} steps)",
+            f"({row['train_seconds']:.0f} s to train, {row['steps_trained']} steps; other work in "
+            f"{row['other_work_during_fit']['samples_busy']}/{row['other_work_during_fit']['samples']} samples)",
             flush=True,
         )
         a.out.parent.mkdir(parents=True, exist_ok=True)

@@ -229,8 +229,9 @@ def test_inspect_run_shows_learned_gates_and_metrics(run_dir: Path) -> None:
 
     result = runner.invoke(app, ["inspect", str(run_dir)])
     assert result.exit_code == 0, result.output
+    flat = " ".join(result.output.split())  # the terminal is 80 columns wide: lines wrap
     for text in ("learned forget-gate bias b_f", "Test metrics of this run", "best epoch", "|W_x|", "validation ("):
-        assert text in result.output, text
+        assert text in flat, text
     facts = json.loads(runner.invoke(app, ["inspect", str(run_dir), "--json"]).stdout)
     b_f = gate_view(load_run(run_dir).model.lstm)[0].b["f"].double()
     assert facts["layers"][0]["forget_bias"]["mean"] == pytest.approx(float(b_f.mean()))
