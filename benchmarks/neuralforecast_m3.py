@@ -108,7 +108,7 @@ class OtherWork:
         return {"samples": self.samples, "samples_busy": self.busy, "seen": sorted(self.seen)[:10]}
 
 
-def run_frequency(freq: str, limit: int | None, max_steps: int | None) -> dict:
+def run_frequency(freq: str, limit: int | None, max_steps: int | None, seed: int | None = None) -> dict:
     import pandas as pd
     from neuralforecast import NeuralForecast
     from neuralforecast.losses.pytorch import MAE
@@ -126,6 +126,8 @@ def run_frequency(freq: str, limit: int | None, max_steps: int | None) -> dict:
         ignore_index=True,
     )
     settings = {**SETTINGS, **({"max_steps": max_steps} if max_steps else {})}
+    if seed is not None:
+        settings["random_seed"] = seed
     model = LSTM(
         h=h,
         input_size=L,
@@ -205,6 +207,7 @@ def main() -> None:
     ap.add_argument("--frequencies", default="yearly,quarterly,monthly,other")
     ap.add_argument("--limit", type=int, default=None, help="the first N series of each frequency (a quick look)")
     ap.add_argument("--max-steps", type=int, default=None, help="override max_steps (a quick look)")
+    ap.add_argument("--seed", type=int, default=None, help="override random_seed (0): run-to-run spread")
     ap.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "neuralforecast_m3.json")
     a = ap.parse_args()
@@ -221,7 +224,7 @@ def main() -> None:
         "m3": json.loads(a.out.read_text()).get("m3", {}) if a.out.exists() else {},
     }
     for freq in a.frequencies.split(","):
-        row = run_frequency(freq, a.limit, a.max_steps)
+        row = run_frequency(freq, a.limit, a.max_steps, a.seed)
         row["date_utc"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
         row["limit"] = a.limit
         results["m3"][freq] = row
