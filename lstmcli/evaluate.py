@@ -262,6 +262,14 @@ class Calibration(_Scores):
     windows: int
     levels: list[int]
     radius: list[list[list[float | None]]]  # (levels, H, k) in window scales; None: not finite
+    # Multi-series runs: a series with PER_SERIES_WINDOWS validation windows or more has its own
+    # radii (calibrated on its own errors); the others use the pooled ones above.
+    per_series: dict[str, Calibration] | None = None
+
+    def for_series(self, series: str | None) -> Calibration:
+        """The calibration of ``series``: its own where it had enough windows, else the pooled one."""
+        own = (self.per_series or {}).get(series) if series is not None else None
+        return own if own is not None else self
 
     def guaranteed(self, level: int) -> bool:
         """Whether the validation windows were enough for ``level`` percent to be promised."""
@@ -317,16 +325,35 @@ def _scaled_windows(
     )
 
 
+PER_SERIES_WINDOWS = windows_needed(0.95)  # 19: enough for a series' own 95% interval
+
+
+def _calibration(errors: np.ndarray) -> Calibration:
+    radii = np.stack([conformal_radius(errors, level / 100, clamp=True) for level in CALIBRATED_LEVELS])
+    radius = [[[_finite(float(v)) for v in step] for step in lv] for lv in radii]
+    return Calibration(windows=len(errors), levels=list(CALIBRATED_LEVELS), radius=radius)
+
+
 def calibrate(model: nn.Module, windows: Windows, ds: Dataset, season: int) -> dict[str, Calibration]:
-    """Conformal radii of the model and of seasonal naive from the validation windows."""
-    origins = np.concatenate([s.origins("val") for s in ds.series]) if ds.series else np.zeros(0, dtype=np.int64)
+    """Conformal radii of the model and of seasonal naive from the validation windows: pooled over
+    every series, and per series for each series of a multi-series run with PER_SERIES_WINDOWS
+    validation windows or more."""
+    per = [s.origins("val") for s in ds.series]
+    origins = np.concatenate(per) if per else np.zeros(0, dtype=np.int64)
     actual, forecasts, scale = _scaled_windows(model, windows, origins, season)
+    bounds = np.cumsum([0, *(len(o) for o in per)])
     out = {}
     for name, f in forecasts.items():
         errors = np.abs(actual - f) / scale
-        radii = np.stack([conformal_radius(errors, level / 100, clamp=True) for level in CALIBRATED_LEVELS])
-        radius = [[[_finite(float(v)) for v in step] for step in lv] for lv in radii]
-        out[name] = Calibration(windows=len(origins), levels=list(CALIBRATED_LEVELS), radius=radius)
+        pooled = _calibration(errors)
+        if len(ds.series) > 1:
+            own = {
+                str(s.id): _calibration(errors[lo:hi])
+                for s, lo, hi in zip(ds.series, bounds[:-1], bounds[1:], strict=True)
+                if hi - lo >= PER_SERIES_WINDOWS
+            }
+            pooled = pooled.model_copy(update={"per_series": own or None})
+        out[name] = pooled
     return out
 
 
@@ -349,7 +376,7 @@ def interval_scores(
         for level in SCORED_LEVELS:
             alpha = 1 - level / 100
             for fname, f in forecasts.items():
-                r = calibrations[fname].radius_for(level)[None] * scale  # (W, H, k)
+                r = calibrations[fname].for_series(str(s.id)).radius_for(level)[None] * scale  # (W, H, k)
                 with np.errstate(invalid="ignore", over="ignore"):
                     lo = s.scaler.inverse(f - r, slice(0, k))
                     hi = s.scaler.inverse(f + r, slice(0, k))

@@ -62,7 +62,10 @@ def metrics_table(scores: TargetScores, title: str) -> Table:
 
 def intervals_table(intervals: dict[str, IntervalTable], calibration: Calibration, series: int) -> Table:
     """Coverage, width and MSIS of the calibrated intervals on the test split, beside seasonal naive's."""
-    pooled = f", pooled over {series} series" if series > 1 else ""
+    own = len(calibration.per_series or {})
+    pooled = ""
+    if series > 1:
+        pooled = f", pooled over {series} series" if not own else f"; {own} of {series} series on their own windows"
     table = Table(
         title=f"Prediction intervals on the test split (split conformal on {calibration.windows} validation windows{pooled})",
         title_justify="left",

@@ -133,6 +133,7 @@ def _forecast_one(
     values = series.scaler.inverse(scaled, slice(0, k))  # (K, k) original units
     intervals = {}
     if calibration is not None:  # the forecast ± radius × the window's scale, mapped back like the forecast
+        calibration = calibration.for_series(series.id)
         with torch.no_grad():
             scale = model.scale(torch.as_tensor(window, device=device)[None]).float().cpu().double().numpy()[0]
         for level in levels:

@@ -120,3 +120,28 @@ def test_a_multi_series_forecast_writes_the_bounds_in_long_format(tmp_path: Path
     assert rows[0] == ["series", "date", "y", "lower_80", "upper_80"] and {r[0] for r in rows[1:]} == {"a", "b"}
     width = {r[0]: float(r[4]) - float(r[3]) for r in rows[1:]}
     assert width["b"] > width["a"] > 0  # one radius in window scales: wider for the series that moves more
+
+
+def test_a_series_with_enough_validation_windows_gets_its_own_calibration(tmp_path: Path) -> None:
+    lines = ["series,date,y"]
+    for sid, rows in (("long", 200), ("short", 60)):
+        for t in range(rows):
+            month = np.datetime64("1990-01", "M") + np.timedelta64(t, "M")
+            lines.append(f"{sid},{month}-01,{50 + 10 * np.sin(t / 2) + (t % 5)}")
+    (tmp_path / "long.csv").write_text("\n".join(lines) + "\n")
+    cfg = write_config(tmp_path / "c.yaml", csv="long.csv", data={"series_column": "series"})
+    result = runner.invoke(app, ["train", str(cfg)])
+    assert result.exit_code == 0, result.output
+    assert "1 of 2 series on their own windows" in " ".join(result.output.split())
+    cal = json.loads((tmp_path / "run" / "metrics.json").read_text())["calibration"]["model"]
+    # 200 rows: 30 validation rows, 28 windows of H = 3 (>= 19); 60 rows: 7 windows, pooled
+    assert list(cal["per_series"]) == ["long"] and cal["per_series"]["long"]["windows"] == 28
+    assert cal["windows"] == 28 + 7
+
+    from lstmcli.commands.predict import forecast
+    from lstmcli.evaluate import Calibration
+
+    c = Calibration.model_validate(cal)
+    assert c.for_series("long").windows == 28 and c.for_series("short") is c and c.for_series(None) is c
+    fc = {f.series: f for f in forecast(tmp_path / "run", tmp_path / "long.csv", levels=[80]).items}
+    assert set(fc) == {"long", "short"} and all(np.all(f.intervals[80][0] < f.values) for f in fc.values())
