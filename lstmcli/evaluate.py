@@ -357,58 +357,86 @@ def calibrate(model: nn.Module, windows: Windows, ds: Dataset, season: int) -> d
     return out
 
 
+class IntervalSums:
+    """Running sums behind :class:`IntervalTable` (coverage, width, interval score, count, and each
+    series' MSIS), added series by series, so a backtest can pool its series as training does."""
+
+    def __init__(self, levels: tuple[int, ...] | list[int] = SCORED_LEVELS) -> None:
+        self.levels = list(levels)
+        self.sums: dict[tuple[int, str], np.ndarray] = {}
+        self.msis: dict[tuple[int, str], list[float]] = {}
+
+    def add(
+        self,
+        model: nn.Module,
+        windows: Windows,
+        scaler: Scaler,
+        origins: np.ndarray,
+        values: np.ndarray,
+        in_sample: np.ndarray,
+        season: int,
+        calibrations: dict[str, Calibration],
+        series: str | None,
+    ) -> IntervalSums:
+        """One series' windows at ``origins``: ``values`` (N, k) its targets in original units,
+        ``in_sample`` (k,) its MSIS scale."""
+        if not len(origins):
+            return self
+        k = windows.n_targets
+        _, forecasts, scale = _scaled_windows(model, windows, origins, season)
+        actual = actuals(values, origins, windows.out_offsets.numel())
+        for level in self.levels:
+            alpha = 1 - level / 100
+            for fname, f in forecasts.items():
+                r = calibrations[fname].for_series(series).radius_for(level)[None] * scale  # (W, H, k)
+                with np.errstate(invalid="ignore", over="ignore"):
+                    lo = scaler.inverse(f - r, slice(0, k))
+                    hi = scaler.inverse(f + r, slice(0, k))
+                    below, above = np.clip(lo - actual, 0, None), np.clip(actual - hi, 0, None)
+                    score = (hi - lo) + (2 / alpha) * (below + above)
+                covered = float(np.sum((actual >= lo) & (actual <= hi)))
+                part = np.array([covered, float(np.sum(hi - lo)), float(np.sum(score)), actual.size])
+                key = (level, fname)
+                self.sums[key] = self.sums.get(key, np.zeros(4)) + part
+                if np.all(np.isfinite(in_sample) & (in_sample > 0)):
+                    self.msis.setdefault(key, []).append(float(np.mean(score.mean(axis=(0, 1)) / in_sample)))
+        return self
+
+    def merge(self, other: IntervalSums) -> IntervalSums:
+        for key, part in other.sums.items():
+            self.sums[key] = self.sums.get(key, np.zeros(4)) + part
+        for key, parts in other.msis.items():
+            self.msis.setdefault(key, []).extend(parts)
+        return self
+
+    def table(self) -> dict[str, IntervalTable]:
+        out: dict[str, IntervalTable] = {}
+        for level in self.levels:
+            rows = {}
+            for fname in ("model", "seasonal_naive"):
+                covered, width, score, count = self.sums.get((level, fname), np.zeros(4))
+                parts = self.msis.get((level, fname), [])
+                rows[fname] = IntervalScores(
+                    coverage=covered / count if count else None,
+                    width=_finite(width / count) if count else None,
+                    interval_score=_finite(score / count) if count else None,
+                    MSIS=_finite(float(np.mean(parts))) if parts else None,
+                )
+            out[str(level)] = IntervalTable(**rows)
+        return out
+
+
 def interval_scores(
     model: nn.Module, windows: Windows, ds: Dataset, name: str, season: int, calibrations: dict[str, Calibration]
 ) -> dict[str, IntervalTable]:
     """Coverage, width, interval score and MSIS of the calibrated intervals on split ``name``, per
-    level in ``SCORED_LEVELS``, for the model and for seasonal naive."""
-    k = ds.n_targets
-    values = ds.table.values[:, :k]
-    sums: dict[tuple[int, str], np.ndarray] = {}  # covered, width, interval score, count
-    msis_parts: dict[tuple[int, str], list[float]] = {}
+    level in ``SCORED_LEVELS``, for the model and for seasonal naive, pooled over the series."""
+    values = ds.table.values[:, : ds.n_targets]
+    sums = IntervalSums()
     for s in ds.series:
-        origins = s.origins(name)
-        if not len(origins):
-            continue
-        _, forecasts, scale = _scaled_windows(model, windows, origins, season)
-        actual = actuals(values, origins, s.split.horizon)
         in_sample = mase_scale(values[s.start : s.start + s.split.train_end], season)
-        for level in SCORED_LEVELS:
-            alpha = 1 - level / 100
-            for fname, f in forecasts.items():
-                r = calibrations[fname].for_series(str(s.id)).radius_for(level)[None] * scale  # (W, H, k)
-                with np.errstate(invalid="ignore", over="ignore"):
-                    lo = s.scaler.inverse(f - r, slice(0, k))
-                    hi = s.scaler.inverse(f + r, slice(0, k))
-                    below, above = np.clip(lo - actual, 0, None), np.clip(actual - hi, 0, None)
-                    score = (hi - lo) + (2 / alpha) * (below + above)
-                key = (level, fname)
-                part = np.array(
-                    [
-                        float(np.sum((actual >= lo) & (actual <= hi))),
-                        float(np.sum(hi - lo)),
-                        float(np.sum(score)),
-                        actual.size,
-                    ]
-                )
-                sums[key] = sums.get(key, np.zeros(4)) + part
-                scale_ok = in_sample[np.isfinite(in_sample) & (in_sample > 0)]
-                if scale_ok.size == k:
-                    msis_parts.setdefault(key, []).append(float(np.mean(score.mean(axis=(0, 1)) / in_sample)))
-    table: dict[str, IntervalTable] = {}
-    for level in SCORED_LEVELS:
-        rows = {}
-        for fname in ("model", "seasonal_naive"):
-            covered, width, score, count = sums.get((level, fname), np.zeros(4))
-            parts = msis_parts.get((level, fname), [])
-            rows[fname] = IntervalScores(
-                coverage=covered / count if count else None,
-                width=_finite(width / count) if count else None,
-                interval_score=_finite(score / count) if count else None,
-                MSIS=_finite(float(np.mean(parts))) if parts else None,
-            )
-        table[str(level)] = IntervalTable(**rows)
-    return table
+        sums.add(model, windows, s.scaler, s.origins(name), values, in_sample, season, calibrations, str(s.id))
+    return sums.table()
 
 
 def _finite(v: float) -> float | None:

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from lstmcli.data.dates import format_dates
-from lstmcli.evaluate import Scores, SplitScores
+from lstmcli.evaluate import IntervalSums, IntervalTable, Scores, SplitScores
 
 
 @dataclass(frozen=True)
@@ -108,6 +108,8 @@ class Backtest:
     metrics: SplitScores  # as metrics.json's "test": model, naive, seasonal_naive (+ per_target)
     scores: Scores  # the sums behind ``metrics``, for pooling over series
     series: str | None = None
+    intervals: dict[str, IntervalTable] | None = None  # with --level: the calibrated intervals' scores
+    interval_sums: IntervalSums | None = None  # the sums behind ``intervals``, for pooling over series
 
     @property
     def horizon(self) -> int:
@@ -130,6 +132,11 @@ class Backtest:
             "first_origin": first,
             "last_origin": last,
             "metrics": self.metrics.to_dict(),
+            **(
+                {"intervals": {lv: t.model_dump(mode="json") for lv, t in self.intervals.items()}}
+                if self.intervals
+                else {}
+            ),
         }
 
     def _label(self, row: int) -> str:
@@ -164,6 +171,7 @@ class Results:
     items: list[Any]  # Forecast or Backtest, one per series
     series_column: str | None  # set for a multi-series run
     metrics: SplitScores | None = None  # backtests: pooled over all series, as metrics.json
+    intervals: dict[str, IntervalTable] | None = None  # backtests with --level: pooled over all series
 
     def to_dict(self) -> dict[str, Any]:
         if self.series_column is None:
@@ -171,6 +179,8 @@ class Results:
         d: dict[str, Any] = {"series_column": self.series_column, "series": {i.series: i.to_dict() for i in self.items}}
         if self.metrics is not None:
             d["metrics"] = self.metrics.to_dict()
+        if self.intervals is not None:
+            d["intervals"] = {lv: t.model_dump(mode="json") for lv, t in self.intervals.items()}
         return d
 
     def to_csv(self) -> str:

@@ -337,7 +337,7 @@ def predict(
             min=50,
             max=99,
             help="Add a prediction interval at this coverage in percent (50-99; repeatable): lower_L and upper_L "
-            "columns, calibrated on the run's validation windows (split conformal).",
+            "columns, calibrated on the run's validation windows (split conformal); with --backtest, score them.",
         ),
     ] = None,
 ) -> None:
@@ -354,14 +354,9 @@ def predict(
         raise typer.BadParameter(
             "a backtest forecasts the run's H steps from each origin", param_hint="--steps/--future"
         )
-    if backtest and level:
-        raise typer.BadParameter(
-            "a backtest scores the run's forecasts; its intervals' test coverage is in metrics.json",
-            param_hint="--level",
-        )
     levels = sorted(set(level or []))
     result = (
-        pr.backtest(run, data, split.value, series)
+        pr.backtest(run, data, split.value, series, levels)
         if backtest
         else pr.forecast(run, data, steps, future, series, levels)
     )

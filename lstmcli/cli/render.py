@@ -60,6 +60,21 @@ def metrics_table(scores: TargetScores, title: str) -> Table:
     return table
 
 
+def backtest_intervals_table(intervals: dict[str, IntervalTable], title: str) -> Table:
+    """A backtest's scores of the run's calibrated intervals, beside seasonal naive's."""
+    table = Table(title=title, title_justify="left")
+    for col in ("level", "LSTM coverage", "width", "MSIS", "s. naive coverage", "width", "MSIS"):
+        table.add_column(col, justify="right")
+    for level, row in intervals.items():
+        cells = [
+            c
+            for f in (row.model, row.seasonal_naive)
+            for c in (_pct(None if f.coverage is None else 100 * f.coverage), _fmt(f.width), _fmt(f.MSIS, 3))
+        ]
+        table.add_row(f"{level}%", *cells)
+    return table
+
+
 def intervals_table(intervals: dict[str, IntervalTable], calibration: Calibration, series: int) -> Table:
     """Coverage, width and MSIS of the calibrated intervals on the test split, beside seasonal naive's."""
     own = len(calibration.per_series or {})
@@ -310,6 +325,10 @@ def prediction(result: Results, backtest: bool) -> None:
             _backtest(item)  # type: ignore[arg-type]
         else:
             _forecast(item)  # type: ignore[arg-type]
+    if result.intervals is not None:
+        out.print(
+            backtest_intervals_table(result.intervals, f"Prediction intervals pooled over {len(result.items)} series")
+        )
     if result.metrics is not None:
         out.print(metrics_table(result.metrics, f"Pooled over {len(result.items)} series, original units"))
         means = series_means_line(result.metrics)
@@ -327,6 +346,10 @@ def _backtest(bt: Backtest) -> None:
     out.print(metrics_table(bt.metrics, f"H = {bt.horizon} steps from each origin, original units"))
     for name, per in (bt.metrics.per_target or {}).items():
         out.print(metrics_table(per, f"target {name}"))
+    if bt.intervals:
+        out.print(
+            backtest_intervals_table(bt.intervals, f"Prediction intervals from each origin ({bt.origins.size} windows)")
+        )
 
 
 def _forecast(fc: Forecast) -> None:

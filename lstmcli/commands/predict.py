@@ -19,7 +19,7 @@ from lstmcli.data.dates import continue_dates, format_dates, infer_frequency
 from lstmcli.data.reader import Table, read_header, read_table
 from lstmcli.data.windows import Windows
 from lstmcli.errors import ConfigError, DataError
-from lstmcli.evaluate import Calibration, Scores, forecast_chunks, forecast_set, mase_scale
+from lstmcli.evaluate import Calibration, IntervalSums, Scores, forecast_chunks, forecast_set, mase_scale
 from lstmcli.results import Backtest, Forecast, Results
 from lstmcli.runs.inputs import Series, read_series
 from lstmcli.runs.run import Run, load_run
@@ -72,13 +72,7 @@ def forecast(
         raise DataError(f"--steps must be between 1 and {MAX_STEPS:,}, got {K:,}")
     calibration = None
     if levels:
-        metrics = run.metrics()
-        calibration = metrics.calibration["model"] if metrics is not None and metrics.calibration else None
-        if calibration is None:
-            raise DataError(
-                f"--level: run {run.path} has no interval calibration (it was trained by lstmcli 0.1.0); "
-                "train it again to get prediction intervals"
-            )
+        calibration = _calibrations(run)["model"]
         if K > H:
             raise DataError(
                 f"--level with --steps {K} > H = {H}: the intervals are calibrated for the H steps of one "
@@ -206,17 +200,25 @@ def _read_future(
 # Backtesting
 
 
-def backtest(run_dir: str | Path, data: str | Path, split: str = "all", series: str | None = None) -> Results:
+def backtest(
+    run_dir: str | Path,
+    data: str | Path,
+    split: str = "all",
+    series: str | None = None,
+    levels: list[int] | None = None,
+) -> Results:
     """Forecast from every origin of ``data`` (or of one split) and score it as ``train`` does.
 
     ``split`` test/val/train picks that split's origins: the run's stored split rows when
     ``data`` is the training CSV (same rows and dates), else the config's fractions applied to
     ``data``. On the training CSV, ``split="test"`` reproduces metrics.json's test metrics; for a
-    multi-series run, pooled over the series as training pools them.
+    multi-series run, pooled over the series as training pools them. ``levels``: also score the
+    run's calibrated prediction intervals at these percentages, as metrics.json's ``intervals``.
     """
     if split not in BACKTEST_SPLITS:
         raise DataError(f"--split must be one of {', '.join(BACKTEST_SPLITS)}, got {split!r}")
     run = load_run(run_dir)
+    calibrations = _calibrations(run) if levels else None
     cfg = run.cfg.data
     L, H, s = cfg.lookback, cfg.horizon, cfg.season
     # inputs need L rows before the origin (a global model pads a short series: one), seasonal naive s
@@ -228,14 +230,34 @@ def backtest(run_dir: str | Path, data: str | Path, split: str = "all", series: 
         f"one backtest window of run {run.path} needs {first + H} rows (max(L = {L}, s = {s}) + H = {H})",
         series,
     )
-    items = [_backtest_one(run, p, split) for p in parts]
+    items = [_backtest_one(run, p, split, calibrations, levels or []) for p in parts]
     pooled = None
+    pooled_intervals = None
     if cfg.series_column:  # pooled over the series exactly as training's evaluation pools them
         pooled = Scores.pooled([b.scores for b in items]).summary(list(cfg.target))
-    return Results(items=items, series_column=cfg.series_column, metrics=pooled)
+        if calibrations is not None:
+            sums = IntervalSums(levels or [])
+            for b in items:
+                assert b.interval_sums is not None
+                sums.merge(b.interval_sums)
+            pooled_intervals = sums.table()
+    return Results(items=items, series_column=cfg.series_column, metrics=pooled, intervals=pooled_intervals)
 
 
-def _backtest_one(run: Run, series: Series, split: str) -> Backtest:
+def _calibrations(run: Run) -> dict[str, Calibration]:
+    """The run's interval calibration (model and seasonal naive), or one line saying it has none."""
+    metrics = run.metrics()
+    if metrics is None or not metrics.calibration:
+        raise DataError(
+            f"--level: run {run.path} has no interval calibration (it was trained by lstmcli 0.1.0); "
+            "train it again to get prediction intervals"
+        )
+    return metrics.calibration
+
+
+def _backtest_one(
+    run: Run, series: Series, split: str, calibrations: dict[str, Calibration] | None, levels: list[int]
+) -> Backtest:
     cfg = run.cfg.data
     L, H, s, k = cfg.lookback, cfg.horizon, cfg.season, len(cfg.target)
     table = series.table
@@ -251,6 +273,19 @@ def _backtest_one(run: Run, series: Series, split: str) -> Backtest:
     forecasts = np.concatenate([f for _, f in forecast_chunks(model, windows, series.scaler, origins)])
     values = table.values[:, :k]
     scores = Scores(k, mase_scale(values[: rows.train_end], s)).add(*forecast_set(values, origins, H, s, forecasts))
+    sums = None
+    if calibrations is not None:
+        sums = IntervalSums(levels).add(
+            model,
+            windows,
+            series.scaler,
+            origins,
+            values,
+            mase_scale(values[: rows.train_end], s),
+            s,
+            calibrations,
+            series.id,
+        )
     return Backtest(
         run=run.path,
         data=table.path,
@@ -265,6 +300,8 @@ def _backtest_one(run: Run, series: Series, split: str) -> Backtest:
         metrics=scores.summary(list(cfg.target)),
         scores=scores,
         series=series.id,
+        intervals=None if sums is None else sums.table(),
+        interval_sums=sums,
     )
 
 

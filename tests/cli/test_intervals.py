@@ -65,13 +65,22 @@ def _one_line(result: object) -> str:
     return text
 
 
-def test_level_beyond_h_steps_or_in_a_backtest_is_refused(run_dir: Path) -> None:
+def test_level_beyond_h_steps_or_out_of_range_is_refused(run_dir: Path) -> None:
     data = str(run_dir.parent / "series.csv")
     text = _one_line(runner.invoke(app, ["predict", str(run_dir), "--data", data, "--level", "80", "--steps", "7"]))
     assert "--level" in text and "H = 3" in text
-    text = _one_line(runner.invoke(app, ["predict", str(run_dir), "--data", data, "--level", "80", "--backtest"]))
-    assert "--level" in text
     assert runner.invoke(app, ["predict", str(run_dir), "--data", data, "--level", "100"]).exit_code == 2
+
+
+def test_a_backtest_of_the_test_split_reproduces_the_interval_scores_of_metrics_json(run_dir: Path) -> None:
+    data = str(run_dir.parent / "series.csv")
+    args = ["predict", str(run_dir), "--data", data, "--backtest", "--split", "test", "--level", "80", "--level", "95"]
+    result = runner.invoke(app, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    saved = json.loads((run_dir / "metrics.json").read_text())["intervals"]
+    assert json.loads(result.output)["intervals"] == saved
+    shown = runner.invoke(app, args)
+    assert shown.exit_code == 0 and "Prediction intervals from each origin" in shown.output
 
 
 def test_a_run_written_by_0_1_0_has_no_intervals_and_says_so(tmp_path: Path) -> None:
@@ -145,3 +154,15 @@ def test_a_series_with_enough_validation_windows_gets_its_own_calibration(tmp_pa
     assert c.for_series("long").windows == 28 and c.for_series("short") is c and c.for_series(None) is c
     fc = {f.series: f for f in forecast(tmp_path / "run", tmp_path / "long.csv", levels=[80]).items}
     assert set(fc) == {"long", "short"} and all(np.all(f.intervals[80][0] < f.values) for f in fc.values())
+    # a backtest of the test split pools the series' interval scores as training did
+    bt = runner.invoke(
+        app,
+        ["predict", str(tmp_path / "run"), "--data", str(tmp_path / "long.csv"), "--backtest", "--split", "test"]
+        + ["--level", "80", "--level", "95", "--json"],
+    )
+    assert bt.exit_code == 0, bt.output
+    saved = json.loads((tmp_path / "run" / "metrics.json").read_text())["intervals"]
+    got = json.loads(bt.output)["intervals"]
+    for level, row in saved.items():
+        for forecast_name, scores in row.items():
+            assert got[level][forecast_name] == pytest.approx(scores), (level, forecast_name)
