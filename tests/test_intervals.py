@@ -72,3 +72,12 @@ def test_too_few_windows_clamp_to_the_largest_error_and_say_how_many_are_needed(
     assert windows_needed(0.8) == 4 and windows_needed(0.95) == 19 and windows_needed(0.5) == 1
     big = np.arange(1.0, 20.0).reshape(19, 1, 1)  # 19 windows: rank ceil(20 * 0.95) = 19, finite
     assert conformal_radius(big, 0.95).item() == 19.0
+
+
+def test_calibration_thins_a_huge_validation_split_evenly() -> None:
+    from lstmcli.evaluate import _spread
+
+    origins = np.arange(100, 1_000_100)
+    kept = _spread(origins, 20_000)
+    assert len(kept) == 20_000 and kept[0] == 100 and kept[-1] == 1_000_099 and np.all(np.diff(kept) > 0)
+    assert _spread(origins[:50], 20_000) is not None and len(_spread(origins[:50], 20_000)) == 50
