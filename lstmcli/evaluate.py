@@ -14,6 +14,7 @@ from torch import nn
 from lstmcli.data.dataset import Dataset, Scaler
 from lstmcli.data.windows import Windows
 from lstmcli.intervals import conformal_radius, windows_needed
+from lstmcli.model.forecaster import LSTMForecaster
 
 METRICS = ("MAE", "RMSE", "sMAPE", "MASE", "relMAE")
 
@@ -104,10 +105,14 @@ def naive(values: np.ndarray, origins: np.ndarray, horizon: int) -> np.ndarray:
     return np.repeat(values[origins - 1][:, None, :], horizon, axis=1)
 
 
+def seasonal_offsets(horizon: int, season: int) -> np.ndarray:
+    """(H,) row offsets from the origin of seasonal naive's step h = 1..H: -s + ((h - 1) mod s)."""
+    return -season + (np.arange(horizon) % season)
+
+
 def seasonal_naive(values: np.ndarray, origins: np.ndarray, horizon: int, season: int) -> np.ndarray:
     """Step h = 1..H takes y[o - s + ((h - 1) mod s)]: the same point one season earlier."""
-    offsets = -season + (np.arange(horizon) % season)  # (H,)
-    return values[origins[:, None] + offsets]
+    return values[origins[:, None] + seasonal_offsets(horizon, season)]
 
 
 SCORE_CHUNK = 4096  # windows per forecast and partial sum: training and backtests chunk alike, so agree to the bit
@@ -300,27 +305,22 @@ class IntervalTable(_Scores):
 
 
 def _scaled_windows(
-    model: nn.Module, windows: Windows, origins: np.ndarray, season: int
+    model: LSTMForecaster, windows: Windows, origins: np.ndarray, season: int
 ) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
     """For ``origins``, in the model's (scaled) units: actuals (W, H, k), the model's and seasonal
     naive's forecasts, and each window's scale (W, 1, k)."""
-    k, H = windows.n_targets, windows.out_offsets.numel()
-    scale_fn = getattr(model, "scale", None)
+    k, H, device = windows.n_targets, windows.out_offsets.numel(), windows.series.device
     chunks: list[np.ndarray] = []
     with torch.no_grad():
         for lo in range(0, len(origins), windows.eval_chunk()):
-            o = torch.as_tensor(origins[lo : lo + windows.eval_chunk()], device=windows.series.device)
-            x = windows.inputs(o)
-            s = scale_fn(x) if scale_fn is not None else torch.ones_like(x[:, -1:, :k])
-            chunks.append(s.float().cpu().double().numpy())
+            o = torch.as_tensor(origins[lo : lo + windows.eval_chunk()], device=device)
+            chunks.append(model.scale(windows.inputs(o)).float().cpu().double().numpy())
     scale = np.concatenate(chunks) if chunks else np.ones((0, 1, k))
     # Only these windows' rows leave the device: never a copy of the whole series per call.
-    o = torch.as_tensor(origins, device=windows.series.device)
-    offsets = torch.as_tensor(-season + (np.arange(H) % season), device=windows.series.device)
-    actual = windows.series[o[:, None] + torch.arange(H, device=o.device), :k]
-    snaive = windows.series[o[:, None] + offsets, :k]
+    o = torch.as_tensor(origins, device=device)
+    snaive = windows.series[o[:, None] + torch.as_tensor(seasonal_offsets(H, season), device=device), :k]
     return (
-        actual.double().cpu().numpy(),
+        windows.targets(o).double().cpu().numpy(),
         {"model": forecast_scaled(model, windows, origins), "seasonal_naive": snaive.double().cpu().numpy()},
         scale,
     )
@@ -345,7 +345,7 @@ def _calibration(errors: np.ndarray) -> Calibration:
     return Calibration(windows=len(errors), levels=list(CALIBRATED_LEVELS), radius=radius)
 
 
-def calibrate(model: nn.Module, windows: Windows, ds: Dataset, season: int) -> dict[str, Calibration]:
+def calibrate(model: LSTMForecaster, windows: Windows, ds: Dataset, season: int) -> dict[str, Calibration]:
     """Conformal radii of the model and of seasonal naive from the validation windows: pooled over
     every series, and per series for each series of a multi-series run with PER_SERIES_WINDOWS
     validation windows or more."""
@@ -381,7 +381,7 @@ class IntervalSums:
 
     def add(
         self,
-        model: nn.Module,
+        model: LSTMForecaster,
         windows: Windows,
         scaler: Scaler,
         origins: np.ndarray,
@@ -448,7 +448,7 @@ class IntervalSums:
 
 
 def interval_scores(
-    model: nn.Module, windows: Windows, ds: Dataset, name: str, season: int, calibrations: dict[str, Calibration]
+    model: LSTMForecaster, windows: Windows, ds: Dataset, name: str, season: int, calibrations: dict[str, Calibration]
 ) -> dict[str, IntervalTable]:
     """Coverage, width, interval score and MSIS of the calibrated intervals on split ``name``, per
     level in ``SCORED_LEVELS``, for the model and for seasonal naive, pooled over the series."""

@@ -60,37 +60,16 @@ def metrics_table(scores: TargetScores, title: str) -> Table:
     return table
 
 
-def backtest_intervals_table(intervals: dict[str, IntervalTable], title: str) -> Table:
-    """A backtest's scores of the run's calibrated intervals, beside seasonal naive's."""
-    table = Table(title=title, title_justify="left")
+def intervals_table(
+    intervals: dict[str, IntervalTable], title: str, calibration: Calibration | None = None, caption: str | None = None
+) -> Table:
+    """Coverage, width and MSIS of a run's calibrated intervals, beside seasonal naive's; with
+    ``calibration``, a level its validation windows were too few to promise is marked *."""
+    table = Table(title=title, title_justify="left", caption=caption, caption_justify="left")
     for col in ("level", "LSTM coverage", "width", "MSIS", "s. naive coverage", "width", "MSIS"):
         table.add_column(col, justify="right")
     for level, row in intervals.items():
-        cells = [
-            c
-            for f in (row.model, row.seasonal_naive)
-            for c in (_pct(None if f.coverage is None else 100 * f.coverage), _fmt(f.width), _fmt(f.MSIS, 3))
-        ]
-        table.add_row(f"{level}%", *cells)
-    return table
-
-
-def intervals_table(intervals: dict[str, IntervalTable], calibration: Calibration, series: int) -> Table:
-    """Coverage, width and MSIS of the calibrated intervals on the test split, beside seasonal naive's."""
-    own = len(calibration.per_series or {})
-    pooled = ""
-    if series > 1:
-        pooled = f", pooled over {series} series" if not own else f"; {own} of {series} series on their own windows"
-    table = Table(
-        title=f"Prediction intervals on the test split (split conformal on {calibration.windows} validation windows{pooled})",
-        title_justify="left",
-        caption="coverage: fraction of test values inside; MSIS: interval score / in-sample seasonal naive MAE (M4)",
-        caption_justify="left",
-    )
-    for col in ("level", "LSTM coverage", "width", "MSIS", "s. naive coverage", "width", "MSIS"):
-        table.add_column(col, justify="right")
-    for level, row in intervals.items():
-        mark = "" if calibration.guaranteed(int(level)) else "*"
+        mark = "*" if calibration is not None and not calibration.guaranteed(int(level)) else ""
         cells = [
             c
             for f in (row.model, row.seasonal_naive)
@@ -98,6 +77,20 @@ def intervals_table(intervals: dict[str, IntervalTable], calibration: Calibratio
         ]
         table.add_row(f"{level}%{mark}", *cells)
     return table
+
+
+def summary_intervals_table(intervals: dict[str, IntervalTable], calibration: Calibration, series: int) -> Table:
+    """The training summary's table: the test split, with how the intervals were calibrated."""
+    own = len(calibration.per_series or {})
+    pooled = ""
+    if series > 1:
+        pooled = f", pooled over {series} series" if not own else f"; {own} of {series} series on their own windows"
+    return intervals_table(
+        intervals,
+        f"Prediction intervals on the test split (split conformal on {calibration.windows} validation windows{pooled})",
+        calibration,
+        "coverage: fraction of test values inside; MSIS: interval score / in-sample seasonal naive MAE (M4)",
+    )
 
 
 _CAPTION = "MASE: MAE / in-sample seasonal naive MAE of the training rows; relMAE: MAE / seasonal naive's here"
@@ -161,7 +154,7 @@ def train_summary(summary: TrainSummary) -> None:
         from lstmcli.intervals import windows_needed
 
         cal = m.calibration["model"]
-        out.print(intervals_table(m.intervals, cal, len(m.test.per_series or {}) or 1))
+        out.print(summary_intervals_table(m.intervals, cal, len(m.test.per_series or {}) or 1))
         short = [lv for lv in m.intervals if not cal.guaranteed(int(lv))]
         if short:
             out.print(
@@ -326,9 +319,7 @@ def prediction(result: Results, backtest: bool) -> None:
         else:
             _forecast(item)  # type: ignore[arg-type]
     if result.intervals is not None:
-        out.print(
-            backtest_intervals_table(result.intervals, f"Prediction intervals pooled over {len(result.items)} series")
-        )
+        out.print(intervals_table(result.intervals, f"Prediction intervals pooled over {len(result.items)} series"))
     if result.metrics is not None:
         out.print(metrics_table(result.metrics, f"Pooled over {len(result.items)} series, original units"))
         means = series_means_line(result.metrics)
@@ -347,9 +338,7 @@ def _backtest(bt: Backtest) -> None:
     for name, per in (bt.metrics.per_target or {}).items():
         out.print(metrics_table(per, f"target {name}"))
     if bt.intervals:
-        out.print(
-            backtest_intervals_table(bt.intervals, f"Prediction intervals from each origin ({bt.origins.size} windows)")
-        )
+        out.print(intervals_table(bt.intervals, f"Prediction intervals from each origin ({bt.origins.size} windows)"))
 
 
 def _forecast(fc: Forecast) -> None:

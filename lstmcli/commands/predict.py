@@ -111,7 +111,7 @@ def _forecast_one(
     window = series.scaled[-L:]
     if len(window) < L:  # a short series of a global model: its first row repeated, as in training
         window = np.concatenate([np.repeat(window[:1], L - len(window), axis=0), window])
-    inputs = torch.as_tensor(window, device=device)  # (L, n)
+    first = inputs = torch.as_tensor(window, device=device)  # (L, n): the window the intervals are scaled by
     chunks = []
     with torch.no_grad():
         for c in range(calls):
@@ -129,7 +129,7 @@ def _forecast_one(
     if calibration is not None:  # the forecast ± radius × the window's scale, mapped back like the forecast
         calibration = calibration.for_series(series.id)
         with torch.no_grad():
-            scale = model.scale(torch.as_tensor(window, device=device)[None]).float().cpu().double().numpy()[0]
+            scale = model.scale(first[None]).float().cpu().double().numpy()[0]
         for level in levels:
             r = calibration.radius_for(level)[:K] * scale  # (K, k)
             intervals[level] = (
