@@ -9,6 +9,7 @@ import resource
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -158,24 +159,35 @@ def test_files_of_other_names_inside_a_run_survive_an_overwrite(tmp_path: Path, 
     assert (tmp_path / "run" / "notes.txt").read_text() == "why this run"
 
 
-def test_a_kill_while_moving_the_finished_run_into_place_is_completed_by_the_next_reader(
-    tmp_path: Path, tiny_csv: Path, monkeypatch: pytest.MonkeyPatch
+def _overwrite_killed_while_moving(
+    config: Path, run: Path, monkeypatch: pytest.MonkeyPatch, dies: Callable[[Path, list[str]], bool]
 ) -> None:
-    config = write_config(tmp_path / "c.yaml")
-    train(load_config(config, ["train.seed=5"]), tmp_path / "run")
+    """Train ``run`` with seed 5, then overwrite it with the config's seed, killed (Crash) while
+    moving the finished files into place, at the first file ``src`` for which ``dies(src, moved)``
+    holds (``moved``: the names moved so far)."""
+    train(load_config(config, ["train.seed=5"]), run)
     real = store.RunDir._rename
     moved: list[str] = []
 
-    def dies_after_two(self: RunDir, src: Path, dst: Path) -> None:
-        if src.parent.name == "partial" and len(moved) == 2:
+    def rename(self: RunDir, src: Path, dst: Path) -> None:
+        if dies(src, moved):
             raise Crash
         moved.append(src.name)
         real(self, src, dst)
 
-    monkeypatch.setattr(store.RunDir, "_replace", dies_after_two)
+    monkeypatch.setattr(store.RunDir, "_replace", rename)
     with pytest.raises(Crash):
-        train(load_config(config), tmp_path / "run", "overwrite")
+        train(load_config(config), run, "overwrite")
     monkeypatch.undo()
+
+
+def test_a_kill_while_moving_the_finished_run_into_place_is_completed_by_the_next_reader(
+    tmp_path: Path, tiny_csv: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = write_config(tmp_path / "c.yaml")
+    _overwrite_killed_while_moving(
+        config, tmp_path / "run", monkeypatch, lambda src, moved: src.parent.name == "partial" and len(moved) == 2
+    )
     run = RunDir(tmp_path / "run")
     assert run.awaiting_commit() and not run.finished()  # a mix of the two runs on disk
     result = runner.invoke(app, ["inspect", str(tmp_path / "run")])
@@ -325,18 +337,7 @@ def test_a_reader_waits_for_a_move_into_place_under_way(
     from lstmcli.runs.run import load_run
 
     config = write_config(tmp_path / "c.yaml")
-    train(load_config(config, ["train.seed=5"]), tmp_path / "run")
-    real = store.RunDir._rename
-
-    def dies_before_metrics(self: RunDir, src: Path, dst: Path) -> None:
-        if src.name == "metrics.json":
-            raise Crash
-        real(self, src, dst)
-
-    monkeypatch.setattr(store.RunDir, "_replace", dies_before_metrics)
-    with pytest.raises(Crash):
-        train(load_config(config), tmp_path / "run", "overwrite")
-    monkeypatch.undo()
+    _overwrite_killed_while_moving(config, tmp_path / "run", monkeypatch, lambda src, moved: src.name == "metrics.json")
     lock = RunLock(tmp_path / "run")
     lock.acquire()  # a trainer still moving its files holds the lock
     threading.Timer(0.5, lock.release).start()
