@@ -16,6 +16,8 @@ from lstmcli.fsutil import MiB, expand, read_text
 MAX_CONFIG_BYTES = MiB  # a config is a few hundred bytes; a bigger file is not one
 MAX_YAML_DEPTH = 32  # a config nests 3 levels; composing YAML is recursive, so deeper is refused
 MAX_LAYERS = 64
+MAX_QUANTILES = 99
+DEFAULT_QUANTILES = [0.1, 0.5, 0.9]
 MAX_PARAMETERS = 1_000_000_000  # 24 GB of weights, gradients, Adam moments and best weights in fp32
 
 
@@ -42,6 +44,31 @@ class ModelConfig(_Section):
         description="divide each window's target inputs (less their level) by the window's mean absolute step, "
         "and its forecast errors in training too: every window, whatever its series' level, weighs alike",
     )
+    quantiles: list[float] | None = Field(
+        None,
+        description="with train.loss: quantile, the quantiles forecast per step and target (they include 0.5, "
+        "the point forecast); default [0.1, 0.5, 0.9]",
+    )
+
+    @field_validator("quantiles")
+    @classmethod
+    def _quantile_levels(cls, v: list[float] | None) -> list[float] | None:
+        if v is None:
+            return v
+        if any(not 0.0 < q < 1.0 for q in v):
+            raise ValueError("each quantile must lie strictly between 0 and 1")
+        if sorted(set(v)) != v:
+            raise ValueError("list each quantile once, in increasing order")
+        if 0.5 not in v:
+            raise ValueError("include 0.5: the median is the point forecast")
+        if len(v) > MAX_QUANTILES:
+            raise ValueError(f"at most {MAX_QUANTILES} quantiles")
+        return v
+
+    @property
+    def outputs_per_value(self) -> int:
+        """Forecasts per step and target: one per quantile, or the point forecast alone."""
+        return len(self.quantiles) if self.quantiles else 1
 
 
 class SplitConfig(_Section):
@@ -138,8 +165,10 @@ class TrainConfig(_Section):
     lr: float = Field(3e-3, gt=0.0)
     weight_decay: float = Field(0.0, ge=0.0)
     optimizer: Literal["adam", "adamw"] = "adamw"
-    loss: Literal["mse", "mae", "huber"] = Field(
-        "mae", description="what training minimises (and early stopping watches), on the scaled targets"
+    loss: Literal["mse", "mae", "huber", "quantile"] = Field(
+        "mae",
+        description="what training minimises (and early stopping watches), on the scaled targets; quantile: "
+        "the pinball loss of each of model.quantiles, averaged",
     )
     grad_clip: float | None = Field(1.0, gt=0.0, description="max gradient norm; null turns clipping off")
     schedule: Literal["plateau", "cosine", "none"] = Field(
@@ -176,6 +205,15 @@ class Config(_Section):
     train: TrainConfig = Field(default_factory=TrainConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _default_quantiles(cls, data: Any) -> Any:
+        """train.loss: quantile without model.quantiles trains DEFAULT_QUANTILES (written into the run's config)."""
+        if isinstance(data, dict) and isinstance(data.get("model"), dict) and isinstance(data.get("train"), dict):
+            if data["train"].get("loss") == "quantile" and data["model"].get("quantiles") is None:
+                return {**data, "model": {**data["model"], "quantiles": list(DEFAULT_QUANTILES)}}
+        return data
+
     @model_validator(mode="after")
     def _n_matches_columns(self) -> Config:
         cols = self.data.columns
@@ -183,6 +221,11 @@ class Config(_Section):
             raise ValueError(
                 f"model.n is {self.model.n} but data.target + data.features name {len(cols)} "
                 f"column(s) ({', '.join(cols)}); n must equal the number of input columns"
+            )
+        if self.model.quantiles is not None and self.train.loss != "quantile":
+            raise ValueError(
+                f"model.quantiles is set but train.loss is {self.train.loss!r}; quantiles are trained with "
+                "train.loss: quantile (a point model gets calibrated intervals without them)"
             )
         if self.parameters > MAX_PARAMETERS:
             raise ValueError(
@@ -197,7 +240,7 @@ class Config(_Section):
         layout), then the head m -> H·k."""
         n, m, layers = self.model.n, self.model.m, self.model.layers
         lstm = sum(4 * m * ((n if layer == 0 else m) + m) + 8 * m for layer in range(layers))
-        out = self.data.horizon * len(self.data.target)
+        out = self.data.horizon * len(self.data.target) * self.model.outputs_per_value
         return lstm + m * out + out
 
     def to_dict(self) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from torch import nn
 
 from lstmcli.data.dataset import Dataset, Scaler
 from lstmcli.data.windows import Windows
-from lstmcli.intervals import conformal_radius, windows_needed
+from lstmcli.intervals import band, conformal_radius, conformity, pinball_loss, windows_needed
 from lstmcli.model.forecaster import LSTMForecaster
 
 METRICS = ("MAE", "RMSE", "sMAPE", "MASE", "relMAE")
@@ -78,9 +78,10 @@ def mase_scale(train: np.ndarray, season: int) -> np.ndarray:
 
 @torch.no_grad()
 def forecast_scaled(
-    model: nn.Module, windows: Windows, origins: np.ndarray, batch_size: int | None = None
+    model: nn.Module, windows: Windows, origins: np.ndarray, batch_size: int | None = None, quantiles: bool = False
 ) -> np.ndarray:
-    """Model forecasts for ``origins`` in scaled units, shape (W, H, k), float64."""
+    """Model forecasts for ``origins`` in scaled units, shape (W, H, k), float64; with
+    ``quantiles``, every forecast quantile, (W, H, k, Q) (Q = 1 for a point model)."""
     batch_size = batch_size or windows.eval_chunk()
     was_training = model.training
     model.eval()
@@ -88,10 +89,12 @@ def forecast_scaled(
     out = []
     for start in range(0, len(origins), batch_size):
         o = torch.as_tensor(origins[start : start + batch_size], device=device)
-        out.append(model(windows.inputs(o)).float().cpu())
+        x = windows.inputs(o)
+        out.append((model(x, quantiles=True) if quantiles else model(x)).float().cpu())
     model.train(was_training)
     if not out:
-        return np.zeros((0, windows.out_offsets.numel(), windows.n_targets))
+        shape = (0, windows.out_offsets.numel(), windows.n_targets)
+        return np.zeros((*shape, getattr(model, "outputs", 1)) if quantiles else shape)
     return torch.cat(out).double().numpy()
 
 
@@ -261,12 +264,18 @@ class Calibration(_Scores):
     the interval is the forecast ± radius × the window's scale, in the model's units, then mapped
     back to original units (so a log run's intervals are multiplicative). With fewer windows than a
     level needs (``intervals.windows_needed``: 4 for 80%, 19 for 95%) its radius is the largest
-    error seen, which promises only windows / (windows + 1)."""
+    error seen, which promises only windows / (windows + 1).
+
+    A quantile run's interval at a level is built around a band of two of its quantiles
+    (``intervals.band``, e.g. q10 and q90 for 80%) rather than the point forecast: the radius is
+    CQR's, of how far values fell outside that band (negative when the band was too wide), and
+    ``bands`` names the pair per level. The interval never excludes the point forecast."""
 
     split: Literal["val"] = "val"
     windows: int
     levels: list[int]
     radius: list[list[list[float | None]]]  # (levels, H, k) in window scales; None: not finite
+    bands: list[tuple[float, float]] | None = None  # per level, the quantiles (lo, hi) widened; None: the point
     # Multi-series runs: a series with PER_SERIES_WINDOWS validation windows or more has its own
     # radii (calibrated on its own errors); the others use the pooled ones above.
     per_series: dict[str, Calibration] | None = None
@@ -285,6 +294,30 @@ class Calibration(_Scores):
         rows = self.radius[self.levels.index(level)]
         return np.array([[math.inf if v is None else v for v in step] for step in rows], dtype=np.float64)
 
+    def band_for(self, level: int) -> tuple[float, float]:
+        """The forecast quantiles the interval at ``level`` widens: (0.5, 0.5), the point, unless a band."""
+        return (0.5, 0.5) if self.bands is None else self.bands[self.levels.index(level)]
+
+    def interval(
+        self, forecast: np.ndarray, quantiles: tuple[float, ...], scale: np.ndarray, level: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Lower and upper bounds (..., K, k) at ``level``, in the model's units, of a forecast
+        (..., K, k, Q) of quantiles ``quantiles`` (Q = 1 and () for a point forecast) from windows
+        of scale ``scale`` (broadcast against (..., K, k)): the band's quantiles minus and plus the
+        radius times the window's scale, the point forecast inside."""
+        lo_q, hi_q = self.band_for(level)
+        r = self.radius_for(level)[: forecast.shape[-3]] * scale
+        point = forecast[..., _index(quantiles, 0.5)]
+        with np.errstate(invalid="ignore"):  # an inf radius (too few windows) times a scale
+            lower = np.minimum(forecast[..., _index(quantiles, lo_q)] - r, point)
+            upper = np.maximum(forecast[..., _index(quantiles, hi_q)] + r, point)
+        return lower, upper
+
+
+def _index(quantiles: tuple[float, ...], tau: float) -> int:
+    """Position of quantile ``tau`` in a forecast's last axis (0: a point forecast's only entry)."""
+    return quantiles.index(tau) if quantiles else 0
+
 
 class IntervalScores(_Scores):
     """A forecast's central intervals at one level on a split, in original units: empirical
@@ -295,6 +328,14 @@ class IntervalScores(_Scores):
     width: float | None
     interval_score: float | None
     MSIS: float | None
+
+
+class QuantileScores(_Scores):
+    """A quantile forecast on a split, in original units: the fraction of values at or below it (τ
+    for a calibrated τ-quantile) and its mean pinball loss."""
+
+    below: float | None
+    pinball: float | None
 
 
 class IntervalTable(_Scores):
@@ -308,7 +349,8 @@ def _scaled_windows(
     model: LSTMForecaster, windows: Windows, origins: np.ndarray, season: int
 ) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
     """For ``origins``, in the model's (scaled) units: actuals (W, H, k), the model's and seasonal
-    naive's forecasts, and each window's scale (W, 1, k)."""
+    naive's forecasts as quantiles (W, H, k, Q) (Q = 1: a point forecast), and each window's scale
+    (W, 1, k)."""
     k, H, device = windows.n_targets, windows.out_offsets.numel(), windows.series.device
     chunks: list[np.ndarray] = []
     with torch.no_grad():
@@ -321,7 +363,10 @@ def _scaled_windows(
     snaive = windows.series[o[:, None] + torch.as_tensor(seasonal_offsets(H, season), device=device), :k]
     return (
         windows.targets(o).double().cpu().numpy(),
-        {"model": forecast_scaled(model, windows, origins), "seasonal_naive": snaive.double().cpu().numpy()},
+        {
+            "model": forecast_scaled(model, windows, origins, quantiles=True),
+            "seasonal_naive": snaive.double().cpu().numpy()[..., None],
+        },
         scale,
     )
 
@@ -339,10 +384,24 @@ def _spread(origins: np.ndarray, at_most: int) -> np.ndarray:
     return origins[np.linspace(0, len(origins) - 1, at_most).round().astype(np.int64)]
 
 
-def _calibration(errors: np.ndarray) -> Calibration:
-    radii = np.stack([conformal_radius(errors, level / 100, clamp=True) for level in CALIBRATED_LEVELS])
+def _calibration(
+    actual: np.ndarray, forecast: np.ndarray, quantiles: tuple[float, ...], scale: np.ndarray
+) -> Calibration:
+    """Radii at every level in ``CALIBRATED_LEVELS`` from windows' actuals (W, H, k), forecast
+    quantiles (W, H, k, Q) and scales (W, 1, k): conformity scores to each level's band, in window scales."""
+    bands = [band(quantiles, level / 100) for level in CALIBRATED_LEVELS]
+    scores: dict[tuple[float, float], np.ndarray] = {}
+    radii = []
+    for level, (lo, hi) in zip(CALIBRATED_LEVELS, bands, strict=True):
+        if (lo, hi) not in scores:
+            lower, upper = forecast[..., _index(quantiles, lo)], forecast[..., _index(quantiles, hi)]
+            scores[lo, hi] = conformity(actual, lower, upper) / scale
+        radii.append(conformal_radius(scores[lo, hi], level / 100, clamp=True))
     radius = [[[_finite(float(v)) for v in step] for step in lv] for lv in radii]
-    return Calibration(windows=len(errors), levels=list(CALIBRATED_LEVELS), radius=radius)
+    point = all(b == (0.5, 0.5) for b in bands)
+    return Calibration(
+        windows=len(actual), levels=list(CALIBRATED_LEVELS), radius=radius, bands=None if point else bands
+    )
 
 
 def calibrate(model: LSTMForecaster, windows: Windows, ds: Dataset, season: int) -> dict[str, Calibration]:
@@ -357,17 +416,22 @@ def calibrate(model: LSTMForecaster, windows: Windows, ds: Dataset, season: int)
     bounds = np.cumsum([0, *(len(o) for o in per)])
     out = {}
     for name, f in forecasts.items():
-        errors = np.abs(actual - f) / scale
-        pooled = _calibration(errors)
+        q = _quantiles(model, name)
+        pooled = _calibration(actual, f, q, scale)
         if len(ds.series) > 1:
             own = {
-                str(s.id): _calibration(errors[lo:hi])
+                str(s.id): _calibration(actual[lo:hi], f[lo:hi], q, scale[lo:hi])
                 for s, lo, hi in zip(ds.series, bounds[:-1], bounds[1:], strict=True)
                 if hi - lo >= PER_SERIES_WINDOWS
             }
             pooled = pooled.model_copy(update={"per_series": own or None})
         out[name] = pooled
     return out
+
+
+def _quantiles(model: LSTMForecaster, forecaster: str) -> tuple[float, ...]:
+    """The quantiles of a forecaster's (W, H, k, Q) forecasts: the model's, or () for a point forecast."""
+    return model.quantiles if forecaster == "model" else ()
 
 
 class IntervalSums:
@@ -378,6 +442,7 @@ class IntervalSums:
         self.levels = list(levels)
         self.sums: dict[tuple[int, str], np.ndarray] = {}
         self.msis: dict[tuple[int, str], list[float]] = {}
+        self.quantile_sums: dict[float, np.ndarray] = {}  # a quantile run's: values below, pinball, count
 
     def add(
         self,
@@ -402,13 +467,20 @@ class IntervalSums:
             chunk = origins[c : c + SCORE_CHUNK]
             _, forecasts, scale = _scaled_windows(model, windows, chunk, season)
             actual = actuals(values, chunk, windows.out_offsets.numel())
+            for j, tau in enumerate(model.quantiles):
+                with np.errstate(invalid="ignore", over="ignore"):
+                    q = scaler.inverse(forecasts["model"][..., j], slice(0, k))
+                    pinball = pinball_loss(actual, q, tau) * actual.size
+                part = np.array([float(np.sum(actual <= q)), pinball, actual.size])
+                self.quantile_sums[tau] = self.quantile_sums.get(tau, np.zeros(3)) + part
             for level in self.levels:
                 alpha = 1 - level / 100
                 for fname, f in forecasts.items():
-                    r = calibrations[fname].for_series(series).radius_for(level)[None] * scale  # (W, H, k)
+                    cal = calibrations[fname].for_series(series)
+                    lo_s, hi_s = cal.interval(f, _quantiles(model, fname), scale, level)  # (W, H, k)
                     with np.errstate(invalid="ignore", over="ignore"):
-                        lo = scaler.inverse(f - r, slice(0, k))
-                        hi = scaler.inverse(f + r, slice(0, k))
+                        lo = scaler.inverse(lo_s, slice(0, k))
+                        hi = scaler.inverse(hi_s, slice(0, k))
                         below, above = np.clip(lo - actual, 0, None), np.clip(actual - hi, 0, None)
                         score = (hi - lo) + (2 / alpha) * (below + above)
                     covered = float(np.sum((actual >= lo) & (actual <= hi)))
@@ -428,7 +500,20 @@ class IntervalSums:
             self.sums[key] = self.sums.get(key, np.zeros(4)) + part
         for key, parts in other.msis.items():
             self.msis.setdefault(key, []).extend(parts)
+        for tau, part in other.quantile_sums.items():
+            self.quantile_sums[tau] = self.quantile_sums.get(tau, np.zeros(3)) + part
         return self
+
+    def quantile_table(self) -> dict[str, QuantileScores] | None:
+        """Per quantile of a quantile run (keyed "0.1", ...); None for a point model."""
+        if not self.quantile_sums:
+            return None
+        return {
+            str(tau): QuantileScores(
+                below=below / count if count else None, pinball=_finite(pinball / count) if count else None
+            )
+            for tau, (below, pinball, count) in sorted(self.quantile_sums.items())
+        }
 
     def table(self) -> dict[str, IntervalTable]:
         out: dict[str, IntervalTable] = {}
@@ -449,15 +534,16 @@ class IntervalSums:
 
 def interval_scores(
     model: LSTMForecaster, windows: Windows, ds: Dataset, name: str, season: int, calibrations: dict[str, Calibration]
-) -> dict[str, IntervalTable]:
-    """Coverage, width, interval score and MSIS of the calibrated intervals on split ``name``, per
-    level in ``SCORED_LEVELS``, for the model and for seasonal naive, pooled over the series."""
+) -> IntervalSums:
+    """The sums behind the coverage, width, interval score and MSIS of the calibrated intervals on
+    split ``name``, per level in ``SCORED_LEVELS``, for the model and for seasonal naive, pooled
+    over the series (and of a quantile run's quantiles)."""
     values = ds.table.values[:, : ds.n_targets]
     sums = IntervalSums()
     for s in ds.series:
         in_sample = mase_scale(values[s.start : s.start + s.split.train_end], season)
         sums.add(model, windows, s.scaler, s.origins(name), values, in_sample, season, calibrations, str(s.id))
-    return sums.table()
+    return sums
 
 
 def _finite(v: float) -> float | None:

@@ -4,9 +4,13 @@ Pure NumPy on arrays shaped like the forecasts, (windows, H, k): step h of every
 and calibrated on its own, because the spread of a forecast grows with the step.
 
 - Split conformal (Vovk et al. 2005; Lei et al. 2018): on n calibration windows, the radius at
-  level 1 - α is the ⌈(n + 1)(1 - α)⌉-th smallest absolute residual. A new window's interval
-  forecast ± radius then covers its value with probability at least 1 - α when the windows are
-  exchangeable; with fewer than 1/α - 1 windows no finite radius can promise that (inf).
+  level 1 - α is the ⌈(n + 1)(1 - α)⌉-th smallest conformity score. For a point forecast the score
+  is the absolute residual, and a new window's interval forecast ± radius covers its value with
+  probability at least 1 - α when the windows are exchangeable; with fewer than 1/α - 1 windows no
+  finite radius can promise that (inf). For a band of two quantile forecasts [lo, hi] (conformalized
+  quantile regression, Romano et al. 2019) the score is max(lo - y, y - hi), negative inside the
+  band, and [lo - radius, hi + radius] carries the same promise: the band's width follows the
+  model's learned uncertainty, the radius corrects its calibration.
 - The interval score of Gneiting & Raftery (2007): width, plus 2/α times the distance by which the
   value falls outside the interval. MSIS (the M4 competition) divides it by the in-sample MAE of
   the seasonal naive forecast, as MASE does.
@@ -20,18 +24,34 @@ import math
 import numpy as np
 
 
-def conformal_radius(abs_residuals: np.ndarray, level: float, clamp: bool = False) -> np.ndarray:
-    """(H, k) radius per step and target from (n, H, k) absolute residuals of n calibration
-    windows, for coverage ``level`` (0 < level < 1). Where n is too small for the level
-    (:func:`windows_needed`): inf, or with ``clamp`` the largest residual, which promises only
-    n / (n + 1)."""
+def conformal_radius(scores: np.ndarray, level: float, clamp: bool = False) -> np.ndarray:
+    """(H, k) radius per step and target from (n, H, k) conformity scores of n calibration
+    windows (absolute residuals, or :func:`conformity` to a band), for coverage ``level``
+    (0 < level < 1). Where n is too small for the level (:func:`windows_needed`): inf, or with
+    ``clamp`` the largest score, which promises only n / (n + 1)."""
     if not 0.0 < level < 1.0:
         raise ValueError(f"level must lie strictly between 0 and 1, got {level}")
-    n = abs_residuals.shape[0]
-    rank = math.ceil((n + 1) * level)  # 1-based rank among the n residuals
+    n = scores.shape[0]
+    rank = math.ceil((n + 1) * level)  # 1-based rank among the n scores
     if rank > n and not (clamp and n):
-        return np.full(abs_residuals.shape[1:], np.inf)
-    return np.sort(abs_residuals, axis=0)[min(rank, n) - 1]
+        return np.full(scores.shape[1:], np.inf)
+    return np.sort(scores, axis=0)[min(rank, n) - 1]
+
+
+def conformity(y: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
+    """How far each value lies outside [lower, upper] (negative inside): CQR's conformity score,
+    the absolute residual when lower = upper is a point forecast."""
+    return np.maximum(lower - y, y - upper)
+
+
+def band(quantiles: tuple[float, ...] | list[float], level: float) -> tuple[float, float]:
+    """The two forecast quantiles (τ, 1 - τ) a central interval at ``level`` is built around: of
+    the symmetric pairs in ``quantiles``, the one whose nominal coverage 1 - 2τ is nearest
+    ``level`` (the wider on a tie); (0.5, 0.5), the point forecast, without such a pair."""
+    pairs = [(t, u) for t in quantiles for u in quantiles if t < 0.5 and math.isclose(t + u, 1.0)]
+    if not pairs:
+        return (0.5, 0.5)
+    return min(pairs, key=lambda p: (abs((p[1] - p[0]) - level), p[0]))
 
 
 def windows_needed(level: float) -> int:

@@ -33,11 +33,19 @@ class Forecast:
     series: str | None = None
     # level (%) -> (lower, upper), each (K, k) original units: split-conformal prediction intervals
     intervals: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    # a quantile run's own forecast quantiles, τ -> (K, k) original units (K ≤ H: one model call)
+    quantiles: dict[float, np.ndarray] = field(default_factory=dict)
 
-    def interval_columns(self) -> list[str]:
-        """``lower_80``, ``upper_80``, ... (prefixed by the target when there are several)."""
-        pre = [f"{t}_" for t in self.targets] if len(self.targets) > 1 else [""]
-        return [f"{p}{side}_{lv}" for p in pre for lv in self.intervals for side in ("lower", "upper")]
+    def columns(self) -> list[tuple[str, np.ndarray]]:
+        """The columns beside the point forecasts, each (K,): per target the quantiles ``q10``,
+        ``q90``, ... (not q50: the point forecast is the median), then ``lower_80``, ``upper_80``, ... (prefixed by the target when there are several)."""
+        cols = []
+        for j, t in enumerate(self.targets):
+            pre = f"{t}_" if len(self.targets) > 1 else ""
+            cols += [(f"{pre}q{100 * tau:g}", q[:, j]) for tau, q in self.quantiles.items() if tau != 0.5]
+            for lv, (lo, hi) in self.intervals.items():
+                cols += [(f"{pre}lower_{lv}", lo[:, j]), (f"{pre}upper_{lv}", hi[:, j])]
+        return cols
 
     def index_labels(self) -> list[str]:
         return format_dates(self.index) if self.date_column else [str(int(i)) for i in self.index]
@@ -73,21 +81,26 @@ class Forecast:
                 if self.intervals
                 else {}
             ),
+            **(
+                {
+                    "quantiles": {
+                        f"{tau:g}": {t: q[:, j].tolist() for j, t in enumerate(self.targets)}
+                        for tau, q in self.quantiles.items()
+                    }
+                }
+                if self.quantiles
+                else {}
+            ),
         }
 
     def to_csv(self) -> str:
-        """A date (or step) column, one column per target, then the intervals' bounds."""
+        """A date (or step) column, one column per target, then the quantiles and the intervals' bounds."""
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")
-        writer.writerow([self.date_column or "step", *self.targets, *self.interval_columns()])
+        extra = self.columns()
+        writer.writerow([self.date_column or "step", *self.targets, *(name for name, _ in extra)])
         for i, (label, row) in enumerate(zip(self.index_labels(), self.values, strict=True)):
-            bounds = [
-                repr(float(b[i, j]))
-                for j in range(len(self.targets))
-                for lo, hi in self.intervals.values()
-                for b in (lo, hi)
-            ]
-            writer.writerow([label, *(repr(float(v)) for v in row), *bounds])
+            writer.writerow([label, *(repr(float(v)) for v in row), *(repr(float(c[i])) for _, c in extra)])
         return buf.getvalue()
 
 

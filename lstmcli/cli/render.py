@@ -18,7 +18,14 @@ if TYPE_CHECKING:
     from lstmcli.commands.init import Starter
     from lstmcli.commands.inspect_run import InspectFacts, RunSummary
     from lstmcli.commands.train import TrainSummary
-    from lstmcli.evaluate import Calibration, ForecastScores, IntervalTable, SplitScores, TargetScores
+    from lstmcli.evaluate import (
+        Calibration,
+        ForecastScores,
+        IntervalTable,
+        QuantileScores,
+        SplitScores,
+        TargetScores,
+    )
     from lstmcli.model.gates import LayerFacts
     from lstmcli.results import Backtest, Forecast, Results
 
@@ -79,6 +86,26 @@ def intervals_table(
     return table
 
 
+def _conformal(bands: bool) -> str:
+    """How the intervals were calibrated, in a few words."""
+    return "CQR: conformalized quantile bands" if bands else "split conformal"
+
+
+def quantiles_table(quantiles: dict[str, QuantileScores]) -> Table:
+    """A quantile run's quantiles on the test split: how often values fell below each, its pinball loss."""
+    table = Table(
+        title="Quantile forecasts on the test split",
+        title_justify="left",
+        caption="below: fraction of test values at or below the quantile (τ when calibrated)",
+        caption_justify="left",
+    )
+    for col in ("quantile", "below", "pinball loss"):
+        table.add_column(col, justify="right")
+    for tau, q in quantiles.items():
+        table.add_row(f"{float(tau):g}", _pct(None if q.below is None else 100 * q.below), _fmt(q.pinball))
+    return table
+
+
 def summary_intervals_table(intervals: dict[str, IntervalTable], calibration: Calibration, series: int) -> Table:
     """The training summary's table: the test split, with how the intervals were calibrated."""
     own = len(calibration.per_series or {})
@@ -87,7 +114,8 @@ def summary_intervals_table(intervals: dict[str, IntervalTable], calibration: Ca
         pooled = f", pooled over {series} series" if not own else f"; {own} of {series} series on their own windows"
     return intervals_table(
         intervals,
-        f"Prediction intervals on the test split (split conformal on {calibration.windows} validation windows{pooled})",
+        f"Prediction intervals on the test split ({_conformal(calibration.bands is not None)} on "
+        f"{calibration.windows} validation windows{pooled})",
         calibration,
         "coverage: fraction of test values inside; MSIS: interval score / in-sample seasonal naive MAE (M4)",
     )
@@ -150,6 +178,8 @@ def train_summary(summary: TrainSummary) -> None:
         out.print(
             f"{m.padded_series} series were too short for a full lookback: their windows were padded with their first row{none}"
         )
+    if m.quantiles:
+        out.print(quantiles_table(m.quantiles))
     if m.intervals and m.calibration:
         from lstmcli.intervals import windows_needed
 
@@ -180,7 +210,8 @@ def inspect_facts(f: InspectFacts) -> None:
     sizes = " → ".join([f"x_t ({n})", *[f"layer {lay.layer} y_t ({m})" for lay in f.layers]])
     out.print(
         f"[bold]Stacked LSTM[/]: n = {n} inputs per step, m = {m} units per layer, {f.num_layers} layer(s), "
-        f"head → {f.horizon} steps × {f.targets} target(s)",
+        f"head → {f.horizon} steps × {f.targets} target(s)"
+        + (f" × {len(f.quantiles)} quantiles ({', '.join(f'{q:g}' for q in f.quantiles)})" if f.quantiles else ""),
         markup=True,
     )
     out.print(f"{sizes} → head ({f.head.output[0]})\n")
@@ -188,7 +219,7 @@ def inspect_facts(f: InspectFacts) -> None:
         _layer(lay, m)
     h = f.head
     out.print(
-        f"Head: Linear y_t ({m}) → {h.output[0]} = horizon × targets; weight {h.weight[0]}×{h.weight[1]} "
+        f"Head: Linear y_t ({m}) → {h.output[0]} = horizon × targets{' × quantiles' if f.quantiles else ''}; weight {h.weight[0]}×{h.weight[1]} "
         f"+ bias {h.bias[0]} = {h.parameters:,} parameters"
     )
     out.print(
@@ -276,13 +307,16 @@ def _run(r: RunSummary) -> None:
         stop = " (early stop)" if r.stopped_early else ""
         batch = f", batches of {r.batch_size}" if r.batch_size else ""
         scaled = ", each window divided by its mean absolute step" if r.window_scale else ""
+        loss = r.loss
+        if r.quantiles:
+            loss = f"quantile (pinball, averaged over {', '.join(f'{q:g}' for q in r.quantiles)}; the point is 0.5)"
         out.print(
-            f"  loss {r.loss}{scaled}{batch}; best epoch {r.best_epoch} of {r.epochs_run}{stop}, "
+            f"  loss {loss}{scaled}{batch}; best epoch {r.best_epoch} of {r.epochs_run}{stop}, "
             f"best val loss {r.best_val_loss:.4g}, {r.train_seconds:.1f} s on {r.device} ({r.precision})"
         )
         if r.interval_levels:
             out.print(
-                f"  prediction intervals: split conformal on {r.calibration_windows} validation windows, "
+                f"  prediction intervals: {_conformal(r.interval_bands)} on {r.calibration_windows} validation windows, "
                 f"predict --level {r.interval_levels[0]}…{r.interval_levels[-1]}"
             )
         out.print()
@@ -351,18 +385,21 @@ def _forecast(fc: Forecast) -> None:
     t.add_column(fc.date_column or "step")
     for name in fc.targets:
         t.add_column(name, justify="right")
-    for col in fc.interval_columns():
-        t.add_column(col, justify="right")
+    extra = fc.columns()
+    for name, _ in extra:
+        t.add_column(name, justify="right")
     for i, label in enumerate(fc.index_labels()):
-        bounds = [
-            f"{b[i, j]:.6g}" for j in range(len(fc.targets)) for lo, hi in fc.intervals.values() for b in (lo, hi)
-        ]
-        t.add_row(label, *(f"{v:.6g}" for v in fc.values[i]), *bounds)
+        t.add_row(label, *(f"{v:.6g}" for v in fc.values[i]), *(f"{c[i]:.6g}" for _, c in extra))
     out.print(t)
-    if fc.intervals:
+    if fc.quantiles:
         out.print(
-            "intervals: split conformal on the run's validation windows (its test coverage is in metrics.json)",
+            "q…: the model's own forecast quantiles (pinball loss; the forecast is its median, q50), not calibrated",
             soft_wrap=True,
+        )
+    if fc.intervals:
+        how = "conformalized quantile bands" if fc.quantiles else "split conformal"
+        out.print(
+            f"intervals: {how} on the run's validation windows (its test coverage is in metrics.json)", soft_wrap=True
         )
 
 

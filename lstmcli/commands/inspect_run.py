@@ -59,10 +59,12 @@ class RunSummary(BaseModel):
     precision: str | None = None
     windows: dict[str, int] | None = None
     loss: str = "mse"
+    quantiles: list[float] | None = None  # a quantile run's (train.loss: quantile)
     window_scale: bool = False
     batch_size: int | None = None
     calibration_windows: int | None = None  # validation windows behind the prediction intervals
     interval_levels: list[int] | None = None  # the levels predict --level takes
+    interval_bands: bool = False  # intervals widen quantile bands (CQR) rather than the point forecast
 
 
 class InspectFacts(gates.ModelFacts):
@@ -136,7 +138,9 @@ def run_summary(run: Run, metrics: Metrics | None) -> RunSummary:
         }
         if metrics.calibration:
             cal = metrics.calibration["model"]
-            trained.update(calibration_windows=cal.windows, interval_levels=list(cal.levels))
+            trained.update(
+                calibration_windows=cal.windows, interval_levels=list(cal.levels), interval_bands=cal.bands is not None
+            )
     return RunSummary(
         path=str(run.path),
         data=data.path,
@@ -150,6 +154,7 @@ def run_summary(run: Run, metrics: Metrics | None) -> RunSummary:
         horizon=cfg.horizon,
         season=cfg.season,
         loss=run.cfg.train.loss,
+        quantiles=run.cfg.model.quantiles,
         window_scale=run.cfg.model.window_scale,
         **trained,
     )

@@ -113,9 +113,13 @@ def _forecast_one(
         window = np.concatenate([np.repeat(window[:1], L - len(window), axis=0), window])
     first = inputs = torch.as_tensor(window, device=device)  # (L, n): the window the intervals are scaled by
     chunks = []
+    first_call = np.zeros(0)
     with torch.no_grad():
         for c in range(calls):
-            pred = model(inputs[None])[0].float()  # (H, k) scaled
+            quantiles = model(inputs[None], quantiles=True)[0].float()  # (H, k, Q) scaled; Q = 1: a point model
+            pred = quantiles[..., model.median]  # (H, k): the point forecast
+            if c == 0:
+                first_call = quantiles.cpu().double().numpy()
             chunks.append(pred.cpu().double().numpy())
             if c + 1 < calls:  # feed the forecast back in, with the features' future values
                 rows = torch.zeros(H, inputs.shape[1], device=device)
@@ -126,16 +130,18 @@ def _forecast_one(
     scaled = np.concatenate(chunks)[:K]  # (K, k)
     values = series.scaler.inverse(scaled, slice(0, k))  # (K, k) original units
     intervals = {}
-    if calibration is not None:  # the forecast ± radius × the window's scale, mapped back like the forecast
+    quantiles = {}
+    if model.quantiles and K <= H:  # a quantile run's own quantiles (later calls would feed back the median)
+        quantiles = {
+            tau: series.scaler.inverse(first_call[:K, :, j], slice(0, k)) for j, tau in enumerate(model.quantiles)
+        }
+    if calibration is not None:  # the forecast (or band) ± radius × the window's scale, mapped back like the forecast
         calibration = calibration.for_series(series.id)
         with torch.no_grad():
-            scale = model.scale(first[None]).float().cpu().double().numpy()[0]
+            scale = model.scale(first[None]).float().cpu().double().numpy()[0]  # (1, k)
         for level in levels:
-            r = calibration.radius_for(level)[:K] * scale  # (K, k)
-            intervals[level] = (
-                series.scaler.inverse(scaled - r, slice(0, k)),
-                series.scaler.inverse(scaled + r, slice(0, k)),
-            )
+            lo, hi = calibration.interval(first_call[:K], model.quantiles, scale, level)  # (K, k)
+            intervals[level] = (series.scaler.inverse(lo, slice(0, k)), series.scaler.inverse(hi, slice(0, k)))
     if table.dates is not None and frequency:
         index = continue_dates(table.dates[-1], frequency, K)
     else:
@@ -154,6 +160,7 @@ def _forecast_one(
         recursive=calls > 1,
         series=series.id,
         intervals=intervals,
+        quantiles=quantiles,
     )
 
 

@@ -277,6 +277,7 @@ def finish(opened: OpenRun, result: TrainResult, seconds: float) -> Metrics:
     assert work is not None
     cfg, ds, windows = p.cfg, p.ds, result.windows  # evaluated on the device it was trained on
     calibration = calibrate(result.model, windows, ds, cfg.data.season)
+    uncertainty = interval_scores(result.model, windows, ds, "test", cfg.data.season, calibration)
     metrics = Metrics(
         format_version=METRICS_FORMAT_VERSION,
         test=evaluate_split(result.model, windows, ds, "test", cfg.data.season),
@@ -292,7 +293,8 @@ def finish(opened: OpenRun, result: TrainResult, seconds: float) -> Metrics:
         processes=p.dist.world,
         batch_size=result.batch_size,
         calibration=calibration,
-        intervals=interval_scores(result.model, windows, ds, "test", cfg.data.season, calibration),
+        intervals=uncertainty.table(),
+        quantiles=uncertainty.quantile_table(),
         padded_series=ds.padded_series,
         series_without_training_windows=ds.series_without_training_windows,
     )

@@ -20,6 +20,13 @@ class LSTMForecaster(nn.Module):
     inputs are taken relative to the last value and the network's output is added to the seasonal
     naive forecast read from the window itself (step h: the value one season before): it learns
     the correction to last season, so an untrained network already forecasts like the baseline.
+
+    With ``quantiles`` (a quantile run), the head gives Q outputs per step and target. The median
+    is one of them; each quantile above it is the one below plus a softplus (positive) step, and
+    each below it the one above minus one, so the quantiles never cross, and no later map (the
+    window's scale, the scaler, exp of a log transform, all increasing) can make them.
+    ``forward(x)`` returns the median, the point forecast; ``forward(x, quantiles=True)`` all Q,
+    (B, H, k, Q) (Q = 1, the point forecast, for a point model).
     """
 
     def __init__(
@@ -34,6 +41,7 @@ class LSTMForecaster(nn.Module):
         season: int = 1,
         lookback: int | None = None,
         window_scale: bool = False,
+        quantiles: list[float] | None = None,
     ) -> None:
         super().__init__()
         if not 1 <= n_targets <= n:
@@ -41,6 +49,11 @@ class LSTMForecaster(nn.Module):
         self.n, self.m, self.layers = n, m, layers
         self.horizon, self.n_targets, self.normalize = horizon, n_targets, normalize
         self.window_scale = window_scale and normalize != "none"
+        self.quantiles: tuple[float, ...] = tuple(quantiles or ())
+        if self.quantiles and 0.5 not in self.quantiles:
+            raise ValueError(f"quantiles must include 0.5 (the point forecast), got {list(self.quantiles)}")
+        self.median = self.quantiles.index(0.5) if self.quantiles else 0
+        self.outputs = len(self.quantiles) or 1
         # normalize "season": row L - s + (h mod s) of the window is the seasonal naive forecast of
         # step h; without a season that fits the lookback it is the last row, as "last".
         seasonal = normalize == "season" and season > 1 and lookback is not None and lookback >= season
@@ -55,7 +68,7 @@ class LSTMForecaster(nn.Module):
             batch_first=True,
             dropout=dropout if layers > 1 else 0.0,
         )
-        self.head = nn.Linear(m, horizon * n_targets)
+        self.head = nn.Linear(m, horizon * n_targets * self.outputs)
 
     @classmethod
     def from_config(cls, cfg: Config) -> LSTMForecaster:
@@ -70,6 +83,7 @@ class LSTMForecaster(nn.Module):
             season=cfg.data.season,
             lookback=cfg.data.lookback,
             window_scale=cfg.model.window_scale,
+            quantiles=cfg.model.quantiles,
         )
 
     def level(self, x: torch.Tensor) -> torch.Tensor:
@@ -91,7 +105,7 @@ class LSTMForecaster(nn.Module):
         steps = (targets[:, 1:, :] - targets[:, :-1, :]).abs().mean(dim=1, keepdim=True)
         return steps.clamp_min(SCALE_FLOOR)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, quantiles: bool = False) -> torch.Tensor:
         # x: (B, L, n) scaled inputs, targets in the first k columns
         k = self.n_targets
         level = self.level(x)  # (B, 1, k)
@@ -102,5 +116,19 @@ class LSTMForecaster(nn.Module):
         if self.normalize != "none":
             x = torch.cat([(x[:, :, :k] - level) / scale, x[:, :, k:]], dim=2)
         y, _ = self.lstm(x)  # y: (B, L, m), every y_t of the last layer
-        out = self.head(y[:, -1, :])  # (B, H*k) from the last step's y_t
-        return out.view(-1, self.horizon, k) * scale + base  # (B, H, k)
+        out = self.head(y[:, -1, :])  # (B, H*k*Q) from the last step's y_t
+        if not self.quantiles:
+            point = out.view(-1, self.horizon, k) * scale + base  # (B, H, k)
+            return point.unsqueeze(-1) if quantiles else point
+        q = self._ordered(out.view(-1, self.horizon, k, self.outputs))
+        q = q * scale.unsqueeze(-1) + base.unsqueeze(-1)  # (B, H, k, Q)
+        return q if quantiles else q[..., self.median]  # the median: the same bits either way
+
+    def _ordered(self, raw: torch.Tensor) -> torch.Tensor:
+        """(..., Q) raw outputs -> increasing quantiles: the median's output, then cumulative
+        softplus steps up from it and down from it."""
+        j = self.median
+        mid = raw[..., j : j + 1]
+        up = mid + torch.cumsum(nn.functional.softplus(raw[..., j + 1 :]), dim=-1)
+        down = mid - torch.cumsum(nn.functional.softplus(raw[..., :j].flip(-1)), dim=-1).flip(-1)
+        return torch.cat([down, mid, up], dim=-1)

@@ -184,6 +184,7 @@ class ModelFacts(_Facts):
     num_layers: int
     horizon: int
     targets: int
+    quantiles: list[float] | None = None  # a quantile model's: one head output per quantile, step and target
     layers: list[LayerFacts]
     head: HeadFacts
     total_parameters: int
@@ -259,6 +260,7 @@ def describe(model: LSTMForecaster, *, stats: bool = False) -> ModelFacts:
         num_layers=lstm.num_layers,
         horizon=model.horizon,
         targets=model.n_targets,
+        quantiles=list(model.quantiles) or None,
         layers=layers,
         head=HeadFacts(
             input=[m],

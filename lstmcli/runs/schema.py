@@ -15,7 +15,7 @@ from typing import Any, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from lstmcli.errors import CheckpointError
-from lstmcli.evaluate import Calibration, IntervalTable, SplitScores
+from lstmcli.evaluate import Calibration, IntervalTable, QuantileScores, SplitScores
 from lstmcli.fsutil import SMALL_FILE_BYTES, read_bytes
 
 RUN_FORMAT = "lstmcli-run"
@@ -104,6 +104,7 @@ class Metrics(_Schema):
     batch_size: int | None = None  # the batch trained with (train.batch_size: auto chooses it); None before 0.2.0
     calibration: dict[str, Calibration] | None = None  # model, seasonal_naive: conformal radii (None before 0.2.0)
     intervals: dict[str, IntervalTable] | None = None  # test split, per level: the calibrated intervals' scores
+    quantiles: dict[str, QuantileScores] | None = None  # test split, a quantile run's quantiles
     padded_series: int = 0  # series too short for a full lookback (windows padded with their first row)
     series_without_training_windows: int = 0
 

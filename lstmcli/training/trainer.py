@@ -1,5 +1,5 @@
-"""The only optimisation loop: fused nn.LSTM, fused AdamW (``training.optim``), MSE on scaled
-targets, early stopping. Setup, one epoch, validation and the early-stopping bookkeeping are named
+"""The only optimisation loop: fused nn.LSTM, fused AdamW (``training.optim``), ``train.loss`` on
+scaled targets, early stopping. Setup, one epoch, validation and the early-stopping bookkeeping are named
 parts of :class:`Trainer`; :func:`fit` runs them, telling a :class:`~lstmcli.training.hooks.Hooks`."""
 
 from __future__ import annotations
@@ -47,6 +47,14 @@ class TrainResult:
     device: str
     precision: str
     batch_size: int
+
+
+def pinball_sum(pred: torch.Tensor, y: torch.Tensor, taus: torch.Tensor) -> torch.Tensor:
+    """Sum over the values of ``y`` (B, H, k) of the pinball loss of the quantile forecasts ``pred``
+    (B, H, k, Q) at levels ``taus`` (Q,), averaged over the Q quantiles: τ·(y − q) where y is above
+    q, (1 − τ)·(q − y) below (so the median's is half the absolute error)."""
+    d = y.unsqueeze(-1) - pred
+    return torch.maximum(taus * d, (taus - 1) * d).mean(dim=-1).sum()
 
 
 def seed_everything(seed: int) -> None:
@@ -128,27 +136,31 @@ class Trainer:
         # The shuffle has its own generator so that its stream is saved and restored on resume.
         self.shuffle = torch.Generator().manual_seed(self.tc.seed)
         self.state = TrainState()
+        self._taus = torch.tensor(self.model.quantiles or (0.5,), device=self.device)
 
     @property
     def precision(self) -> str:
         return {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(self.autocast_dtype, "fp32")  # type: ignore[arg-type]
 
     def _sq_error(self, net: nn.Module, origins: torch.Tensor) -> torch.Tensor:
-        """Sum of the loss (``train.loss``: squared, absolute or Huber errors, in scaled units) over
-        the windows at ``origins``."""
+        """Sum of the loss (``train.loss``: squared, absolute or Huber errors, or the pinball loss
+        averaged over the quantiles, in scaled units) over the windows at ``origins``."""
         x = self.windows.inputs(origins)  # (B, L, n)
         y = self.windows.targets(origins)  # (B, H, k)
+        quantile = self.tc.loss == "quantile"
         with torch.autocast(
             self.device.type,
             dtype=self.autocast_dtype or torch.float32,
             enabled=self.autocast_dtype is not None,
             cache_enabled=not self.use_graph,  # autocast's weight cache cannot live across graph replays
         ):
-            pred = net(x)  # (B, H, k)
+            pred = net(x, quantiles=True) if quantile else net(x)  # (B, H, k, Q) or (B, H, k)
         pred = pred.float()
         if self.model.window_scale:  # errors in each window's own scale, as its inputs are
             scale = self.model.scale(x)
-            pred, y = pred / scale, y / scale
+            pred, y = pred / (scale.unsqueeze(-1) if quantile else scale), y / scale
+        if quantile:
+            return pinball_sum(pred, y, self._taus)
         if self.tc.loss == "mae":
             return nn.functional.l1_loss(pred, y, reduction="sum")
         if self.tc.loss == "huber":

@@ -166,3 +166,93 @@ def test_a_series_with_enough_validation_windows_gets_its_own_calibration(tmp_pa
     for level, row in saved.items():
         for forecast_name, scores in row.items():
             assert got[level][forecast_name] == pytest.approx(scores), (level, forecast_name)
+
+
+@pytest.fixture(scope="module")
+def quantile_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("qr")
+    write_csv(d / "series.csv", rows=120)
+    cfg = write_config(d / "q.yaml", train={"loss": "quantile"})
+    result = runner.invoke(app, ["train", str(cfg)])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "Quantile forecasts on the test split" in text and "CQR: conformalized quantile bands" in text
+    return d / "run"
+
+
+def test_a_quantile_run_scores_each_quantile_and_calibrates_bands_around_them(quantile_run: Path) -> None:
+    m = json.loads((quantile_run / "metrics.json").read_text())
+    assert list(m["quantiles"]) == ["0.1", "0.5", "0.9"]  # the default quantiles
+    below = [m["quantiles"][q]["below"] for q in ("0.1", "0.5", "0.9")]
+    assert below == sorted(below) and all(m["quantiles"][q]["pinball"] > 0 for q in m["quantiles"])
+    cal = m["calibration"]["model"]
+    assert cal["bands"][cal["levels"].index(80)] == [0.1, 0.9]
+    assert "bands" not in m["calibration"]["seasonal_naive"] or m["calibration"]["seasonal_naive"]["bands"] is None
+    config = (quantile_run / "config.yaml").read_text()
+    assert "quantiles:" in config and "- 0.9" in config  # the defaults chosen are written into the run
+
+
+def test_predict_writes_a_quantile_runs_quantiles_beside_its_intervals(quantile_run: Path, tmp_path: Path) -> None:
+    data = quantile_run.parent / "series.csv"
+    out = tmp_path / "f.csv"
+    result = runner.invoke(app, ["predict", str(quantile_run), "--data", str(data), "--level", "80", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    rows = list(csv.reader(out.read_text().splitlines()))
+    assert rows[0] == ["date", "y", "q10", "q90", "lower_80", "upper_80"]
+    y, q10, q90, lo, hi = np.array([[float(c) for c in r[1:]] for r in rows[1:]]).T
+    assert np.all(q10 < y) and np.all(y < q90) and np.all(lo <= y) and np.all(y <= hi)
+    js = json.loads(runner.invoke(app, ["predict", str(quantile_run), "--data", str(data), "--json"]).output)
+    assert js["quantiles"]["0.1"]["y"] == pytest.approx(q10.tolist())
+    assert js["quantiles"]["0.5"]["y"] == pytest.approx(y.tolist())  # the point forecast is the median
+    # fed-back forecasts beyond H are medians, not quantiles: none are written for them
+    long = runner.invoke(app, ["predict", str(quantile_run), "--data", str(data), "--steps", "7", "--json"])
+    assert long.exit_code == 0 and "quantiles" not in json.loads(long.output)
+
+
+def test_a_backtest_of_a_quantile_run_reproduces_its_interval_scores(quantile_run: Path) -> None:
+    data = str(quantile_run.parent / "series.csv")
+    args = [
+        "predict",
+        str(quantile_run),
+        "--data",
+        data,
+        "--backtest",
+        "--split",
+        "test",
+        "--level",
+        "80",
+        "--level",
+        "95",
+    ]
+    result = runner.invoke(app, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    assert (
+        json.loads(result.output)["intervals"] == json.loads((quantile_run / "metrics.json").read_text())["intervals"]
+    )
+
+
+def test_inspect_shows_a_quantile_runs_loss_and_quantiles(quantile_run: Path) -> None:
+    text = " ".join(runner.invoke(app, ["inspect", str(quantile_run)]).output.split())
+    assert "loss quantile (pinball, averaged over 0.1, 0.5, 0.9; the point is 0.5)" in text
+    assert "CQR: conformalized quantile bands on" in text
+    js = json.loads(runner.invoke(app, ["inspect", str(quantile_run), "--json"]).output)
+    assert js["run"]["quantiles"] == [0.1, 0.5, 0.9] and js["quantiles"] == [0.1, 0.5, 0.9]
+    assert js["head"]["output"] == [3 * 1 * 3]  # H × k × Q
+
+
+@pytest.mark.parametrize(
+    ("sets", "expected"),
+    [
+        (["train.loss=quantile", "model.quantiles=[0.1, 0.9]"], "model.quantiles: include 0.5"),
+        (["model.quantiles=[0.1, 0.5, 0.9]"], "train.loss is 'mae'"),
+        (["train.loss=quantile", "model.quantiles=[0.9, 0.5, 0.1]"], "in increasing order"),
+        (["train.loss=quantile", "model.quantiles=[0, 0.5]"], "strictly between 0 and 1"),
+    ],
+)
+def test_bad_quantiles_are_refused_in_one_line(tmp_path: Path, sets: list[str], expected: str) -> None:
+    write_csv(tmp_path / "series.csv", rows=60)
+    cfg = write_config(tmp_path / "c.yaml")
+    args = ["train", str(cfg)] + [a for s in sets for a in ("--set", s)]
+    text = _one_line(runner.invoke(app, args))
+    assert expected in text and "c.yaml" in text
+    assert not (tmp_path / "run").exists()

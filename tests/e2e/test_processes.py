@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -31,9 +33,10 @@ def test_nproc_with_a_bad_config_reports_once(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_two_processes_match_one_process_after_an_epoch(tmp_path: Path, tiny_csv: Path) -> None:
+@pytest.mark.parametrize("loss", ["mae", "quantile"])
+def test_two_processes_match_one_process_after_an_epoch(tmp_path: Path, tiny_csv: Path, loss: str) -> None:
     # 42 training windows, global batch 16: batches 16, 16, 10 -> per-rank 8, 8, 5
-    cfg = write_config(tmp_path / "c.yaml", train={"epochs": 1, "batch_size": 16})
+    cfg = write_config(tmp_path / "c.yaml", train={"epochs": 1, "batch_size": 16, "loss": loss})
     one = CliRunner().invoke(app, ["train", str(cfg), "-q", "--set", f"output.dir={tmp_path / 'one'}"])
     assert one.exit_code == 0, one.output
     two = subprocess.run(
@@ -61,8 +64,18 @@ def test_two_processes_match_one_process_after_an_epoch(tmp_path: Path, tiny_csv
     initial = LSTMForecaster.from_config(load_config(cfg)).state_dict()
     assert (a["lstm.weight_hh_l0"] - initial["lstm.weight_hh_l0"]).abs().max() > 1e-4
     assert a.keys() == b.keys()
+    # Adam moves a weight by about lr whatever its gradient's size, so a gradient that sums to exactly
+    # zero in one process and to a rounding error in the other moves it in one only. The pinball loss's
+    # gradient for a median's bias is a sum of ±0.5 per value, which can cancel: one such entry is allowed.
+    ties = 1 if loss == "quantile" else 0
     for name in a:
-        assert torch.allclose(a[name], b[name], atol=1e-6, rtol=0), name
+        assert int(((a[name] - b[name]).abs() > 1e-6).sum()) <= ties, name
+    # rank 0 calibrates the intervals on the same validation windows as one process does
+    cal_one, cal_two = (json.loads((tmp_path / d / "metrics.json").read_text())["calibration"] for d in ("one", "two"))
+    for name in ("model", "seasonal_naive"):
+        assert cal_one[name].get("bands") == cal_two[name].get("bands")
+        # (within such a tie's lr-sized move of a forecast, in window scales)
+        assert np.allclose(np.array(cal_one[name]["radius"]), np.array(cal_two[name]["radius"]), atol=1e-3)
     assert sorted(p.name for p in tmp_path.iterdir() if p.is_dir()) == ["one", "two"]
 
 

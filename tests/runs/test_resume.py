@@ -30,6 +30,7 @@ CASES = {
     "adamw-plateau-dropout": ["model.dropout=0.3", "train.schedule=plateau", "train.patience=3"],
     "adam-cosine": ["train.optimizer=adam", "train.schedule=cosine", "train.weight_decay=0.01"],
     "early-stop": ["train.lr=0.05", "train.schedule=none", "train.patience=2"],
+    "quantile": ["train.loss=quantile", "model.quantiles=[0.05, 0.5, 0.95]"],
 }
 
 
@@ -53,6 +54,8 @@ def test_resume_after_a_crash_is_bit_identical(tmp_path: Path, tiny_csv: Path, o
     assert_same_weights(tmp_path / "ref", tmp_path / "cut")
     assert [h["val_loss"] for h in resumed.result.state.history] == [h["val_loss"] for h in ref.result.state.history]
     assert resumed.metrics is not None and ref.metrics is not None and resumed.metrics.test == ref.metrics.test
+    assert resumed.metrics.calibration == ref.metrics.calibration and resumed.metrics.intervals == ref.metrics.intervals
+    assert resumed.metrics.quantiles == ref.metrics.quantiles
     assert not (tmp_path / "cut" / "partial").exists()  # moved into place once the run finished
 
 
