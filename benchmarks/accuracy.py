@@ -222,12 +222,12 @@ def m3(frequencies: list[str], limit: int | None, extra: list[str], dev: bool = 
             for method, v in scores.items()
         }
         row.update(series=len(series), h=h, s=s, train_seconds=seconds)
+        metrics = json.loads((work / "run" / "metrics.json").read_text())
+        row.update(intervals=metrics.get("intervals"), quantiles=metrics.get("quantiles"))
         results[freq] = row
         print(
             f"M3{' dev' if dev else ''} {freq:9s} {len(series):5d} series  "
-            + "  ".join(
-                f"{m} sMAPE {r['sMAPE']:.2f} MASE {r['MASE']:.3f}" for m, r in row.items() if isinstance(r, dict)
-            )
+            + "  ".join(f"{m} sMAPE {r['sMAPE']:.2f} MASE {r['MASE']:.3f}" for m, r in row.items() if m in scores)
             + f"  ({seconds:.0f} s to train)",
             flush=True,
         )

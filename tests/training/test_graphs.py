@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 
 from lstmcli.config import load_config
@@ -13,9 +14,10 @@ from lstmcli.training.optim import Adam
 from lstmcli.training.trainer import Trainer, fit
 
 
-def test_static_step_path_gives_the_eager_losses_and_weights(tiny_config: Path) -> None:
+@pytest.mark.parametrize("extra", [[], ["train.loss=quantile"]], ids=["mae", "quantile"])
+def test_static_step_path_gives_the_eager_losses_and_weights(tiny_config: Path, extra: list[str]) -> None:
     # 42 training windows, batch 16: two full batches take the static path, the last 10 run eagerly.
-    cfg = load_config(tiny_config, ["train.epochs=4", "train.schedule=cosine"])
+    cfg = load_config(tiny_config, ["train.epochs=4", "train.schedule=cosine", *extra])
     ds = load_dataset(cfg.data)
     eager = fit(Trainer(cfg, ds))
     tr = Trainer(cfg, ds, static_step="eager")  # the graph path's bookkeeping, without capture
