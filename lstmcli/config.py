@@ -117,7 +117,12 @@ class DataConfig(_Section):
         None, description="long format: column naming the series of each row; one global model over all series"
     )
     target: list[str] = Field(min_length=1, description="column(s) to forecast")
-    features: list[str] = Field(default_factory=list, description="extra input columns (covariates)")
+    features: list[str] = Field(default_factory=list, description="extra input columns (covariates), past values only")
+    future_features: list[str] = Field(
+        default_factory=list,
+        description="covariates whose values are known for the horizon too (a holiday, a planned price): the "
+        "lookback sees their past and the head their H future values; predict reads those from --future",
+    )
     lookback: int = Field(gt=0, description="L: input steps per window")
     horizon: int = Field(gt=0, description="H: forecast steps per window")
     season: int = Field(1, ge=1, description="s: seasonal period for the seasonal-naive baseline (1 = none)")
@@ -137,7 +142,7 @@ class DataConfig(_Section):
         seen: set[str] = set()
         for name in self.columns:
             if name in seen:
-                raise ValueError(f"column '{name}' is listed twice in target/features")
+                raise ValueError(f"column '{name}' is listed twice in target/features/future_features")
             seen.add(name)
         for key in ("date_column", "series_column"):
             value = getattr(self, key)
@@ -149,8 +154,14 @@ class DataConfig(_Section):
 
     @property
     def columns(self) -> list[str]:
-        """The input columns in model order: targets first, then features."""
-        return [*self.target, *self.features]
+        """The input columns in model order: targets first, then features, then future features."""
+        return [*self.target, *self.features, *self.future_features]
+
+    @property
+    def future_columns(self) -> list[int]:
+        """Positions of the future features among the input columns (the last ones)."""
+        n = len(self.columns)
+        return list(range(n - len(self.future_features), n))
 
 
 class TrainConfig(_Section):
@@ -219,7 +230,8 @@ class Config(_Section):
         cols = self.data.columns
         if self.model.n != len(cols):
             raise ValueError(
-                f"model.n is {self.model.n} but data.target + data.features name {len(cols)} "
+                f"model.n is {self.model.n} but data.target + data.features"
+                f"{' + data.future_features' if self.data.future_features else ''} name {len(cols)} "
                 f"column(s) ({', '.join(cols)}); n must equal the number of input columns"
             )
         if self.model.quantiles is not None and self.train.loss != "quantile":
@@ -237,11 +249,12 @@ class Config(_Section):
     @property
     def parameters(self) -> int:
         """The forecaster's parameter count: per layer 4m(n_l + m) weights and two 4m biases (PyTorch's
-        layout), then the head m -> H·k."""
+        layout), then the head (m + H·f future values) -> H·k·Q."""
         n, m, layers = self.model.n, self.model.m, self.model.layers
         lstm = sum(4 * m * ((n if layer == 0 else m) + m) + 8 * m for layer in range(layers))
         out = self.data.horizon * len(self.data.target) * self.model.outputs_per_value
-        return lstm + m * out + out
+        head_in = m + self.data.horizon * len(self.data.future_features)
+        return lstm + head_in * out + out
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data for YAML/JSON output."""

@@ -202,6 +202,14 @@ def train_summary(summary: TrainSummary) -> None:
 # lstm inspect
 
 
+def _head_input(f: InspectFacts) -> str:
+    """What the head reads: the last y_t, and with known-future columns their H values."""
+    ahead = f.head.input[0] - f.m
+    if not ahead:
+        return f"y_t ({f.m})"
+    return f"[y_t ({f.m}), known-future values ({f.horizon} steps × {ahead // f.horizon})]"
+
+
 def inspect_facts(f: InspectFacts) -> None:
     """The textbook view, layer by layer, then the head, the totals, the units, the run's metrics."""
     n, m = f.n, f.m
@@ -219,7 +227,7 @@ def inspect_facts(f: InspectFacts) -> None:
         _layer(lay, m)
     h = f.head
     out.print(
-        f"Head: Linear y_t ({m}) → {h.output[0]} = horizon × targets{' × quantiles' if f.quantiles else ''}; weight {h.weight[0]}×{h.weight[1]} "
+        f"Head: Linear {_head_input(f)} → {h.output[0]} = horizon × targets{' × quantiles' if f.quantiles else ''}; weight {h.weight[0]}×{h.weight[1]} "
         f"+ bias {h.bias[0]} = {h.parameters:,} parameters"
     )
     out.print(
@@ -301,6 +309,8 @@ def _layer(lay: LayerFacts, m: int) -> None:
 def _run(r: RunSummary) -> None:
     dates = f", {r.first_date} … {r.last_date} ({r.frequency})" if r.first_date else ""
     feats = f"; features {', '.join(r.features)}" if r.features else ""
+    if r.future_features:
+        feats += f"; known-future features {', '.join(r.future_features)}"
     out.print(f"[bold]Run[/] {escape(r.path)}: trained on {escape(r.data)} ({r.rows} rows{dates})", markup=True)
     out.print(f"  target {', '.join(r.target)}{feats}; L = {r.lookback}, H = {r.horizon}, s = {r.season}")
     if r.best_epoch is not None:

@@ -47,6 +47,7 @@ class RunSummary(BaseModel):
     frequency: str | None
     target: list[str]
     features: list[str]
+    future_features: list[str] = []
     lookback: int
     horizon: int
     season: int
@@ -150,6 +151,7 @@ def run_summary(run: Run, metrics: Metrics | None) -> RunSummary:
         frequency=data.frequency,
         target=list(cfg.target),
         features=list(cfg.features),
+        future_features=list(cfg.future_features),
         lookback=cfg.lookback,
         horizon=cfg.horizon,
         season=cfg.season,

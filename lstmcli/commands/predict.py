@@ -14,12 +14,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lstmcli.data.dataset import Scaler, Split, split_rows
+from lstmcli.data.dataset import Split, split_rows
 from lstmcli.data.dates import continue_dates, format_dates, infer_frequency
 from lstmcli.data.reader import Table, read_header, read_table
 from lstmcli.data.windows import Windows
 from lstmcli.errors import ConfigError, DataError
 from lstmcli.evaluate import Calibration, IntervalSums, Scores, forecast_chunks, forecast_set, mase_scale
+from lstmcli.model.forecaster import LSTMForecaster
 from lstmcli.results import Backtest, Forecast, Results
 from lstmcli.runs.inputs import Series, read_series
 from lstmcli.runs.run import Run, load_run
@@ -78,11 +79,6 @@ def forecast(
                 f"--level with --steps {K} > H = {H}: the intervals are calibrated for the H steps of one "
                 f"model call, and fed-back forecasts would need more; use --steps {H} or fewer"
             )
-    if cfg.series_column and cfg.features and K > H:
-        raise DataError(
-            f"--steps {K} > H = {H}: recursive forecasting of a multi-series run with feature columns is not "
-            f"supported; use --steps {H}"
-        )
     # A global model pads a short series' lookback with its first row, as it was trained to.
     need = 1 if cfg.series_column else L
     parts = read_series(
@@ -100,34 +96,28 @@ def _forecast_one(
     table = series.table
     frequency = infer_frequency(table.dates) or run.meta.data.frequency
     calls = math.ceil(K / H)
-    future_scaled = None
-    if calls > 1 and cfg.features:
-        future_scaled = _read_future(run, series.scaler, future, table, frequency, (calls - 1) * H, K)
-    elif future is not None and not cfg.features:
-        raise DataError(f"--future: run {run.path} has no feature columns; it needs no future values")
+    # Future values: the known-future columns' for every step a model call covers, and (fed back
+    # in beyond H) the past-only features' for the steps after the first call.
+    wanted = [*(cfg.features if calls > 1 else []), *cfg.future_features]
+    future_scaled = None  # (calls * H, n - k) scaled, zeros where a column is not needed
+    if wanted:
+        need = calls * H if cfg.future_features else (calls - 1) * H  # past-only features: the fed-back rows'
+        future_scaled = _read_future(run, series, future, frequency, need, K, wanted)
+    elif future is not None:
+        raise DataError(
+            f"--future: run {run.path} needs no future values (it has no known-future columns"
+            f"{', and --steps ' + str(K) + ' is within H = ' + str(H) if cfg.features else ' and no feature columns'})"
+        )
+    f_cols = [c - k for c in cfg.future_columns]  # the future columns among the non-target ones
 
     device = _device(run)
     model = run.model.to(device)
     window = series.scaled[-L:]
     if len(window) < L:  # a short series of a global model: its first row repeated, as in training
         window = np.concatenate([np.repeat(window[:1], L - len(window), axis=0), window])
-    first = inputs = torch.as_tensor(window, device=device)  # (L, n): the window the intervals are scaled by
-    chunks = []
-    first_call = np.zeros(0)
-    with torch.no_grad():
-        for c in range(calls):
-            quantiles = model(inputs[None], quantiles=True)[0].float()  # (H, k, Q) scaled; Q = 1: a point model
-            pred = quantiles[..., model.median]  # (H, k): the point forecast
-            if c == 0:
-                first_call = quantiles.cpu().double().numpy()
-            chunks.append(pred.cpu().double().numpy())
-            if c + 1 < calls:  # feed the forecast back in, with the features' future values
-                rows = torch.zeros(H, inputs.shape[1], device=device)
-                rows[:, :k] = pred
-                if future_scaled is not None:
-                    rows[:, k:] = torch.as_tensor(future_scaled[c * H : (c + 1) * H], device=device)
-                inputs = torch.cat([inputs, rows])[-L:]
-    scaled = np.concatenate(chunks)[:K]  # (K, k)
+    first = torch.as_tensor(window, device=device)  # (L, n): the window the intervals are scaled by
+    chunks, first_call = _model_calls(model, first, future_scaled, calls, H, k, f_cols)
+    scaled = chunks[:K]  # (K, k)
     values = series.scaler.inverse(scaled, slice(0, k))  # (K, k) original units
     intervals = {}
     quantiles = {}
@@ -164,43 +154,107 @@ def _forecast_one(
     )
 
 
+def _model_calls(
+    model: LSTMForecaster,
+    window: torch.Tensor,
+    future_scaled: np.ndarray | None,
+    calls: int,
+    H: int,
+    k: int,
+    f_cols: list[int],
+) -> tuple[np.ndarray, np.ndarray]:
+    """``calls`` model calls from the scaled ``window`` (L, n), each forecast fed back in as the
+    next call's last rows, with the future values of the other columns: the point forecasts
+    (calls * H, k) and the first call's quantiles (H, k, Q), scaled (Q = 1 for a point model)."""
+    device = window.device
+    inputs, chunks, first_call = window, [], np.zeros(0)
+    with torch.no_grad():
+        for c in range(calls):
+            x = inputs
+            if f_cols:  # H more rows holding the known-future columns' values alone, as data.Windows builds them
+                assert future_scaled is not None
+                ahead = torch.zeros(H, inputs.shape[1], device=device)
+                rows = torch.as_tensor(future_scaled[c * H : (c + 1) * H], device=device)
+                ahead[:, [k + j for j in f_cols]] = rows[:, f_cols]
+                x = torch.cat([inputs, ahead])
+            quantiles = model(x[None], quantiles=True)[0].float()  # (H, k, Q) scaled; Q = 1: a point model
+            pred = quantiles[..., model.median]  # (H, k): the point forecast
+            if c == 0:
+                first_call = quantiles.cpu().double().numpy()
+            chunks.append(pred.cpu().double().numpy())
+            if c + 1 < calls:  # feed the forecast back in, with the other columns' future values
+                fed = torch.zeros(H, inputs.shape[1], device=device)
+                fed[:, :k] = pred
+                if future_scaled is not None:
+                    fed[:, k:] = torch.as_tensor(future_scaled[c * H : (c + 1) * H], device=device)
+                inputs = torch.cat([inputs, fed])[-window.shape[0] :]
+    return np.concatenate(chunks), first_call
+
+
 def _read_future(
-    run: Run, scaler: Scaler, future: str | Path | None, table: Table, frequency: str | None, need: int, steps: int
+    run: Run, series: Series, future: str | Path | None, frequency: str | None, need: int, steps: int, wanted: list[str]
 ) -> np.ndarray:
-    """Scaled feature values for the ``need`` rows after the data, from the --future CSV."""
+    """Scaled values of the ``wanted`` non-target columns for the ``need`` rows after the data,
+    from the --future CSV (the series' own rows of it for a multi-series run); (need, n - k), zero
+    in the columns not wanted."""
     cfg = run.cfg.data
-    feats = ", ".join(cfg.features)
+    table = series.table
+    H = cfg.horizon
+    feats = ", ".join(wanted)
+    after = f"after the last row of {table.path}"
     if future is None:
-        raise DataError(
-            f"--steps {steps} is more than the run's horizon H = {cfg.horizon}, so forecasts are fed back in as "
-            f"inputs; the run also takes feature column(s) {feats}, which it does not forecast. Pass --future CSV "
-            f"with their values for the {need} step(s) after the last row of {table.path}, or use --steps {cfg.horizon}"
+        why = (
+            f"run {run.path} takes known-future column(s) {', '.join(cfg.future_features)}, whose values the model "
+            f"reads for the H = {H} steps it forecasts"
+            if cfg.future_features
+            else f"--steps {steps} is more than the run's horizon H = {H}, so forecasts are fed back in as inputs; "
+            f"the run also takes feature column(s) {feats}, which it does not forecast"
         )
+        short = "" if cfg.future_features else f", or use --steps {H}"
+        raise DataError(f"{why}. Pass --future CSV with their values for the {need} step(s) {after}{short}")
     path = str(future)
     header = read_header(path)
-    missing = [c for c in cfg.features if c not in header]
+    keys = [cfg.series_column] if cfg.series_column else []
+    missing = [c for c in [*keys, *wanted] if c not in header]
     if missing:
         raise DataError(
-            f"{path}: lacks feature column(s) {', '.join(repr(c) for c in missing)}; the file has: {', '.join(header)}"
+            f"{path}: lacks column(s) {', '.join(repr(c) for c in missing)}; the file has: {', '.join(header)}"
         )
     date_column = cfg.date_column if cfg.date_column in header and table.dates is not None else None
-    fut = read_table(path, list(cfg.features), date_column, cfg.missing)
-    if fut.n_rows < need:
-        raise DataError(
-            f"{path}: has {fut.n_rows} row(s) of {feats}, but --steps {steps} needs their values for the {need} "
-            f"step(s) after the last row of {table.path}"
-        )
-    if fut.dates is not None and frequency and table.dates is not None:
-        expected = continue_dates(table.dates[-1], frequency, 1)[0]
-        if fut.dates[0] != expected:
+    fut = read_table(path, wanted, date_column, cfg.missing, cfg.series_column)
+    values, dates, where = fut.values, fut.dates, path
+    if cfg.series_column:
+        parts = [p for p in fut.series_parts() if p[0] == series.id]
+        if not parts:
+            raise DataError(f"{path}: has no rows of series '{series.id}' (column '{cfg.series_column}')")
+        _, lo, hi = parts[0]
+        values, dates, where = values[lo:hi], None if dates is None else dates[lo:hi], f"{path}: series '{series.id}'"
+    expected = None
+    if dates is not None and frequency and table.dates is not None:
+        expected = continue_dates(table.dates[-1], frequency, need)
+        if dates[0] != expected[0]:
             raise DataError(
-                f"{path}: starts at {format_dates(fut.dates[:1])[0]}, but the future values must start at "
-                f"{format_dates(np.array([expected]))[0]}, the step after the last row of {table.path}"
+                f"{where}: starts at {format_dates(dates[:1])[0]}, but the future values must start at "
+                f"{format_dates(expected[:1])[0]}, the step {after}"
             )
+    if len(values) < need:
+        first_missing = (
+            f" (the first missing: {format_dates(expected[len(values) : len(values) + 1])[0]})"
+            if expected is not None
+            else ""
+        )
+        raise DataError(
+            f"{where}: has {len(values)} row(s) of {feats}, but the forecast needs their values for the {need} "
+            f"step(s) {after}{first_missing}"
+        )
     k = len(cfg.target)
-    full = np.ones((fut.n_rows, run.cfg.model.n))  # target columns are placeholders (log(1) = 0 is safe)
-    full[:, k:] = fut.values
-    return scaler.to_float32(path, list(cfg.columns), full)[:, k:]  # refused beyond what training accepts
+    full = np.ones((need, run.cfg.model.n))  # the other columns are placeholders (log(1) = 0 is safe)
+    for j, name in enumerate(wanted):
+        full[:, cfg.columns.index(name)] = values[:need, j]
+    scaled = series.scaler.to_float32(where, list(cfg.columns), full)[:, k:]  # refused beyond what training accepts
+    unused = [cfg.columns.index(c) - k for c in cfg.columns[k:] if c not in wanted]
+    scaled[:, unused] = 0.0
+    return scaled
 
 
 # ---------------------------------------------------------------------------------------------
@@ -276,7 +330,9 @@ def _backtest_one(
     device = _device(run)
     model = run.model.to(device)
     starts = torch.zeros(table.n_rows, dtype=torch.long, device=device) if rows.padded else None
-    windows = Windows(torch.as_tensor(series.scaled, device=device), L, H, k, starts)  # as train's evaluation
+    windows = Windows(  # as train's evaluation
+        torch.as_tensor(series.scaled, device=device), L, H, k, starts, run.cfg.data.future_columns
+    )
     forecasts = np.concatenate([f for _, f in forecast_chunks(model, windows, series.scaler, origins)])
     values = table.values[:, :k]
     scores = Scores(k, mase_scale(values[: rows.train_end], s)).add(*forecast_set(values, origins, H, s, forecasts))

@@ -42,6 +42,7 @@ class LSTMForecaster(nn.Module):
         lookback: int | None = None,
         window_scale: bool = False,
         quantiles: list[float] | None = None,
+        future: list[int] | None = None,
     ) -> None:
         super().__init__()
         if not 1 <= n_targets <= n:
@@ -54,6 +55,13 @@ class LSTMForecaster(nn.Module):
             raise ValueError(f"quantiles must include 0.5 (the point forecast), got {list(self.quantiles)}")
         self.median = self.quantiles.index(0.5) if self.quantiles else 0
         self.outputs = len(self.quantiles) or 1
+        # Known-future columns: the input holds H more rows, their values alone (data.Windows).
+        self.future: tuple[int, ...] = tuple(future or ())
+        if self.future and lookback is None:
+            raise ValueError("a model with future columns needs its lookback")
+        self.past = lookback if self.future else None  # the rows the LSTM reads: all of them without
+        self.future_index: torch.Tensor
+        self.register_buffer("future_index", torch.tensor(self.future, dtype=torch.long), persistent=False)
         # normalize "season": row L - s + (h mod s) of the window is the seasonal naive forecast of
         # step h; without a season that fits the lookback it is the last row, as "last".
         seasonal = normalize == "season" and season > 1 and lookback is not None and lookback >= season
@@ -68,7 +76,11 @@ class LSTMForecaster(nn.Module):
             batch_first=True,
             dropout=dropout if layers > 1 else 0.0,
         )
-        self.head = nn.Linear(m, horizon * n_targets * self.outputs)
+        # The head reads the last y_t and, with known-future columns, their H values: a linear
+        # effect of each known future value on each forecast step (BENCHMARKS.md measures it).
+        self.head = nn.Linear(m + horizon * len(self.future), horizon * n_targets * self.outputs)
+        with torch.no_grad():  # a known future value has no effect until training gives it one: a column
+            self.head.weight[:, m:] = 0.0  # constant in the training rows (a law not yet in force) never gets one
 
     @classmethod
     def from_config(cls, cfg: Config) -> LSTMForecaster:
@@ -84,11 +96,12 @@ class LSTMForecaster(nn.Module):
             lookback=cfg.data.lookback,
             window_scale=cfg.model.window_scale,
             quantiles=cfg.model.quantiles,
+            future=cfg.data.future_columns,
         )
 
     def level(self, x: torch.Tensor) -> torch.Tensor:
         """Per-window level of the targets, shape (B, 1, k); zeros when normalize is 'none'."""
-        targets = x[:, :, : self.n_targets]  # (B, L, k)
+        targets = x[:, : self.past, : self.n_targets]  # (B, L, k)
         if self.normalize in ("last", "season"):
             return targets[:, -1:, :]
         if self.normalize == "mean":
@@ -99,15 +112,25 @@ class LSTMForecaster(nn.Module):
         """Per-window scale of the targets, (B, 1, k): the mean absolute step of the window's target
         inputs (a tenth of the series' training standard deviation at least), or ones without
         ``window_scale``. Training divides its errors by it too, so every window weighs alike."""
-        targets = x[:, :, : self.n_targets]
+        targets = x[:, : self.past, : self.n_targets]
         if not self.window_scale:
             return torch.ones_like(targets[:, -1:, :])
         steps = (targets[:, 1:, :] - targets[:, :-1, :]).abs().mean(dim=1, keepdim=True)
         return steps.clamp_min(SCALE_FLOOR)
 
     def forward(self, x: torch.Tensor, quantiles: bool = False) -> torch.Tensor:
-        # x: (B, L, n) scaled inputs, targets in the first k columns
+        # x: (B, L, n) scaled inputs, targets in the first k columns; with known-future columns
+        # (B, L + H, n), the last H rows holding those columns' values
         k = self.n_targets
+        ahead = None
+        if self.past is not None:  # known-future columns
+            L = self.past
+            known = x.index_select(2, self.future_index)  # (B, L + H, f)
+            ahead = known[:, L:]  # (B, H, f)
+            if self.normalize != "none":  # relative to the last observed value, as the forecast is to the level
+                ahead = ahead - known[:, L - 1 : L]
+            ahead = ahead.flatten(1)  # (B, H*f)
+            x = x[:, :L]
         level = self.level(x)  # (B, 1, k)
         scale = self.scale(x)  # (B, 1, k)
         base = level  # (B, 1, k), or (B, H, k): the seasonal naive forecast read from the window
@@ -116,7 +139,8 @@ class LSTMForecaster(nn.Module):
         if self.normalize != "none":
             x = torch.cat([(x[:, :, :k] - level) / scale, x[:, :, k:]], dim=2)
         y, _ = self.lstm(x)  # y: (B, L, m), every y_t of the last layer
-        out = self.head(y[:, -1, :])  # (B, H*k*Q) from the last step's y_t
+        last = y[:, -1, :] if ahead is None else torch.cat([y[:, -1, :], ahead], dim=1)
+        out = self.head(last)  # (B, H*k*Q) from the last step's y_t (and the known future)
         if not self.quantiles:
             point = out.view(-1, self.horizon, k) * scale + base  # (B, H, k)
             return point.unsqueeze(-1) if quantiles else point

@@ -41,6 +41,7 @@ def read_series(run: Run, path: str | Path, min_rows: int, purpose: str, only: s
         raise DataError(
             f"{path}: lacks column(s) {', '.join(repr(c) for c in missing)} that run {run.path} was trained on "
             f"(target {', '.join(cfg.target)}{'; features ' + ', '.join(cfg.features) if cfg.features else ''}"
+            f"{'; known-future features ' + ', '.join(cfg.future_features) if cfg.future_features else ''}"
             f"{'; series column ' + cfg.series_column if cfg.series_column else ''}); the file has: {', '.join(header)}"
         )
     if only is not None and not cfg.series_column:

@@ -55,7 +55,10 @@ def run_meta(cfg: Config, config_sha256: str, weights_sha256: str, ds: Dataset) 
         torch_version=torch.__version__,
         config_sha256=config_sha256,
         columns=ColumnsMeta(
-            target=list(cfg.data.target), features=list(cfg.data.features), date_column=cfg.data.date_column
+            target=list(cfg.data.target),
+            features=list(cfg.data.features),
+            future_features=list(cfg.data.future_features),
+            date_column=cfg.data.date_column,
         ),
         weights_sha256=weights_sha256,
         series=series,

@@ -61,6 +61,7 @@ class SeriesMeta(DatesMeta):
 class ColumnsMeta(_Schema):
     target: list[str]
     features: list[str]
+    future_features: list[str] = Field(default_factory=list)  # known for the horizon (since 0.2.0)
     date_column: str | None
 
 

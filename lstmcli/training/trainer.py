@@ -119,7 +119,9 @@ class Trainer:
         series = torch.as_tensor(ds.scaled, device=self.device)  # (N, n): the only copy of the data
         starts = ds.row_starts()
         starts_t = None if starts is None else torch.as_tensor(starts, device=self.device)
-        self.windows = Windows(series, cfg.data.lookback, cfg.data.horizon, ds.n_targets, starts_t)
+        self.windows = Windows(
+            series, cfg.data.lookback, cfg.data.horizon, ds.n_targets, starts_t, cfg.data.future_columns
+        )
         self.train_origins = torch.as_tensor(ds.origins("train"), device=self.device)
         self.val_origins = torch.as_tensor(ds.origins("val"), device=self.device)
         self.batch_size = batch_size_for(self.tc.batch_size, len(self.train_origins))

@@ -1,0 +1,148 @@
+"""Known-future covariates (data.future_features): the model reads their values for the steps it
+forecasts, never the future targets; predict takes those values from --future."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from lstmcli.cli import app
+from lstmcli.data.windows import Windows
+from tests.conftest import write_config
+
+runner = CliRunner()
+ROWS = 240
+
+
+def _promo_csv(path: Path, rows: int = ROWS, series: tuple[str, ...] = ()) -> Path:
+    """A monthly series whose value jumps by 4 in the months of a promotion, planned in advance
+    (a random 0/1 flag): only a model that knows the flag for the forecast months can foresee it."""
+    rng = np.random.default_rng(7)
+    ids = series or ("",)
+    lines = ["series,date,y,promo" if series else "date,y,promo"]
+    for sid in ids:
+        promo = (rng.random(rows) < 0.3).astype(int)
+        for t in range(rows):
+            month = np.datetime64("1990-01", "M") + np.timedelta64(t, "M")
+            y = 10 + 2 * np.sin(2 * np.pi * t / 12) + 4 * promo[t] + rng.normal(0, 0.2)
+            lines.append(f"{sid + ',' if series else ''}{month}-01,{y:.4f},{promo[t]}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _train(tmp_path: Path, name: str, data: dict, **sections: dict) -> Path:
+    cfg = write_config(
+        tmp_path / f"{name}.yaml",
+        csv="promo.csv",
+        model={"n": 2, "m": 16, "layers": 1},
+        data=data,
+        train={"epochs": 40, "batch_size": 16, "patience": 40},
+        output={"dir": str(tmp_path / name)},
+        **sections,
+    )
+    result = runner.invoke(app, ["train", str(cfg), "-q"])
+    assert result.exit_code == 0, result.output
+    return tmp_path / name
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("future")
+    _promo_csv(d / "promo.csv")
+    return {
+        "future": _train(d, "future", {"future_features": ["promo"]}),
+        "past": _train(d, "past", {"features": ["promo"]}),
+    }
+
+
+def _mae(run: Path) -> float:
+    return float(json.loads((run / "metrics.json").read_text())["test"]["model"]["MAE"])
+
+
+def test_a_known_future_flag_is_foreseen_and_a_past_only_one_is_not(runs: dict[str, Path]) -> None:
+    # the promotion's jump (4) dominates the error of a model that cannot see it coming
+    assert _mae(runs["future"]) < 0.6 * _mae(runs["past"]), (_mae(runs["future"]), _mae(runs["past"]))
+
+
+def test_windows_give_the_model_the_future_columns_and_never_the_future_targets() -> None:
+    series = torch.arange(40, dtype=torch.float32).reshape(20, 2)  # column 0 the target, 1 known ahead
+    w = Windows(series, lookback=4, horizon=3, n_targets=1, future=[1])
+    x = w.inputs(torch.tensor([10]))[0]  # (L + H, n)
+    assert x.shape == (7, 2)
+    assert torch.equal(x[:4], series[6:10])  # the lookback: every column
+    assert torch.all(x[4:, 0] == 0) and torch.equal(x[4:, 1], series[10:13, 1])  # ahead: the flag alone
+
+
+def test_predict_needs_the_future_values_and_names_the_first_missing_row(runs: dict[str, Path], tmp_path: Path) -> None:
+    run, data = runs["future"], str(runs["future"].parent / "promo.csv")
+    text = _one_line(runner.invoke(app, ["predict", str(run), "--data", data]))
+    assert "known-future column(s) promo" in text and "--future" in text and "3 step(s)" in text
+    future = tmp_path / "f.csv"
+    future.write_text("date,promo\n2010-01-01,1\n2010-02-01,0\n")  # the data ends 2009-12: one row short
+    text = _one_line(runner.invoke(app, ["predict", str(run), "--data", data, "--future", str(future)]))
+    assert "has 2 row(s) of promo" in text and "the first missing: 2010-03-01" in text
+    forecasts = {}
+    for flags in ("0,0,0", "1,1,1"):
+        rows = "".join(f"2010-{m:02d}-01,{f}\n" for m, f in zip((1, 2, 3), flags.split(","), strict=True))
+        future.write_text("date,promo\n" + rows)
+        result = runner.invoke(app, ["predict", str(run), "--data", data, "--future", str(future), "--json"])
+        assert result.exit_code == 0, result.output
+        forecasts[flags] = np.array(json.loads(result.output)["forecast"]["y"])
+    lift = forecasts["1,1,1"] - forecasts["0,0,0"]
+    assert np.all(lift > 2), lift  # the model learned the promotion's jump (4)
+
+
+def test_future_values_beyond_h_feed_the_recursive_forecast(runs: dict[str, Path], tmp_path: Path) -> None:
+    run, data = runs["future"], str(runs["future"].parent / "promo.csv")
+    future = tmp_path / "f.csv"
+    future.write_text("date,promo\n" + "".join(f"2010-{m:02d}-01,{m % 2}\n" for m in range(1, 7)))
+    result = runner.invoke(
+        app, ["predict", str(run), "--data", data, "--future", str(future), "--steps", "5", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    assert len(json.loads(result.output)["forecast"]["y"]) == 5
+
+
+def test_a_backtest_of_the_test_split_reproduces_metrics_json(runs: dict[str, Path]) -> None:
+    run = runs["future"]
+    args = ["predict", str(run), "--data", str(run.parent / "promo.csv"), "--backtest", "--split", "test", "--json"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert (
+        json.loads(result.output)["metrics"]["model"] == json.loads((run / "metrics.json").read_text())["test"]["model"]
+    )
+
+
+def test_inspect_shows_what_the_head_reads(runs: dict[str, Path]) -> None:
+    text = " ".join(runner.invoke(app, ["inspect", str(runs["future"])]).output.split())
+    assert "known-future features promo" in text
+    assert "Head: Linear [y_t (16), known-future values (3 steps × 1)] → 3" in text
+
+
+def test_a_multi_series_run_reads_each_series_future_from_a_long_file(tmp_path: Path) -> None:
+    _promo_csv(tmp_path / "promo.csv", rows=120, series=("a", "b"))
+    run = _train(tmp_path, "multi", {"future_features": ["promo"], "series_column": "series"})
+    future = tmp_path / "f.csv"
+    future.write_text(
+        "series,date,promo\n" + "".join(f"{s},2000-{m:02d}-01,{int(s == 'b')}\n" for s in "ab" for m in (1, 2, 3))
+    )
+    args = ["predict", str(run), "--data", str(tmp_path / "promo.csv"), "--future", str(future), "--json"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    got = json.loads(result.output)["series"]
+    assert set(got) == {"a", "b"}
+    future.write_text("series,date,promo\n" + "".join(f"a,2000-{m:02d}-01,0\n" for m in (1, 2, 3)))
+    text = _one_line(runner.invoke(app, args[:-1]))
+    assert "has no rows of series 'b'" in text
+
+
+def _one_line(result: object) -> str:
+    assert result.exit_code == 2, result.output  # type: ignore[attr-defined]
+    text = result.output.strip()  # type: ignore[attr-defined]
+    assert len(text.splitlines()) == 1 and "Traceback" not in text, text
+    return text
