@@ -17,6 +17,15 @@ MAX_CONFIG_BYTES = MiB  # a config is a few hundred bytes; a bigger file is not 
 MAX_YAML_DEPTH = 32  # a config nests 3 levels; composing YAML is recursive, so deeper is refused
 MAX_LAYERS = 64
 MAX_QUANTILES = 99
+# Features computed from the dates (data.calendar); lstmcli.data.calendar_features computes them.
+CalendarFeature = Literal["month", "weekday", "dayofmonth", "dayofyear", "hour", "minute"]
+
+
+def calendar_columns(features: list[str]) -> list[str]:
+    """The generated columns' names, two per calendar feature: ``month_sin``, ``month_cos``, ..."""
+    return [f"{f}_{part}" for f in features for part in ("sin", "cos")]
+
+
 DEFAULT_QUANTILES = [0.1, 0.5, 0.9]
 MAX_PARAMETERS = 1_000_000_000  # 24 GB of weights, gradients, Adam moments and best weights in fp32
 
@@ -123,6 +132,11 @@ class DataConfig(_Section):
         description="covariates whose values are known for the horizon too (a holiday, a planned price): the "
         "lookback sees their past and the head their H future values; predict reads those from --future",
     )
+    calendar: list[CalendarFeature] = Field(
+        default_factory=list,
+        description="features computed from the dates, each a sin/cos pair known for the future (month, "
+        "weekday, dayofmonth, dayofyear, hour, minute); needs date_column",
+    )
     lookback: int = Field(gt=0, description="L: input steps per window")
     horizon: int = Field(gt=0, description="H: forecast steps per window")
     season: int = Field(1, ge=1, description="s: seasonal period for the seasonal-naive baseline (1 = none)")
@@ -142,26 +156,38 @@ class DataConfig(_Section):
         seen: set[str] = set()
         for name in self.columns:
             if name in seen:
-                raise ValueError(f"column '{name}' is listed twice in target/features/future_features")
+                raise ValueError(
+                    f"column '{name}' is listed twice in target/features/future_features (or is a calendar column)"
+                )
             seen.add(name)
         for key in ("date_column", "series_column"):
             value = getattr(self, key)
             if value is not None and value in seen:
                 raise ValueError(f"{key} '{value}' cannot also be a target or feature")
+        if self.calendar and self.date_column is None:
+            raise ValueError("calendar features are computed from the dates: set date_column too")
+        if len(set(self.calendar)) != len(self.calendar):
+            raise ValueError("list each calendar feature once")
         if self.series_column is not None and self.series_column == self.date_column:
             raise ValueError("series_column and date_column must be different columns")
         return self
 
     @property
     def columns(self) -> list[str]:
-        """The input columns in model order: targets first, then features, then future features."""
+        """The input columns in model order: targets first, then features, future features, and the
+        calendar's generated columns."""
+        return [*self.file_columns, *calendar_columns(list(self.calendar))]
+
+    @property
+    def file_columns(self) -> list[str]:
+        """The input columns read from the CSV (all but the calendar's)."""
         return [*self.target, *self.features, *self.future_features]
 
     @property
     def future_columns(self) -> list[int]:
-        """Positions of the future features among the input columns (the last ones)."""
+        """Positions of the columns known for the horizon (future features, calendar: the last ones)."""
         n = len(self.columns)
-        return list(range(n - len(self.future_features), n))
+        return list(range(len(self.target) + len(self.features), n))
 
 
 class TrainConfig(_Section):
@@ -231,7 +257,8 @@ class Config(_Section):
         if self.model.n != len(cols):
             raise ValueError(
                 f"model.n is {self.model.n} but data.target + data.features"
-                f"{' + data.future_features' if self.data.future_features else ''} name {len(cols)} "
+                f"{' + data.future_features' if self.data.future_features else ''}"
+                f"{' + 2 per data.calendar feature' if self.data.calendar else ''} name {len(cols)} "
                 f"column(s) ({', '.join(cols)}); n must equal the number of input columns"
             )
         if self.model.quantiles is not None and self.train.loss != "quantile":
@@ -253,7 +280,7 @@ class Config(_Section):
         n, m, layers = self.model.n, self.model.m, self.model.layers
         lstm = sum(4 * m * ((n if layer == 0 else m) + m) + 8 * m for layer in range(layers))
         out = self.data.horizon * len(self.data.target) * self.model.outputs_per_value
-        head_in = m + self.data.horizon * len(self.data.future_features)
+        head_in = m + self.data.horizon * len(self.data.future_columns)
         return lstm + head_in * out + out
 
     def to_dict(self) -> dict[str, Any]:

@@ -311,6 +311,8 @@ def _run(r: RunSummary) -> None:
     feats = f"; features {', '.join(r.features)}" if r.features else ""
     if r.future_features:
         feats += f"; known-future features {', '.join(r.future_features)}"
+    if r.calendar:
+        feats += f"; calendar {', '.join(r.calendar)} (sin/cos from the dates)"
     out.print(f"[bold]Run[/] {escape(r.path)}: trained on {escape(r.data)} ({r.rows} rows{dates})", markup=True)
     out.print(f"  target {', '.join(r.target)}{feats}; L = {r.lookback}, H = {r.horizon}, s = {r.season}")
     if r.best_epoch is not None:

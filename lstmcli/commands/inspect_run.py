@@ -48,6 +48,7 @@ class RunSummary(BaseModel):
     target: list[str]
     features: list[str]
     future_features: list[str] = []
+    calendar: list[str] = []
     lookback: int
     horizon: int
     season: int
@@ -152,6 +153,7 @@ def run_summary(run: Run, metrics: Metrics | None) -> RunSummary:
         target=list(cfg.target),
         features=list(cfg.features),
         future_features=list(cfg.future_features),
+        calendar=list(cfg.calendar),
         lookback=cfg.lookback,
         horizon=cfg.horizon,
         season=cfg.season,

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from lstmcli.data.calendar_features import calendar_values
 from lstmcli.data.dataset import Split, split_rows
 from lstmcli.data.dates import continue_dates, format_dates, infer_frequency
 from lstmcli.data.reader import Table, read_header, read_table
@@ -96,18 +97,7 @@ def _forecast_one(
     table = series.table
     frequency = infer_frequency(table.dates) or run.meta.data.frequency
     calls = math.ceil(K / H)
-    # Future values: the known-future columns' for every step a model call covers, and (fed back
-    # in beyond H) the past-only features' for the steps after the first call.
-    wanted = [*(cfg.features if calls > 1 else []), *cfg.future_features]
-    future_scaled = None  # (calls * H, n - k) scaled, zeros where a column is not needed
-    if wanted:
-        need = calls * H if cfg.future_features else (calls - 1) * H  # past-only features: the fed-back rows'
-        future_scaled = _read_future(run, series, future, frequency, need, K, wanted)
-    elif future is not None:
-        raise DataError(
-            f"--future: run {run.path} needs no future values (it has no known-future columns"
-            f"{', and --steps ' + str(K) + ' is within H = ' + str(H) if cfg.features else ' and no feature columns'})"
-        )
+    future_scaled = _future_values(run, series, future, frequency, K)
     f_cols = [c - k for c in cfg.future_columns]  # the future columns among the non-target ones
 
     device = _device(run)
@@ -191,12 +181,53 @@ def _model_calls(
     return np.concatenate(chunks), first_call
 
 
+def _future_values(
+    run: Run, series: Series, future: str | Path | None, frequency: str | None, K: int
+) -> np.ndarray | None:
+    """Scaled values of the non-target columns after the data, (rows, n - k), zero in a column not
+    needed; None when none is. The known-future columns are needed for every step a model call
+    covers, the past-only features (fed back in beyond H) for the steps after the first call; the
+    calendar's are computed from the forecast dates, the others read from the --future CSV."""
+    cfg = run.cfg.data
+    H, k = cfg.horizon, len(cfg.target)
+    calls = math.ceil(K / H)
+    wanted = [*(cfg.features if calls > 1 else []), *cfg.future_features]
+    if not wanted and future is not None:
+        why = "its calendar features come from the dates" if cfg.calendar else "it has no known-future columns"
+        extra = f", and --steps {K} is within H = {H}" if cfg.features else ""
+        raise DataError(f"--future: run {run.path} needs no future values from a file ({why}{extra})")
+    if not wanted and not cfg.calendar:
+        return None
+    ahead = bool(cfg.future_features or cfg.calendar)  # columns the model reads for the horizon
+    need = calls * H if ahead else (calls - 1) * H  # past-only features: only the fed-back rows'
+    full = np.ones((need, run.cfg.model.n))  # the other columns are placeholders (log(1) = 0 is safe)
+    where = series.table.path
+    if wanted:
+        from_file = calls * H if cfg.future_features else (calls - 1) * H
+        values, where = _read_future(run, series, future, frequency, from_file, K, wanted)
+        for j, name in enumerate(wanted):
+            full[:from_file, cfg.columns.index(name)] = values[:, j]
+    if cfg.calendar:
+        table = series.table
+        if table.dates is None or not frequency:
+            raise DataError(
+                f"{table.path}: the run computes calendar features from the dates, but the forecast's dates are "
+                "unknown (no regular frequency)"
+            )
+        n_file = len(cfg.file_columns)
+        full[:, n_file:] = calendar_values(continue_dates(table.dates[-1], frequency, need), list(cfg.calendar))
+    scaled = series.scaler.to_float32(where, list(cfg.columns), full)[:, k:]  # refused beyond what training accepts
+    used = {*wanted, *cfg.columns[len(cfg.file_columns) :]}
+    scaled[:, [j - k for j, c in enumerate(cfg.columns) if j >= k and c not in used]] = 0.0
+    return scaled
+
+
 def _read_future(
     run: Run, series: Series, future: str | Path | None, frequency: str | None, need: int, steps: int, wanted: list[str]
-) -> np.ndarray:
-    """Scaled values of the ``wanted`` non-target columns for the ``need`` rows after the data,
-    from the --future CSV (the series' own rows of it for a multi-series run); (need, n - k), zero
-    in the columns not wanted."""
+) -> tuple[np.ndarray, str]:
+    """The ``wanted`` non-target columns' values (need, len(wanted)) for the ``need`` rows after
+    the data, in original units, from the --future CSV (the series' own rows of it for a
+    multi-series run), and where they were read (for messages)."""
     cfg = run.cfg.data
     table = series.table
     H = cfg.horizon
@@ -247,14 +278,7 @@ def _read_future(
             f"{where}: has {len(values)} row(s) of {feats}, but the forecast needs their values for the {need} "
             f"step(s) {after}{first_missing}"
         )
-    k = len(cfg.target)
-    full = np.ones((need, run.cfg.model.n))  # the other columns are placeholders (log(1) = 0 is safe)
-    for j, name in enumerate(wanted):
-        full[:, cfg.columns.index(name)] = values[:need, j]
-    scaled = series.scaler.to_float32(where, list(cfg.columns), full)[:, k:]  # refused beyond what training accepts
-    unused = [cfg.columns.index(c) - k for c in cfg.columns[k:] if c not in wanted]
-    scaled[:, unused] = 0.0
-    return scaled
+    return values[:need], where
 
 
 # ---------------------------------------------------------------------------------------------

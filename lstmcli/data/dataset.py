@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from lstmcli.config import DataConfig
+from lstmcli.data.calendar_features import calendar_values
 from lstmcli.data.fast import open_fast
 from lstmcli.data.reader import Table, check_magnitude, read_table
 from lstmcli.errors import DataError
@@ -264,10 +265,10 @@ def load_dataset(cfg: DataConfig, path: str | Path | None = None, content_sha256
     check_regular(path, "CSV file", DataError)
     # A large clean file is scaled column by column straight from the parse (or its cache): the
     # float64 table of every column is never built, only the float32 one.
-    fast = open_fast(path, cfg.columns, cfg.date_column, cfg.series_column, content_sha256)
+    fast = open_fast(path, cfg.file_columns, cfg.date_column, cfg.series_column, content_sha256)
     if fast is not None:
         return _prepare(path, cfg, fast.n_rows, fast.dates, fast.parts, fast.column)
-    return prepare(read_table(path, cfg.columns, cfg.date_column, cfg.missing, cfg.series_column), cfg)
+    return prepare(read_table(path, cfg.file_columns, cfg.date_column, cfg.missing, cfg.series_column), cfg)
 
 
 def prepare(table: Table, cfg: DataConfig) -> Dataset:
@@ -312,6 +313,23 @@ def _layout(
     return layout
 
 
+def with_calendar(
+    column: Callable[[int], np.ndarray], n_file: int, dates: np.ndarray | None, calendar: list[str]
+) -> Callable[[int], np.ndarray]:
+    """``column`` for the file's first ``n_file`` columns, then the calendar's, from ``dates``."""
+    if not calendar:
+        return column
+    assert dates is not None  # the config requires date_column with calendar features
+
+    def read(j: int) -> np.ndarray:
+        if j < n_file:
+            return column(j)
+        feature, part = divmod(j - n_file, 2)  # one column at a time: bounded memory on a long file
+        return calendar_values(dates, [calendar[feature]])[:, part]
+
+    return read
+
+
 def _prepare(
     path: str,
     cfg: DataConfig,
@@ -321,8 +339,10 @@ def _prepare(
     column: Callable[[int], np.ndarray],
 ) -> Dataset:
     """The columns (in ``cfg.columns`` order) scaled one at a time into one float32 array; the
-    targets are kept in float64, original units, for the metrics and baselines."""
+    targets are kept in float64, original units, for the metrics and baselines. ``column(j)`` reads
+    the file's columns; the calendar's are computed from ``dates``."""
     k, n = len(cfg.target), len(cfg.columns)
+    column = with_calendar(column, len(cfg.file_columns), dates, list(cfg.calendar))
     whole = Table(path=path, columns=cfg.columns[:k], values=np.empty((n_rows, k)), dates=dates, parts=parts)
     layout = _layout(path, cfg, whole.series_parts())
     for j in range(k):

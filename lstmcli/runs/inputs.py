@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lstmcli.data.calendar_features import calendar_values
 from lstmcli.data.dataset import Scaler, check_log_positive
 from lstmcli.data.reader import Table, read_header, read_table
 from lstmcli.errors import CheckpointError, DataError
@@ -36,7 +37,7 @@ def read_series(run: Run, path: str | Path, min_rows: int, purpose: str, only: s
     path = str(path)
     header = read_header(path)
     keys = [cfg.series_column] if cfg.series_column else []
-    missing = [c for c in [*keys, *cfg.columns] if c not in header]
+    missing = [c for c in [*keys, *cfg.file_columns] if c not in header]
     if missing:
         raise DataError(
             f"{path}: lacks column(s) {', '.join(repr(c) for c in missing)} that run {run.path} was trained on "
@@ -47,7 +48,19 @@ def read_series(run: Run, path: str | Path, min_rows: int, purpose: str, only: s
     if only is not None and not cfg.series_column:
         raise DataError(f"--series {only}: run {run.path} was trained on a single series (no data.series_column)")
     date_column = cfg.date_column if cfg.date_column in header else None
-    table = read_table(path, cfg.columns, date_column, cfg.missing, cfg.series_column)
+    if cfg.calendar and date_column is None:
+        raise DataError(
+            f"{path}: lacks the date column '{cfg.date_column}', from which run {run.path} computes its calendar "
+            f"features ({', '.join(cfg.calendar)})"
+        )
+    table = read_table(path, cfg.file_columns, date_column, cfg.missing, cfg.series_column)
+    if cfg.calendar:
+        assert table.dates is not None
+        table = replace(
+            table,
+            columns=list(cfg.columns),
+            values=np.concatenate([table.values, calendar_values(table.dates, list(cfg.calendar))], axis=1),
+        )
     parts = table.series_parts()
     if only is not None:
         parts = [p for p in parts if p[0] == only]

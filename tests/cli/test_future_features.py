@@ -35,11 +35,11 @@ def _promo_csv(path: Path, rows: int = ROWS, series: tuple[str, ...] = ()) -> Pa
     return path
 
 
-def _train(tmp_path: Path, name: str, data: dict, **sections: dict) -> Path:
+def _train(tmp_path: Path, name: str, data: dict, n: int = 2, **sections: dict) -> Path:
     cfg = write_config(
         tmp_path / f"{name}.yaml",
         csv="promo.csv",
-        model={"n": 2, "m": 16, "layers": 1},
+        model={"n": n, "m": 16, "layers": 1},
         data=data,
         train={"epochs": 40, "batch_size": 16, "patience": 40},
         output={"dir": str(tmp_path / name)},
@@ -146,3 +146,52 @@ def _one_line(result: object) -> str:
     text = result.output.strip()  # type: ignore[attr-defined]
     assert len(text.splitlines()) == 1 and "Traceback" not in text, text
     return text
+
+
+def test_calendar_phases_of_known_dates() -> None:
+    from lstmcli.data.calendar_features import calendar_values, phase
+
+    d = np.array(["2024-01-01", "2024-03-15T06:30", "2024-12-31"], dtype="datetime64[s]")
+    assert phase(d, "weekday").tolist() == pytest.approx([0, 4 / 7, 1 / 7])  # Monday, Friday, Tuesday
+    assert phase(d, "month").tolist() == pytest.approx([0, 2 / 12, 11 / 12])
+    assert phase(d, "hour").tolist() == pytest.approx([0, 6.5 / 24, 0])
+    assert phase(d, "minute").tolist() == pytest.approx([0, 0.5, 0])
+    v = calendar_values(d, ["month"])
+    assert v.shape == (3, 2) and np.allclose(v[:, 0] ** 2 + v[:, 1] ** 2, 1.0) and v[0].tolist() == [0.0, 1.0]
+
+
+@pytest.fixture(scope="module")
+def calendar_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("cal")
+    _promo_csv(d / "promo.csv")
+    return _train(d, "cal", {"calendar": ["month", "dayofyear"]}, n=5)
+
+
+def test_calendar_columns_in_predict_equal_those_of_training_for_the_same_dates(calendar_run: Path) -> None:
+    from lstmcli.commands.predict import _future_values
+    from lstmcli.config import load_config
+    from lstmcli.data.dataset import load_dataset
+    from lstmcli.runs.inputs import read_series
+    from lstmcli.runs.run import load_run
+
+    run = load_run(calendar_run)
+    full = calendar_run.parent / "promo.csv"
+    cut = calendar_run.parent / "cut.csv"  # the data without its last 3 months: predict forecasts those
+    cut.write_text("\n".join(full.read_text().splitlines()[: 1 + ROWS - 3]) + "\n")
+    series = read_series(run, cut, 12, "test")[0]
+    ahead = _future_values(run, series, None, "MS", 3)  # (3, n - k): the calendar's 4 columns
+    trained = load_dataset(load_config(calendar_run.parent / "cal.yaml").data).scaled
+    assert ahead is not None and ahead.shape == (3, 4)
+    assert np.array_equal(ahead, trained[-3:, 1:])  # bit for bit, for the dates after the data
+    assert np.array_equal(series.scaled[:, 1:], trained[:-3, 1:])  # and for the data's own dates
+
+
+def test_a_calendar_run_forecasts_without_a_future_file_and_refuses_one(calendar_run: Path) -> None:
+    data = str(calendar_run.parent / "promo.csv")
+    result = runner.invoke(app, ["predict", str(calendar_run), "--data", data, "--steps", "7", "--json"])
+    assert result.exit_code == 0, result.output
+    assert len(json.loads(result.output)["forecast"]["y"]) == 7
+    text = _one_line(runner.invoke(app, ["predict", str(calendar_run), "--data", data, "--future", data]))
+    assert "calendar features come from the dates" in text
+    shown = " ".join(runner.invoke(app, ["inspect", str(calendar_run)]).output.split())
+    assert "calendar month, dayofyear (sin/cos from the dates)" in shown
