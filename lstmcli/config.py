@@ -141,7 +141,9 @@ class DataConfig(_Section):
     horizon: int = Field(gt=0, description="H: forecast steps per window")
     season: int = Field(1, ge=1, description="s: seasonal period for the seasonal-naive baseline (1 = none)")
     split: SplitConfig = Field(default_factory=SplitConfig)
-    missing: Literal["error", "interpolate", "ffill"] = Field("error", description="what to do with empty or NaN cells")
+    missing: Literal["error", "interpolate", "ffill", "zero"] = Field(
+        "error", description="what to do with empty or NaN cells and missing timestamps (error: refuse them)"
+    )
     transform: Literal["none", "log"] = Field(
         "none", description="log: model log(y) (positive series with multiplicative seasonality)"
     )

@@ -77,6 +77,16 @@ BAD_CSVS = [
 ]
 
 
+def one_line_error(result: Any, code: int = 2) -> str:
+    """A CLI result that failed with ``code`` and said so in one ``error:`` line, no traceback."""
+    assert result.exit_code == code, result.output
+    text = str(result.output).strip()
+    assert "Traceback" not in text
+    assert len(text.splitlines()) == 1, text
+    assert text.startswith("error:"), text
+    return text
+
+
 def write_csv(path: Path, rows: int = 80, columns: tuple[str, ...] = ("y",), start: str = "2000-01-01") -> Path:
     """A monthly seasonal series with trend; extra columns are scaled copies with a phase shift."""
     import numpy as np

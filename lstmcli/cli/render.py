@@ -169,6 +169,8 @@ def train_summary(summary: TrainSummary) -> None:
     means = series_means_line(m.test)
     if means:
         out.print(means)
+    if m.filled_timestamps:
+        out.print(f"{m.filled_timestamps} missing timestamp(s) were inserted and filled, as data.missing says")
     if m.padded_series:
         none = (
             f", {m.series_without_training_windows} of them with no training window at all"
@@ -420,7 +422,9 @@ def _forecast(fc: Forecast) -> None:
 
 
 def starter(st: Starter) -> None:
-    freq = f", frequency {st.frequency}" if st.frequency else ""
+    from lstmcli.data.dates import FREQUENCY_NAMES
+
+    freq = f", frequency {FREQUENCY_NAMES.get(st.frequency, st.frequency)}" if st.frequency else ""
     date = f"date column {st.date_column}" if st.date_column else "no date column"
     out.print(f"{st.csv}: {st.rows} rows, {date}{freq}; numeric columns: {', '.join(st.numeric)}")
     for reason in st.reasons:

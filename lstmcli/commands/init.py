@@ -29,8 +29,13 @@ SEASONS = {
     "D": (7, "daily"),
     "QS": (4, "quarterly"),
     "3600s": (24, "hourly"),
+    "1800s": (48, "half-hourly"),
+    "900s": (96, "15-minute"),
+    "B": (5, "business-day"),
     "YS": (1, "yearly"),
 }
+# The second season of sub-daily and daily data: the baselines and init use the first.
+LONGER_SEASONS = {"1800s": (336, "weekly"), "3600s": (168, "weekly"), "D": (365, "yearly")}
 _DATE_NAMES = {"date", "time", "datetime", "timestamp", "ds", "day", "week", "month", "year", "period"}
 
 
@@ -223,6 +228,12 @@ def _choose_season(date_column: str | None, frequency: str | None, reasons: list
         )
     else:
         season, why = 1, f"dates in {date_column} step by {frequency}, which has no standard seasonal period"
+    if frequency in LONGER_SEASONS:
+        longer, what = LONGER_SEASONS[frequency]
+        why += (
+            f" (a {what} season of {longer} steps exists too: set data.season: {longer} and a lookback of at "
+            "least that to judge against it)"
+        )
     reasons.append(f"s = {season}: {why}")
     return season
 

@@ -295,6 +295,7 @@ def finish(opened: OpenRun, result: TrainResult, seconds: float) -> Metrics:
         calibration=calibration,
         intervals=uncertainty.table(),
         quantiles=uncertainty.quantile_table(),
+        filled_timestamps=ds.table.filled,
         padded_series=ds.padded_series,
         series_without_training_windows=ds.series_without_training_windows,
     )

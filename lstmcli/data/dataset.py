@@ -273,7 +273,7 @@ def load_dataset(cfg: DataConfig, path: str | Path | None = None, content_sha256
 
 def prepare(table: Table, cfg: DataConfig) -> Dataset:
     """Split each series by time and scale it with statistics from its own training rows."""
-    return _prepare(table.path, cfg, table.n_rows, table.dates, table.parts, table.column)
+    return _prepare(table.path, cfg, table.n_rows, table.dates, table.parts, table.column, table.filled)
 
 
 def _layout(
@@ -337,13 +337,16 @@ def _prepare(
     dates: np.ndarray | None,
     parts: tuple[tuple[str, int, int], ...] | None,
     column: Callable[[int], np.ndarray],
+    filled: int = 0,
 ) -> Dataset:
     """The columns (in ``cfg.columns`` order) scaled one at a time into one float32 array; the
     targets are kept in float64, original units, for the metrics and baselines. ``column(j)`` reads
     the file's columns; the calendar's are computed from ``dates``."""
     k, n = len(cfg.target), len(cfg.columns)
     column = with_calendar(column, len(cfg.file_columns), dates, list(cfg.calendar))
-    whole = Table(path=path, columns=cfg.columns[:k], values=np.empty((n_rows, k)), dates=dates, parts=parts)
+    whole = Table(
+        path=path, columns=cfg.columns[:k], values=np.empty((n_rows, k)), dates=dates, parts=parts, filled=filled
+    )
     layout = _layout(path, cfg, whole.series_parts())
     for j in range(k):
         whole.values[:, j] = column(j)

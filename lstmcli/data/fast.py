@@ -39,7 +39,7 @@ from lstmcli.data.cache import (
     store,
     write_entry,
 )
-from lstmcli.data.dates import parse_iso
+from lstmcli.data.dates import gaps, infer_frequency, parse_iso
 from lstmcli.errors import DataError
 from lstmcli.fsutil import sha256_file
 
@@ -69,15 +69,28 @@ def open_fast(
     frame (every column in float64) is freed before the caller scales them one by one.
     ``content_sha256``, the file's sha256 if the caller has it, saves hashing the file again.
     """
-    return _load(path, columns, date_column, series_column, reopen=True, content_sha256=content_sha256)
+    return _regular(_load(path, columns, date_column, series_column, reopen=True, content_sha256=content_sha256))
 
 
 def read_fast(
     path: str, columns: list[str], date_column: str | None = None, series_column: str | None = None
 ) -> Parsed | None:
     """(values (N, k) float64, dates or None, parts or None) for a clean large CSV; None means "validate instead"."""
-    cols = _load(path, columns, date_column, series_column, reopen=False)
+    cols = _regular(_load(path, columns, date_column, series_column, reopen=False))
     return None if cols is None else (cols.stacked(), cols.dates, cols.parts)
+
+
+def _regular(cols: Columns | None) -> Columns | None:
+    """``cols`` if every series steps regularly through its dates; None (validate instead: the
+    reader names a gap, or fills it) if one has a missing timestamp or an off-step date."""
+    if cols is None or cols.dates is None:
+        return cols
+    for _, start, stop in cols.parts or (("", 0, len(cols.dates)),):
+        d = cols.dates[start:stop]
+        absent, off = gaps(d, infer_frequency(d))
+        if absent.size or off.size:
+            return None
+    return cols
 
 
 def _load(

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from lstmcli.data.dates import format_dates, offset_of, parse_iso
+from lstmcli.data.dates import FREQUENCY_NAMES, format_dates, gaps, infer_frequency, offset_of, parse_iso
 from lstmcli.data.fast import read_fast
 from lstmcli.errors import DataError
 from lstmcli.fsutil import MiB, check_regular, open_regular
@@ -35,6 +35,7 @@ class Table:
     # Long format: (series id, first row, end row) of each series, rows grouped by series in the
     # order the ids first appear. None: the whole table is one series.
     parts: tuple[tuple[str, int, int], ...] | None = None
+    filled: int = 0  # missing timestamps inserted and filled (data.missing), over every series
 
     @property
     def n_rows(self) -> int:
@@ -103,11 +104,13 @@ def _read_validated(
     table = np.array(values, dtype=np.float64).reshape(len(lines), len(columns))
     dates = _parse_dates(where, date_cells, date_column) if date_column else None
     if series_column is None:
+        filled = 0
         if dates is not None:
             _check_increasing(where, dates, np.arange(len(dates)), date_column or "")
+            table, dates, _, filled = regularize(path, table, dates, None, missing)
         if missing != "error":
             table = _fill_missing(path, table, columns, missing)
-        return Table(path=path, columns=list(columns), values=table, dates=dates)
+        return Table(path=path, columns=list(columns), values=table, dates=dates, filled=filled)
     return _group_series(where, ids, series_column, table, dates, columns, date_column, missing)
 
 
@@ -146,12 +149,63 @@ def _group_series(
     starts = [0, *bounds.tolist()]
     stops = [*bounds.tolist(), len(code)]
     parts = tuple((sid, start, stop) for sid, start, stop in zip(first, starts, stops, strict=True))
-    for sid, start, stop in parts:
-        if dates is not None:
+    filled = 0
+    if dates is not None:
+        for sid, start, stop in parts:
             _check_increasing(where, dates[start:stop], order[start:stop], date_column or "", f" in series '{sid}'")
+        values, dates, regular, filled = regularize(path, values, dates, parts, missing)
+        parts = regular or parts
+    for sid, start, stop in parts:
         if missing != "error":
             values[start:stop] = _fill_missing(f"{path} series '{sid}'", values[start:stop], columns, missing)
-    return Table(path=path, columns=list(columns), values=values, dates=dates, parts=parts)
+    return Table(path=path, columns=list(columns), values=values, dates=dates, parts=parts, filled=filled)
+
+
+def regularize(
+    path: str,
+    values: np.ndarray,
+    dates: np.ndarray,
+    parts: tuple[tuple[str, int, int], ...] | None,
+    missing: str,
+) -> tuple[np.ndarray, np.ndarray, tuple[tuple[str, int, int], ...] | None, int]:
+    """Check each series' time axis at its own inferred frequency. A date off the steps of the
+    others is refused; so are missing timestamps (the first named, and how many), unless
+    ``missing`` fills them: their rows are inserted as empty cells, which the fill then fills like
+    any other. Returns the values, dates and parts with those rows, and how many were inserted."""
+    segments = parts if parts is not None else (("", 0, len(dates)),)
+    pieces: list[tuple[str, np.ndarray, np.ndarray]] = []
+    filled = 0
+    for sid, start, stop in segments:
+        d, v = dates[start:stop], values[start:stop]
+        frequency = infer_frequency(d)
+        absent, off = gaps(d, frequency)
+        where = f"{path}: series '{sid}'" if parts is not None else path
+        name = FREQUENCY_NAMES.get(frequency or "", f"every-{frequency}")
+        if off.size:
+            raise DataError(
+                f"{where}: date {format_dates(off[:1])[0]} is off the {name} steps of the other dates "
+                f"({off.size} date(s) are); dates must step regularly"
+            )
+        if absent.size:
+            if missing == "error":
+                raise DataError(
+                    f"{where}: {absent.size} {name} timestamp(s) are missing, the first {format_dates(absent[:1])[0]}; "
+                    "add the rows, or set data.missing: interpolate, ffill or zero to fill them"
+                )
+            full = np.union1d(d.astype("datetime64[s]"), absent)
+            rows = np.full((len(full), v.shape[1]), np.nan)
+            rows[np.searchsorted(full, d.astype("datetime64[s]"))] = v
+            d, v, filled = full, rows, filled + absent.size
+        pieces.append((sid, d, v))
+    if not filled:
+        return values, dates, parts, 0
+    bounds = np.cumsum([0, *(len(d) for _, d, _ in pieces)])
+    new_parts = (
+        tuple((sid, int(lo), int(hi)) for (sid, _, _), lo, hi in zip(pieces, bounds[:-1], bounds[1:], strict=True))
+        if parts is not None
+        else None
+    )
+    return np.concatenate([v for _, _, v in pieces]), np.concatenate([d for _, d, _ in pieces]), new_parts, filled
 
 
 # The csv module refuses fields over 128 KiB with a bare _csv.Error; a text column (notes, say)
@@ -247,7 +301,9 @@ def _parse_number(path: str, cell: str, row: int, line: int, column: str, missin
     if text.lower() in MISSING_CELLS:
         if missing == "error":
             what = "an empty cell" if not text else f"a missing value ({text!r})"
-            raise DataError(f"{where}: {what}; expected a number (set data.missing: interpolate or ffill to fill gaps)")
+            raise DataError(
+                f"{where}: {what}; expected a number (set data.missing: interpolate, ffill or zero to fill gaps)"
+            )
         return math.nan
     try:
         value = float(text)
@@ -282,6 +338,8 @@ def _fill_missing(path: str, values: np.ndarray, columns: list[str], how: str) -
             raise DataError(f"{path}: column '{name}' has no values at all")
         if how == "interpolate":
             col[bad] = np.interp(np.flatnonzero(bad), good, col[good])
+        elif how == "zero":
+            col[bad] = 0.0
         else:  # ffill; leading gaps take the first value
             idx = np.where(bad, 0, np.arange(col.size))
             np.maximum.accumulate(idx, out=idx)

@@ -106,6 +106,7 @@ class Metrics(_Schema):
     calibration: dict[str, Calibration] | None = None  # model, seasonal_naive: conformal radii (None before 0.2.0)
     intervals: dict[str, IntervalTable] | None = None  # test split, per level: the calibrated intervals' scores
     quantiles: dict[str, QuantileScores] | None = None  # test split, a quantile run's quantiles
+    filled_timestamps: int = 0  # missing timestamps inserted and filled by data.missing
     padded_series: int = 0  # series too short for a full lookback (windows padded with their first row)
     series_without_training_windows: int = 0
 

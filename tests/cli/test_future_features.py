@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from lstmcli.cli import app
 from lstmcli.data.windows import Windows
-from tests.conftest import write_config
+from tests.conftest import one_line_error, write_config
 
 runner = CliRunner()
 ROWS = 240
@@ -80,11 +80,11 @@ def test_windows_give_the_model_the_future_columns_and_never_the_future_targets(
 
 def test_predict_needs_the_future_values_and_names_the_first_missing_row(runs: dict[str, Path], tmp_path: Path) -> None:
     run, data = runs["future"], str(runs["future"].parent / "promo.csv")
-    text = _one_line(runner.invoke(app, ["predict", str(run), "--data", data]))
+    text = one_line_error(runner.invoke(app, ["predict", str(run), "--data", data]))
     assert "known-future column(s) promo" in text and "--future" in text and "3 step(s)" in text
     future = tmp_path / "f.csv"
     future.write_text("date,promo\n2010-01-01,1\n2010-02-01,0\n")  # the data ends 2009-12: one row short
-    text = _one_line(runner.invoke(app, ["predict", str(run), "--data", data, "--future", str(future)]))
+    text = one_line_error(runner.invoke(app, ["predict", str(run), "--data", data, "--future", str(future)]))
     assert "has 2 row(s) of promo" in text and "the first missing: 2010-03-01" in text
     forecasts = {}
     for flags in ("0,0,0", "1,1,1"):
@@ -137,15 +137,8 @@ def test_a_multi_series_run_reads_each_series_future_from_a_long_file(tmp_path: 
     got = json.loads(result.output)["series"]
     assert set(got) == {"a", "b"}
     future.write_text("series,date,promo\n" + "".join(f"a,2000-{m:02d}-01,0\n" for m in (1, 2, 3)))
-    text = _one_line(runner.invoke(app, args[:-1]))
+    text = one_line_error(runner.invoke(app, args[:-1]))
     assert "has no rows of series 'b'" in text
-
-
-def _one_line(result: object) -> str:
-    assert result.exit_code == 2, result.output  # type: ignore[attr-defined]
-    text = result.output.strip()  # type: ignore[attr-defined]
-    assert len(text.splitlines()) == 1 and "Traceback" not in text, text
-    return text
 
 
 def test_calendar_phases_of_known_dates() -> None:
@@ -191,7 +184,7 @@ def test_a_calendar_run_forecasts_without_a_future_file_and_refuses_one(calendar
     result = runner.invoke(app, ["predict", str(calendar_run), "--data", data, "--steps", "7", "--json"])
     assert result.exit_code == 0, result.output
     assert len(json.loads(result.output)["forecast"]["y"]) == 7
-    text = _one_line(runner.invoke(app, ["predict", str(calendar_run), "--data", data, "--future", data]))
+    text = one_line_error(runner.invoke(app, ["predict", str(calendar_run), "--data", data, "--future", data]))
     assert "calendar features come from the dates" in text
     shown = " ".join(runner.invoke(app, ["inspect", str(calendar_run)]).output.split())
     assert "calendar month, dayofyear (sin/cos from the dates)" in shown

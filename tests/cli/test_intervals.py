@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from lstmcli.cli import app
-from tests.conftest import ROOT, write_config, write_csv
+from tests.conftest import ROOT, one_line_error, write_config, write_csv
 
 runner = CliRunner()
 
@@ -58,16 +58,11 @@ def test_predict_level_writes_bounds_around_the_forecast(run_dir: Path, tmp_path
     assert js["intervals"]["80"]["lower"]["y"] == pytest.approx(lo80.tolist())
 
 
-def _one_line(result: object) -> str:
-    assert result.exit_code == 2, result.output  # type: ignore[attr-defined]
-    text = result.output.strip()  # type: ignore[attr-defined]
-    assert len(text.splitlines()) == 1 and "Traceback" not in text, text
-    return text
-
-
 def test_level_beyond_h_steps_or_out_of_range_is_refused(run_dir: Path) -> None:
     data = str(run_dir.parent / "series.csv")
-    text = _one_line(runner.invoke(app, ["predict", str(run_dir), "--data", data, "--level", "80", "--steps", "7"]))
+    text = one_line_error(
+        runner.invoke(app, ["predict", str(run_dir), "--data", data, "--level", "80", "--steps", "7"])
+    )
     assert "--level" in text and "H = 3" in text
     assert runner.invoke(app, ["predict", str(run_dir), "--data", data, "--level", "100"]).exit_code == 2
 
@@ -85,7 +80,7 @@ def test_a_backtest_of_the_test_split_reproduces_the_interval_scores_of_metrics_
 
 def test_a_run_written_by_0_1_0_has_no_intervals_and_says_so(tmp_path: Path) -> None:
     fixture = ROOT / "tests" / "fixtures" / "v0_1_0"
-    text = _one_line(
+    text = one_line_error(
         runner.invoke(app, ["predict", str(fixture / "run"), "--data", str(fixture / "series.csv"), "--level", "80"])
     )
     assert "no interval calibration" in text and "train it again" in text
@@ -253,6 +248,6 @@ def test_bad_quantiles_are_refused_in_one_line(tmp_path: Path, sets: list[str], 
     write_csv(tmp_path / "series.csv", rows=60)
     cfg = write_config(tmp_path / "c.yaml")
     args = ["train", str(cfg)] + [a for s in sets for a in ("--set", s)]
-    text = _one_line(runner.invoke(app, args))
+    text = one_line_error(runner.invoke(app, args))
     assert expected in text and "c.yaml" in text
     assert not (tmp_path / "run").exists()

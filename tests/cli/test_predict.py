@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from lstmcli.cli import app
-from tests.conftest import write_config, write_csv
+from tests.conftest import one_line_error, write_config, write_csv
 
 runner = CliRunner()
 ROWS, L, H = 80, 12, 3
@@ -44,15 +44,6 @@ def _csv_of(run: Path) -> Path:
 
 def _invoke(*args: str | Path) -> object:
     return runner.invoke(app, ["predict", *map(str, args)])
-
-
-def _one_line_error(result: object, code: int = 2) -> str:
-    assert result.exit_code == code, result.output  # type: ignore[attr-defined]
-    text = result.output.strip()  # type: ignore[attr-defined]
-    assert "Traceback" not in text
-    assert len(text.splitlines()) == 1, text
-    assert text.startswith("error:")
-    return text
 
 
 def _read_rows(path: Path) -> list[list[str]]:
@@ -132,7 +123,7 @@ def test_missing_weight_file_is_one_line_exit_2(run_dir: Path, tmp_path: Path) -
     broken = tmp_path / "run"
     shutil.copytree(run_dir, broken)
     (broken / "model.safetensors").unlink()
-    text = _one_line_error(_invoke(broken, "--data", _csv_of(run_dir)))
+    text = one_line_error(_invoke(broken, "--data", _csv_of(run_dir)))
     assert "model.safetensors is missing" in text
 
 
@@ -145,19 +136,19 @@ def test_mismatched_weight_file_names_the_tensor(run_dir: Path, tmp_path: Path) 
     shutil.copytree(run_dir, broken)
     other = LSTMForecaster(n=1, m=6, layers=2, horizon=H, n_targets=1)  # the run has m = 8
     (broken / "model.safetensors").write_bytes(weights_bytes(other.state_dict()))
-    text = _one_line_error(_invoke(broken, "--data", _csv_of(run_dir)))
+    text = one_line_error(_invoke(broken, "--data", _csv_of(run_dir)))
     assert "has shape" in text and "lstm.weight_ih_l0" in text
 
 
 def test_csv_lacking_a_column_names_it(feature_run: Path, tmp_path: Path) -> None:
     bad = write_csv(tmp_path / "bad.csv", columns=("y", "z"))
-    text = _one_line_error(_invoke(feature_run, "--data", bad))
+    text = one_line_error(_invoke(feature_run, "--data", bad))
     assert "lacks column(s) 'x'" in text and "bad.csv" in text
 
 
 def test_csv_shorter_than_lookback(run_dir: Path, tmp_path: Path) -> None:
     short = write_csv(tmp_path / "short.csv", rows=L - 1)
-    text = _one_line_error(_invoke(run_dir, "--data", short))
+    text = one_line_error(_invoke(run_dir, "--data", short))
     assert f"has {L - 1} row(s)" in text and f"L = {L}" in text
 
 
@@ -181,12 +172,12 @@ def test_steps_beyond_h_feed_forecasts_back_in(run_dir: Path, tmp_path: Path) ->
 
 def test_steps_with_features_need_future_values(feature_run: Path, tmp_path: Path) -> None:
     data = _csv_of(feature_run)
-    text = _one_line_error(_invoke(feature_run, "--data", data, "--steps", "7"))
+    text = one_line_error(_invoke(feature_run, "--data", data, "--steps", "7"))
     assert "--future" in text and "x" in text
     # Steps 1..3 come from the data; calls 2 and 3 need x for the 6 steps after it.
     future = tmp_path / "future.csv"
     future.write_text("date,x\n" + "".join(f"2006-{m:02d}-01,{0.1 * m}\n" for m in range(9, 13)))
-    text = _one_line_error(_invoke(feature_run, "--data", data, "--steps", "7", "--future", future))
+    text = one_line_error(_invoke(feature_run, "--data", data, "--steps", "7", "--future", future))
     assert "has 4 row(s)" in text and "6 step(s)" in text
     future.write_text(
         "date,x\n"
@@ -202,7 +193,7 @@ def test_steps_with_features_need_future_values(feature_run: Path, tmp_path: Pat
     # Future values that do not start right after the data are refused.
     late = tmp_path / "late.csv"
     late.write_text("date,x\n" + "".join(f"2007-{m:02d}-01,1\n" for m in range(1, 8)))
-    assert "must start at 2006-09-01" in _one_line_error(
+    assert "must start at 2006-09-01" in one_line_error(
         _invoke(feature_run, "--data", data, "--steps", "7", "--future", late)
     )
 
@@ -219,7 +210,7 @@ def test_split_without_backtest_is_a_usage_error(run_dir: Path) -> None:
 
 
 def test_not_a_run_directory(tmp_path: Path, tiny_csv: Path) -> None:
-    text = _one_line_error(_invoke(tmp_path / "nope", "--data", tiny_csv))
+    text = one_line_error(_invoke(tmp_path / "nope", "--data", tiny_csv))
     assert "run directory not found" in text
 
 
@@ -267,7 +258,7 @@ def test_a_non_positive_value_in_a_log_run_is_one_line(tmp_path: Path) -> None:
     lines[5] = lines[5].split(",")[0] + ",0"
     bad = tmp_path / "bad.csv"
     bad.write_text("\n".join(lines) + "\n")
-    text = _one_line_error(_invoke(run, "--data", bad))
+    text = one_line_error(_invoke(run, "--data", bad))
     assert "row 5, column 'y': 0 is not positive, but the run models this column as log(x)" in text
 
 

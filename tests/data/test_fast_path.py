@@ -367,10 +367,10 @@ def test_an_unwritable_cache_falls_back_to_the_whole_parse(
 def test_a_date_form_that_changes_between_batches_reads_like_the_whole_column(
     fast: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # The first batch's dates are days, a later batch's carry times: the whole column is then read
+    # The first batch's dates are days, a later batch's carry (midnight) times: the whole column is then read
     # by numpy's ISO reader, and so must the streamed file be (it falls back to the whole parse).
     monkeypatch.setattr(ingest, "BATCH_ROWS", 4)
-    rows = [f"2000-01-{d:02d},{d}.5" for d in range(1, 5)] + [f"2000-01-{d:02d}T06:00:00,{d}.5" for d in range(5, 13)]
+    rows = [f"2000-01-{d:02d},{d}.5" for d in range(1, 5)] + [f"2000-01-{d:02d}T00:00:00,{d}.5" for d in range(5, 13)]
     path = tmp_path / "mixed.csv"
     path.write_text("date,y\n" + "\n".join(rows) + "\n")
     cols = ingest.open_fast(str(path), ["y"], "date")

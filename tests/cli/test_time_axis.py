@@ -1,0 +1,129 @@
+"""The time axis is checked: frequencies are inferred (business days, half-hourly, every k months),
+a gap is refused with its first missing timestamp unless data.missing fills it, forecasts follow
+the calendar."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from lstmcli.cli import app
+from lstmcli.data.dates import continue_dates, gaps, infer_frequency
+from tests.conftest import one_line_error, write_config
+
+runner = CliRunner()
+
+
+def _csv(path: Path, dates: np.ndarray, header: str = "date,y") -> Path:
+    lines = [header] + [f"{d},{10 + np.sin(i / 3) + 0.01 * i:.4f}" for i, d in enumerate(dates)]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _months(n: int, start: str = "2000-01") -> np.ndarray:
+    return np.array([f"{np.datetime64(start, 'M') + np.timedelta64(t, 'M')}-01" for t in range(n)])
+
+
+def _business_days(start: str, end: str) -> np.ndarray:
+    days = np.arange(np.datetime64(start), np.datetime64(end))
+    return days[np.is_busday(days)]
+
+
+def test_frequencies_are_inferred_and_continued() -> None:
+    b = _business_days("2024-01-01", "2024-03-01").astype("datetime64[s]")
+    assert infer_frequency(b) == "B"
+    assert [str(d)[:10] for d in continue_dates(np.datetime64("2024-03-01"), "B", 3)] == [
+        "2024-03-04",  # Friday -> Monday
+        "2024-03-05",
+        "2024-03-06",
+    ]
+    half_hours = np.datetime64("2024-01-01T00:00") + np.arange(100) * np.timedelta64(30, "m")
+    assert infer_frequency(half_hours.astype("datetime64[s]")) == "1800s"
+    every_two = np.array(_months(24)[::2], dtype="datetime64[s]")
+    assert infer_frequency(every_two) == "2MS"
+    assert str(continue_dates(every_two[-1], "2MS", 1)[0])[:10] == "2002-01-01"
+
+
+def test_gaps_finds_missing_and_off_step_dates() -> None:
+    months = np.array(_months(24), dtype="datetime64[s]")
+    absent, off = gaps(np.delete(months, [5, 6, 9]), "MS")
+    assert [str(d)[:10] for d in absent] == ["2000-06-01", "2000-07-01", "2000-10-01"] and off.size == 0
+    shifted = months.copy()
+    shifted[3] += np.timedelta64(1, "D")
+    absent, off = gaps(shifted, "MS")
+    assert [str(d)[:10] for d in off] == ["2000-04-02"]
+
+
+@pytest.fixture
+def gappy(tmp_path: Path) -> Path:
+    _csv(tmp_path / "series.csv", np.delete(_months(120), [40, 41, 42, 70]))
+    return write_config(tmp_path / "c.yaml")
+
+
+def test_a_gap_is_refused_with_its_first_missing_date_and_how_many(gappy: Path, tmp_path: Path) -> None:
+    text = one_line_error(runner.invoke(app, ["train", str(gappy)]))
+    assert "series.csv: 4 monthly timestamp(s) are missing, the first 2003-05-01" in text
+    assert "data.missing: interpolate, ffill or zero" in text
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("how", ["interpolate", "ffill", "zero"])
+def test_data_missing_fills_a_gap_and_the_summary_counts_it(gappy: Path, tmp_path: Path, how: str) -> None:
+    result = runner.invoke(app, ["train", str(gappy), "--set", f"data.missing={how}"])
+    assert result.exit_code == 0, result.output
+    assert "4 missing timestamp(s) were inserted and filled" in " ".join(result.output.split())
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["filled_timestamps"] == 4
+    from lstmcli.data.reader import read_table
+
+    table = read_table(tmp_path / "series.csv", ["y"], "date", how)
+    assert table.n_rows == 120 and table.filled == 4
+    row = 40  # 2003-05-01, the first inserted
+    before, after = table.values[39, 0], table.values[43, 0]
+    expected = {"interpolate": before + (after - before) / 4, "ffill": before, "zero": 0.0}[how]
+    assert table.values[row, 0] == pytest.approx(expected)
+
+
+def test_a_date_off_the_steps_is_refused(tmp_path: Path) -> None:
+    dates = _months(60)
+    dates[30] = "2002-07-09"
+    _csv(tmp_path / "series.csv", dates)
+    text = one_line_error(runner.invoke(app, ["train", str(write_config(tmp_path / "c.yaml"))]))
+    assert "date 2002-07-09 is off the monthly steps" in text
+
+
+def test_business_day_data_forecasts_no_weekend(tmp_path: Path) -> None:
+    _csv(tmp_path / "series.csv", _business_days("2022-01-03", "2022-09-01"))
+    cfg = write_config(tmp_path / "c.yaml", data={"season": 5, "lookback": 10, "horizon": 5})
+    assert runner.invoke(app, ["train", str(cfg), "-q"]).exit_code == 0
+    result = runner.invoke(app, ["predict", str(tmp_path / "run"), "--data", str(tmp_path / "series.csv"), "--json"])
+    assert result.exit_code == 0, result.output
+    index = json.loads(result.output)["index"]
+    assert index == ["2022-09-01", "2022-09-02", "2022-09-05", "2022-09-06", "2022-09-07"]
+    assert all(np.is_busday(np.array(index, dtype="datetime64[D]")))
+
+
+def test_init_gives_half_hourly_data_a_daily_season_of_48(tmp_path: Path) -> None:
+    stamps = np.datetime64("2024-01-01T00:00") + np.arange(24 * 48) * np.timedelta64(30, "m")
+    _csv(tmp_path / "hh.csv", np.array([str(s) for s in stamps]), header="time,load")
+    out = tmp_path / "hh.yaml"
+    result = runner.invoke(app, ["init", str(tmp_path / "hh.csv"), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "season: 48 " in out.read_text() and "half-hourly" in result.output
+
+
+def test_a_gap_in_one_series_of_a_long_file_names_the_series(tmp_path: Path) -> None:
+    lines = ["id,date,y"]
+    for sid in ("a", "b"):
+        for t, d in enumerate(_months(60)):
+            if sid == "b" and t == 20:
+                continue
+            lines.append(f"{sid},{d},{10 + t % 12}")
+    (tmp_path / "long.csv").write_text("\n".join(lines) + "\n")
+    cfg = write_config(tmp_path / "c.yaml", csv="long.csv", data={"series_column": "id"})
+    text = one_line_error(runner.invoke(app, ["train", str(cfg)]))
+    assert "long.csv: series 'b': 1 monthly timestamp(s) are missing, the first 2001-09-01" in text
