@@ -396,6 +396,13 @@ def init(
         typer.Option("--out", "-o", dir_okay=False, help="Config to write (default: <CSV name>.yaml here)."),
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing config file.")] = False,
+    series_column: Annotated[
+        str | None,
+        typer.Option(
+            "--series-column",
+            help="Long format: the column naming each row's series (default: found when dates repeat).",
+        ),
+    ] = None,
 ) -> None:
     """Write a starter config for a CSV: date column, target, season, lookback, horizon, transform and model size chosen for you."""
     from lstmcli.commands import init as starter
@@ -403,6 +410,6 @@ def init(
 
     out_path = out_file or starter.default_out(csv_file)
     check_outputs({"--out": out_path}, [csv_file])
-    st = starter.propose(csv_file, out_path, target, feature)
+    st = starter.propose(csv_file, out_path, target, feature, series_column)
     starter.write(st, force)
     render.starter(st)

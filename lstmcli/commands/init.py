@@ -36,6 +36,7 @@ SEASONS = {
 }
 # The second season of sub-daily and daily data: the baselines and init use the first.
 LONGER_SEASONS = {"1800s": (336, "weekly"), "3600s": (168, "weekly"), "D": (365, "yearly")}
+_SERIES_NAMES = {"id", "series", "unique_id", "series_id", "item_id", "item", "store", "sku", "key"}
 _DATE_NAMES = {"date", "time", "datetime", "timestamp", "ds", "day", "week", "month", "year", "period"}
 
 
@@ -57,6 +58,9 @@ class Starter:
     missing: str
     transform: str = "none"
     m: int = 64
+    series_column: str | None = None
+    series: int = 1  # series in a long-format file
+    count_split: int | None = None  # split: {val: this, test: this} rows from each series' end
     reasons: list[str] = field(default_factory=list)
     text: str = ""
 
@@ -123,14 +127,51 @@ def classify(cells: Cells) -> tuple[str | None, list[str], dict[str, int], list[
     return date_column, numeric, gaps, other
 
 
+def _series_column(
+    path: str, cells: Cells, date_column: str | None, numeric: list[str], other: list[str], given: str | None
+) -> str | None:
+    """The long format's series column: ``given`` (checked), else, when dates repeat, the first text
+    column (or a numeric one named like an id) whose values repeat too."""
+    if given is not None:
+        if given not in cells.header:
+            raise DataError(
+                f"{path}: --series-column {given!r} is not in the file; columns are: {', '.join(cells.header)}"
+            )
+        if given == date_column:
+            raise DataError(f"{path}: --series-column {given!r} is the date column")
+        return given
+    if date_column is None:
+        return None
+    j = cells.header.index(date_column)
+    dates = [r[j].strip() for r in cells.sample if j < len(r)]
+    if len(set(dates)) == len(dates):
+        return None
+    for name in [*other, *(c for c in numeric if c.lower() in _SERIES_NAMES)]:
+        k = cells.header.index(name)
+        if len({r[k].strip() for r in cells.sample if k < len(r)}) < len(cells.sample):
+            return name
+    raise DataError(
+        f"{path}: dates in {date_column} repeat, as in a long-format file, but no column names the series; "
+        "pass --series-column COL"
+    )
+
+
 def propose(
-    csv_path: str | Path, out: str | Path, target: str | None = None, features: list[str] | None = None
+    csv_path: str | Path,
+    out: str | Path,
+    target: str | None = None,
+    features: list[str] | None = None,
+    series_column: str | None = None,
 ) -> Starter:
     """Choose date column, target, features, s, L and H for ``csv_path``; build the YAML text."""
     path = str(csv_path)
     cells = read_cells(path)
     date_column, numeric, gaps, other = classify(cells)
     reasons: list[str] = []
+    series_column = _series_column(path, cells, date_column, numeric, other, series_column)
+    if series_column is not None:
+        other = [c for c in other if c != series_column]
+        numeric = [c for c in numeric if c != series_column]
     target = _choose_target(path, cells.header, numeric, date_column, target, reasons)
     candidates = [c for c in numeric if c != target]
     features = _choose_features(path, candidates, features, reasons)
@@ -142,17 +183,41 @@ def propose(
         holes = ", ".join(f"{c} ({gaps[c]})" for c in columns if gaps[c])
         reasons.append(f"missing: interpolate, because of empty cells in {holes}")
 
-    table = read_table(path, columns, date_column, missing)  # every cell and date checked as train will
-    frequency = infer_frequency(table.dates)
+    # every cell and date checked as train will
+    table = read_table(path, columns, date_column, missing, series_column)
+    parts = table.series_parts()
+    lengths = np.array([stop - start for _, start, stop in parts])
+    _, lo, hi = parts[int(np.argmax(lengths))]  # the longest series judges the frequency and the transform
+    if series_column is not None:
+        reasons.append(
+            f"series column {series_column}: {len(parts):,} series of {lengths.min():,} to {lengths.max():,} rows "
+            f"(median {int(np.median(lengths)):,}); one global model over all of them"
+        )
+    frequency = infer_frequency(None if table.dates is None else table.dates[lo:hi])
     season = _choose_season(date_column, frequency, reasons)
-    lookback, horizon = _choose_window(table.n_rows, season, reasons)
-    if season > max(lookback, int(0.70 * table.n_rows)):
+    typical = int(np.median(lengths))
+    count_split = None
+    lookback, horizon = _default_window(season, reasons)
+    held_out = int(0.85 * typical) - int(0.70 * typical)  # a 70/15/15 split's validation rows
+    if series_column is not None and held_out < horizon:
+        horizon = max(1, min(horizon, typical // 4))
+        lookback = max(1, min(lookback, typical - 2 * horizon))
+        count_split = horizon
+        reasons.append(
+            f"split: the last {horizon} rows of each series are its test, the {horizon} before them its validation, "
+            f"as in the forecasting competitions (a 70/15/15 split of the median series' {typical} rows would hold "
+            f"out {held_out} for validation, too few for a window); L = {lookback}, H = {horizon}"
+        )
+    else:
+        lookback, horizon = _fit_length(typical, lookback, horizon, reasons)
+    if season > max(lookback, int(0.70 * typical)):
         reasons.append(
             f"s = 1 after all: the series is too short to look {season} steps back from the validation split"
         )
         season = 1
-    transform = _choose_transform(table.values[:, 0], season, reasons)
-    m = choose_size(int(0.70 * table.n_rows) - lookback - horizon + 1, reasons)
+    transform = _choose_transform(table.values[lo:hi, 0], season, reasons)
+    train_rows = lengths - 2 * count_split if count_split else (0.70 * lengths).astype(int)
+    m = choose_size(int(np.clip(train_rows - lookback - horizon + 1, 0, None).sum()), reasons)
 
     out_path = Path(out)
     data_rel = os.path.relpath(Path(path).resolve(), out_path.resolve().parent)
@@ -172,6 +237,9 @@ def propose(
         transform=transform,
         m=m,
         reasons=reasons,
+        series_column=series_column,
+        series=len(parts),
+        count_split=count_split,
     )
     st.text = render(st, data_rel, candidates)
     cfg = validate_config(parse_yaml(st.text, str(out_path)), str(out_path))  # what train will accept
@@ -277,14 +345,14 @@ def choose_size(windows: int, reasons: list[str] | None = None) -> int:
     return m
 
 
-def _choose_window(rows: int, season: int, reasons: list[str]) -> tuple[int, int]:
+def _default_window(season: int, reasons: list[str]) -> tuple[int, int]:
     if season > 1:
         lookback, horizon = min(2 * season, 48), min(season, 24)
         reasons.append(f"L = min(2s, 48) = {lookback} input steps, H = min(s, 24) = {horizon} forecast steps")
     else:
         lookback, horizon = 16, 4
         reasons.append("L = 16 input steps, H = 4 forecast steps (the defaults without a season)")
-    return _fit_length(rows, lookback, horizon, reasons)
+    return lookback, horizon
 
 
 def _fit_length(rows: int, lookback: int, horizon: int, reasons: list[str]) -> tuple[int, int]:
@@ -321,6 +389,8 @@ def render(st: Starter, data_path: str, candidates: list[str]) -> str:
     ]
     if st.date_column:
         lines.append(f"  date_column: {_yaml_str(st.date_column)}")
+    if st.series_column:
+        lines.append(f"  series_column: {_yaml_str(st.series_column)}   # {st.series:,} series, one global model")
     lines.append(f"  target: {_yaml_str(st.target)}")
     feats = "[" + ", ".join(_yaml_str(f) for f in st.features) + "]"
     unused = [c for c in candidates if c not in st.features]
@@ -330,6 +400,8 @@ def render(st: Starter, data_path: str, candidates: list[str]) -> str:
         f"  horizon: {st.horizon}        # H: forecast steps per window",
         f"  season: {st.season}         # s: seasonal period for the seasonal-naive baseline (1 = none)",
     ]
+    if st.count_split:
+        lines.append(f"  split: {{val: {st.count_split}, test: {st.count_split}}}   # rows from each series' end")
     if st.missing != "error":
         lines.append(f"  missing: {st.missing}")
     if st.transform != "none":

@@ -130,3 +130,45 @@ def test_init_keeps_the_default_size_for_a_long_series(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert load_config(out).model.m == 64
     assert "training windows" not in result.output
+
+
+def _long_file(path: Path, series: int, rows: int, id_column: str = "item") -> Path:
+    import numpy as np
+
+    lines = [f"{id_column},month,sales"]
+    for i in range(series):
+        for t in range(rows + i):  # series of different lengths
+            month = np.datetime64("2015-01", "M") + np.timedelta64(t, "M")
+            lines.append(f"s{i},{month}-01,{100 + 10 * np.sin(2 * np.pi * t / 12) + i + (t * 7 % 5):.2f}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_init_finds_the_series_column_of_a_long_file_and_it_goes_through_train_and_predict(tmp_path: Path) -> None:
+    data = _long_file(tmp_path / "long.csv", series=6, rows=60)
+    out = tmp_path / "long.yaml"
+    result = runner.invoke(app, ["init", str(data), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.output.split())
+    assert "series column item: 6 series of 60 to 65 rows (median 62)" in said
+    cfg = yaml.safe_load(out.read_text())["data"]
+    assert cfg["series_column"] == "item" and cfg["target"] == "sales"
+    # 62 rows: a 70/15/15 split would hold out 9, fewer than H = 12, so each series' last rows are held out
+    assert cfg["split"] == {"val": 12, "test": 12} and cfg["horizon"] == 12
+    run = tmp_path / "run"
+    trained = runner.invoke(app, ["train", str(out), "-q", "--set", "train.epochs=2", "--set", f"output.dir={run}"])
+    assert trained.exit_code == 0, trained.output
+    forecast = runner.invoke(app, ["predict", str(run), "--data", str(data), "--series", "s3", "--json"])
+    assert forecast.exit_code == 0, forecast.output
+    assert "2020-04-01" in forecast.output  # s3 has 63 rows, to 2020-03: the forecast starts the month after
+
+
+def test_init_takes_the_series_column_it_is_given_and_refuses_one_not_in_the_file(tmp_path: Path) -> None:
+    data = _long_file(tmp_path / "long.csv", series=3, rows=200, id_column="code")
+    out = tmp_path / "c.yaml"
+    result = runner.invoke(app, ["init", str(data), "--series-column", "code", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    cfg = yaml.safe_load(out.read_text())["data"]
+    assert cfg["series_column"] == "code" and "split" not in cfg  # long series keep the 70/15/15 split
+    bad = runner.invoke(app, ["init", str(data), "--series-column", "nope", "--out", str(tmp_path / "d.yaml")])
+    assert bad.exit_code == 2 and "--series-column 'nope' is not in the file" in bad.output
