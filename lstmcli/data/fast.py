@@ -87,6 +87,9 @@ def _regular(cols: Columns | None) -> Columns | None:
         return cols
     for _, start, stop in cols.parts or (("", 0, len(cols.dates)),):
         d = cols.dates[start:stop]
+        steps = np.diff(d)
+        if steps.size == 0 or bool(np.all(steps == steps[0])):  # one fixed step: regular, in one pass
+            continue
         absent, off = gaps(d, infer_frequency(d))
         if absent.size or off.size:
             return None
