@@ -122,6 +122,9 @@ class DataConfig(_Section):
 
     path: str = Field(description="CSV file, relative to the config file")
     date_column: str | None = Field(None, description="optional date column (ISO dates), checked to be increasing")
+    date_format: str | None = Field(
+        None, description="the dates' strptime format when they are not ISO, e.g. '%d/%m/%Y' (no time zone: %z)"
+    )
     series_column: str | None = Field(
         None, description="long format: column naming the series of each row; one global model over all series"
     )
@@ -166,6 +169,10 @@ class DataConfig(_Section):
             value = getattr(self, key)
             if value is not None and value in seen:
                 raise ValueError(f"{key} '{value}' cannot also be a target or feature")
+        if self.date_format is not None and ("%z" in self.date_format or "%Z" in self.date_format):
+            raise ValueError("date_format: dates are read as local times, without a time zone (%z, %Z)")
+        if self.date_format is not None and self.date_column is None:
+            raise ValueError("date_format needs date_column")
         if self.calendar and self.date_column is None:
             raise ValueError("calendar features are computed from the dates: set date_column too")
         if len(set(self.calendar)) != len(self.calendar):

@@ -17,7 +17,7 @@ import yaml
 
 from lstmcli.config import ModelConfig, parse_yaml, validate_config
 from lstmcli.data.dataset import prepare
-from lstmcli.data.dates import infer_frequency, parse_iso
+from lstmcli.data.dates import COMMON_FORMATS, infer_frequency, parse_formatted, parse_iso
 from lstmcli.data.reader import MISSING_CELLS, csv_records, header_of, read_table
 from lstmcli.errors import ConfigError, DataError
 from lstmcli.fsutil import atomic_write
@@ -58,6 +58,7 @@ class Starter:
     missing: str
     transform: str = "none"
     m: int = 64
+    date_format: str | None = None
     series_column: str | None = None
     series: int = 1  # series in a long-format file
     count_split: int | None = None  # split: {val: this, test: this} rows from each series' end
@@ -105,9 +106,26 @@ def _is_number(cell: str) -> bool:
     return True
 
 
-def classify(cells: Cells) -> tuple[str | None, list[str], dict[str, int], list[str]]:
-    """(date column, numeric columns, gaps per numeric column, other columns)."""
+def date_formats_of(column: list[str]) -> list[str]:
+    """The common non-ISO formats (``dates.COMMON_FORMATS``) every cell matches: one, or several
+    when day-first and month-first both fit (every day at most 12)."""
+    return [f for f in COMMON_FORMATS if parse_formatted(column, f) is not None]
+
+
+@dataclass(frozen=True)
+class Classified:
+    date_column: str | None
+    numeric: list[str]
+    gaps: dict[str, int]  # empty cells per numeric column
+    other: list[str]
+    date_format: str | None  # the dates' format when they are not ISO
+    ambiguous: tuple[str, list[str]] | None = None  # a column of dates whose format cannot be told
+
+
+def classify(cells: Cells) -> Classified:
+    """The date column, the numeric columns (and their empty cells), the others."""
     date_column, numeric, gaps, other = None, [], {}, []
+    date_format, ambiguous = None, None
     for j, name in enumerate(cells.header):
         column = [r[j].strip() if j < len(r) else "" for r in cells.sample]
         present = [c for c in column if c.lower() not in MISSING_CELLS]
@@ -117,14 +135,18 @@ def classify(cells: Cells) -> tuple[str | None, list[str], dict[str, int], list[
         numbers = all(_is_number(c) for c in present)
         # A numeric column is a date column only when named like one (years such as 1949 are numbers too).
         dated = parse_iso(column) is not None and (not numbers or name.lower() in _DATE_NAMES)
-        if dated and date_column is None:
-            date_column = name
+        formats = [] if dated or numbers or date_column is not None else date_formats_of(present)
+        formatted = formats[0] if len(formats) == 1 else None
+        if len(formats) > 1 and ambiguous is None:
+            ambiguous = (name, formats)
+        if (dated or formatted) and date_column is None:
+            date_column, date_format = name, formatted
         elif numbers:
             numeric.append(name)
             gaps[name] = cells.missing[j]
         else:
             other.append(name)
-    return date_column, numeric, gaps, other
+    return Classified(date_column, numeric, gaps, other, date_format, ambiguous)
 
 
 def _series_column(
@@ -166,8 +188,23 @@ def propose(
     """Choose date column, target, features, s, L and H for ``csv_path``; build the YAML text."""
     path = str(csv_path)
     cells = read_cells(path)
-    date_column, numeric, gaps, other = classify(cells)
+    found = classify(cells)
+    date_column, numeric, gaps, other, date_format = (
+        found.date_column,
+        found.numeric,
+        found.gaps,
+        found.other,
+        found.date_format,
+    )
     reasons: list[str] = []
+    if date_format:
+        reasons.append(f"date_format: {date_format}, the one common format every date in {date_column} matches")
+    if found.ambiguous and date_column is None:
+        name, formats = found.ambiguous
+        reasons.append(
+            f"{name} holds dates that read as {' or as '.join(formats)} (no day above 12 tells which): set "
+            "data.date_format and date_column in the config"
+        )
     series_column = _series_column(path, cells, date_column, numeric, other, series_column)
     if series_column is not None:
         other = [c for c in other if c != series_column]
@@ -184,7 +221,7 @@ def propose(
         reasons.append(f"missing: interpolate, because of empty cells in {holes}")
 
     # every cell and date checked as train will
-    table = read_table(path, columns, date_column, missing, series_column)
+    table = read_table(path, columns, date_column, missing, series_column, date_format)
     parts = table.series_parts()
     lengths = np.array([stop - start for _, start, stop in parts])
     _, lo, hi = parts[int(np.argmax(lengths))]  # the longest series judges the frequency and the transform
@@ -237,6 +274,7 @@ def propose(
         transform=transform,
         m=m,
         reasons=reasons,
+        date_format=date_format,
         series_column=series_column,
         series=len(parts),
         count_split=count_split,
@@ -389,6 +427,8 @@ def render(st: Starter, data_path: str, candidates: list[str]) -> str:
     ]
     if st.date_column:
         lines.append(f"  date_column: {_yaml_str(st.date_column)}")
+    if st.date_format:
+        lines.append(f"  date_format: {json.dumps(st.date_format)}")
     if st.series_column:
         lines.append(f"  series_column: {_yaml_str(st.series_column)}   # {st.series:,} series, one global model")
     lines.append(f"  target: {_yaml_str(st.target)}")

@@ -252,7 +252,7 @@ def _read_future(
             f"{path}: lacks column(s) {', '.join(repr(c) for c in missing)}; the file has: {', '.join(header)}"
         )
     date_column = cfg.date_column if cfg.date_column in header and table.dates is not None else None
-    fut = read_table(path, wanted, date_column, cfg.missing, cfg.series_column)
+    fut = read_table(path, wanted, date_column, cfg.missing, cfg.series_column, cfg.date_format)
     values, dates, where = fut.values, fut.dates, path
     if cfg.series_column:
         parts = [p for p in fut.series_parts() if p[0] == series.id]

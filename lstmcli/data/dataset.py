@@ -265,10 +265,15 @@ def load_dataset(cfg: DataConfig, path: str | Path | None = None, content_sha256
     check_regular(path, "CSV file", DataError)
     # A large clean file is scaled column by column straight from the parse (or its cache): the
     # float64 table of every column is never built, only the float32 one.
-    fast = open_fast(path, cfg.file_columns, cfg.date_column, cfg.series_column, content_sha256)
+    fast = (
+        None
+        if cfg.date_format
+        else open_fast(path, cfg.file_columns, cfg.date_column, cfg.series_column, content_sha256)
+    )
     if fast is not None:
         return _prepare(path, cfg, fast.n_rows, fast.dates, fast.parts, fast.column)
-    return prepare(read_table(path, cfg.file_columns, cfg.date_column, cfg.missing, cfg.series_column), cfg)
+    table = read_table(path, cfg.file_columns, cfg.date_column, cfg.missing, cfg.series_column, cfg.date_format)
+    return prepare(table, cfg)
 
 
 def prepare(table: Table, cfg: DataConfig) -> Dataset:

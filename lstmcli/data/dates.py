@@ -34,6 +34,22 @@ def parse_iso(cells: list[str]) -> np.ndarray | None:
     return None if np.isnat(dates).any() else dates
 
 
+def parse_formatted(cells: list[str], date_format: str) -> np.ndarray | None:
+    """The cells as datetime64[s] read with a strptime format (``data.date_format``), or None if
+    any does not match it. A format with a zone (%z) is refused by the config."""
+    from datetime import datetime
+
+    try:
+        parsed = [datetime.strptime(c.strip(), date_format) for c in cells]
+    except ValueError:
+        return None
+    return np.array([p.isoformat() for p in parsed], dtype="datetime64[s]")
+
+
+# Formats init tries on a date column that is not ISO, unambiguous ones only (day first where a day
+# exceeds 12 says so; a file whose every day is at most 12 is left to data.date_format).
+COMMON_FORMATS = ("%d/%m/%Y", "%m/%d/%Y", "%d.%m.%Y", "%Y/%m/%d", "%d-%m-%Y", "%m/%d/%Y %H:%M", "%d/%m/%Y %H:%M")
+
 _MONTHS = {"MS": 1, "QS": 3, "YS": 12}
 
 

@@ -18,7 +18,15 @@ from typing import Any
 
 import numpy as np
 
-from lstmcli.data.dates import FREQUENCY_NAMES, format_dates, gaps, infer_frequency, offset_of, parse_iso
+from lstmcli.data.dates import (
+    FREQUENCY_NAMES,
+    format_dates,
+    gaps,
+    infer_frequency,
+    offset_of,
+    parse_formatted,
+    parse_iso,
+)
 from lstmcli.data.fast import read_fast
 from lstmcli.errors import DataError
 from lstmcli.fsutil import MiB, check_regular, open_regular
@@ -59,6 +67,7 @@ def read_table(
     date_column: str | None = None,
     missing: str = "error",
     series_column: str | None = None,
+    date_format: str | None = None,
 ) -> Table:
     """Read ``columns`` (and ``date_column``) from a CSV with a header row, checking every cell.
 
@@ -69,14 +78,19 @@ def read_table(
     path = str(path)
     check_regular(path, "CSV file", DataError)
     # Large clean files: polars, or the cached parse (long format grouped as _group_series does).
-    fast = read_fast(path, columns, date_column, series_column)
+    fast = None if date_format else read_fast(path, columns, date_column, series_column)  # polars reads ISO only
     if fast is not None:
         return Table(path=path, columns=list(columns), values=fast[0], dates=fast[1], parts=fast[2])
-    return _read_validated(path, columns, date_column, missing, series_column)
+    return _read_validated(path, columns, date_column, missing, series_column, date_format)
 
 
 def _read_validated(
-    path: str, columns: list[str], date_column: str | None, missing: str, series_column: str | None
+    path: str,
+    columns: list[str],
+    date_column: str | None,
+    missing: str,
+    series_column: str | None,
+    date_format: str | None = None,
 ) -> Table:
     """The row-by-row reader: every cell checked, the first problem named by row, line and column."""
     records = csv_records(path)
@@ -102,7 +116,7 @@ def _read_validated(
         raise DataError(f"{path}: has a header but no data rows")
     where = _Where(path, np.frombuffer(lines, dtype=np.int64))
     table = np.array(values, dtype=np.float64).reshape(len(lines), len(columns))
-    dates = _parse_dates(where, date_cells, date_column) if date_column else None
+    dates = _parse_dates(where, date_cells, date_column, date_format) if date_column else None
     if series_column is None:
         filled = 0
         if dates is not None:
@@ -349,7 +363,16 @@ def _fill_missing(path: str, values: np.ndarray, columns: list[str], how: str) -
     return out
 
 
-def _parse_dates(where: _Where, cells: list[str], column: str) -> np.ndarray:
+def _parse_dates(where: _Where, cells: list[str], column: str, date_format: str | None = None) -> np.ndarray:
+    if date_format:
+        dates = parse_formatted(cells, date_format)
+        if dates is not None:
+            return dates
+        for i, c in enumerate(cells):
+            if parse_formatted([c], date_format) is None:
+                raise DataError(
+                    f"{where(i)}, column '{column}': {c.strip()!r} does not match data.date_format {date_format!r}"
+                )
     dates = parse_iso(cells)
     if dates is not None:
         return dates
@@ -364,7 +387,8 @@ def _parse_dates(where: _Where, cells: list[str], column: str) -> np.ndarray:
             raise DataError(f"{where(i)}, column '{column}': empty date")
         if parse_iso([c]) is None:
             raise DataError(
-                f"{where(i)}, column '{column}': {c!r} is not an ISO date (expected YYYY-MM-DD or YYYY-MM-DDTHH:MM:SS)"
+                f"{where(i)}, column '{column}': {c!r} is not an ISO date (expected YYYY-MM-DD or YYYY-MM-DDTHH:MM:SS, "
+                "or set data.date_format, e.g. '%d/%m/%Y')"
             )
     raise DataError(f"{where.path}: column '{column}': the dates cannot be read as ISO dates")
 

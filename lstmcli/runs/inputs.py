@@ -53,7 +53,7 @@ def read_series(run: Run, path: str | Path, min_rows: int, purpose: str, only: s
             f"{path}: lacks the date column '{cfg.date_column}', from which run {run.path} computes its calendar "
             f"features ({', '.join(cfg.calendar)})"
         )
-    table = read_table(path, cfg.file_columns, date_column, cfg.missing, cfg.series_column)
+    table = read_table(path, cfg.file_columns, date_column, cfg.missing, cfg.series_column, cfg.date_format)
     if cfg.calendar:
         assert table.dates is not None
         table = replace(

@@ -127,3 +127,37 @@ def test_a_gap_in_one_series_of_a_long_file_names_the_series(tmp_path: Path) -> 
     cfg = write_config(tmp_path / "c.yaml", csv="long.csv", data={"series_column": "id"})
     text = one_line_error(runner.invoke(app, ["train", str(cfg)]))
     assert "long.csv: series 'b': 1 monthly timestamp(s) are missing, the first 2001-09-01" in text
+
+
+def _us_dates(path: Path, rows: int = 60, day: int = 15) -> Path:
+    months = _months(rows)
+    lines = ["Month,y"] + [f"{m[5:7]}/{day:02d}/{m[:4]},{10 + i % 12}" for i, m in enumerate(months)]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_non_iso_dates_are_read_with_data_date_format(tmp_path: Path) -> None:
+    data = _us_dates(tmp_path / "series.csv")
+    cfg = write_config(tmp_path / "c.yaml", data={"date_column": "Month", "date_format": "%m/%d/%Y"})
+    assert runner.invoke(app, ["train", str(cfg), "-q"]).exit_code == 0
+    result = runner.invoke(app, ["predict", str(tmp_path / "run"), "--data", str(data), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["index"][0] == "2005-01-15"
+    lines = data.read_text().splitlines()
+    lines[7] = "2000-07-15,3"  # one cell in another format
+    data.write_text("\n".join(lines) + "\n")
+    text = one_line_error(runner.invoke(app, ["train", str(cfg)]))
+    assert "row 7 (line 8), column 'Month': '2000-07-15' does not match data.date_format '%m/%d/%Y'" in text
+    bad = write_config(tmp_path / "z.yaml", data={"date_column": "Month", "date_format": "%Y-%m-%d %z"})
+    assert "without a time zone" in one_line_error(runner.invoke(app, ["train", str(bad)]))
+
+
+def test_init_finds_an_unambiguous_date_format_and_names_an_ambiguous_one(tmp_path: Path) -> None:
+    out = tmp_path / "c.yaml"
+    result = runner.invoke(app, ["init", str(_us_dates(tmp_path / "us.csv")), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert 'date_format: "%m/%d/%Y"' in out.read_text() and "season: 12 " in out.read_text()
+    first = runner.invoke(
+        app, ["init", str(_us_dates(tmp_path / "first.csv", day=1)), "--out", str(tmp_path / "d.yaml")]
+    )
+    assert "Month holds dates that read as %d/%m/%Y or as %m/%d/%Y" in " ".join(first.output.split())
