@@ -156,6 +156,25 @@ class DataConfig(_Section):
     def _one_or_many(cls, value: Any) -> Any:
         return [value] if isinstance(value, str) else value
 
+    holidays: str | None = Field(
+        None,
+        description="a country code (US, GB, DE...): the public holidays in each date's period as a known-future "
+        "input (1 more in n), through the holidays package (pip install 'lstmcli[holidays]')",
+    )
+
+    @field_validator("holidays")
+    @classmethod
+    def _known_country(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        try:
+            import holidays
+        except ImportError:
+            raise ValueError("needs the holidays package: pip install 'lstmcli[holidays]'") from None
+        if v not in holidays.list_supported_countries():
+            raise ValueError("is not a country code the holidays package knows (e.g. US, GB, DE, FR)")
+        return v
+
     @model_validator(mode="after")
     def _distinct_columns(self) -> DataConfig:
         seen: set[str] = set()
@@ -173,7 +192,7 @@ class DataConfig(_Section):
             raise ValueError("date_format: dates are read as local times, without a time zone (%z, %Z)")
         if self.date_format is not None and self.date_column is None:
             raise ValueError("date_format needs date_column")
-        if self.calendar and self.date_column is None:
+        if (self.calendar or self.holidays) and self.date_column is None:
             raise ValueError("calendar features are computed from the dates: set date_column too")
         if len(set(self.calendar)) != len(self.calendar):
             raise ValueError("list each calendar feature once")
@@ -185,7 +204,7 @@ class DataConfig(_Section):
     def columns(self) -> list[str]:
         """The input columns in model order: targets first, then features, future features, and the
         calendar's generated columns."""
-        return [*self.file_columns, *calendar_columns(list(self.calendar))]
+        return [*self.file_columns, *calendar_columns(list(self.calendar)), *(["holiday"] if self.holidays else [])]
 
     @property
     def file_columns(self) -> list[str]:
@@ -267,7 +286,8 @@ class Config(_Section):
             raise ValueError(
                 f"model.n is {self.model.n} but data.target + data.features"
                 f"{' + data.future_features' if self.data.future_features else ''}"
-                f"{' + 2 per data.calendar feature' if self.data.calendar else ''} name {len(cols)} "
+                f"{' + 2 per data.calendar feature' if self.data.calendar else ''}"
+                f"{' + 1 for data.holidays' if self.data.holidays else ''} name {len(cols)} "
                 f"column(s) ({', '.join(cols)}); n must equal the number of input columns"
             )
         if self.model.quantiles is not None and self.train.loss != "quantile":

@@ -315,6 +315,8 @@ def _run(r: RunSummary) -> None:
         feats += f"; known-future features {', '.join(r.future_features)}"
     if r.calendar:
         feats += f"; calendar {', '.join(r.calendar)} (sin/cos from the dates)"
+    if r.holidays:
+        feats += f"; {r.holidays} public holidays"
     out.print(f"[bold]Run[/] {escape(r.path)}: trained on {escape(r.data)} ({r.rows} rows{dates})", markup=True)
     out.print(f"  target {', '.join(r.target)}{feats}; L = {r.lookback}, H = {r.horizon}, s = {r.season}")
     if r.best_epoch is not None:

@@ -49,6 +49,7 @@ class RunSummary(BaseModel):
     features: list[str]
     future_features: list[str] = []
     calendar: list[str] = []
+    holidays: str | None = None
     lookback: int
     horizon: int
     season: int
@@ -154,6 +155,7 @@ def run_summary(run: Run, metrics: Metrics | None) -> RunSummary:
         features=list(cfg.features),
         future_features=list(cfg.future_features),
         calendar=list(cfg.calendar),
+        holidays=cfg.holidays,
         lookback=cfg.lookback,
         horizon=cfg.horizon,
         season=cfg.season,

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lstmcli.data.calendar_features import calendar_values
+from lstmcli.data.calendar_features import generated_column
 from lstmcli.data.dataset import Split, split_rows
 from lstmcli.data.dates import continue_dates, format_dates, infer_frequency
 from lstmcli.data.reader import Table, read_header, read_table
@@ -193,12 +193,16 @@ def _future_values(
     calls = math.ceil(K / H)
     wanted = [*(cfg.features if calls > 1 else []), *cfg.future_features]
     if not wanted and future is not None:
-        why = "its calendar features come from the dates" if cfg.calendar else "it has no known-future columns"
+        why = (
+            "its calendar features come from the dates"
+            if cfg.calendar or cfg.holidays
+            else "it has no known-future columns"
+        )
         extra = f", and --steps {K} is within H = {H}" if cfg.features else ""
         raise DataError(f"--future: run {run.path} needs no future values from a file ({why}{extra})")
-    if not wanted and not cfg.calendar:
+    if not wanted and not (cfg.calendar or cfg.holidays):
         return None
-    ahead = bool(cfg.future_features or cfg.calendar)  # columns the model reads for the horizon
+    ahead = bool(cfg.future_features or cfg.calendar or cfg.holidays)  # columns the model reads for the horizon
     need = calls * H if ahead else (calls - 1) * H  # past-only features: only the fed-back rows'
     full = np.ones((need, run.cfg.model.n))  # the other columns are placeholders (log(1) = 0 is safe)
     where = series.table.path
@@ -207,15 +211,17 @@ def _future_values(
         values, where = _read_future(run, series, future, frequency, from_file, K, wanted)
         for j, name in enumerate(wanted):
             full[:from_file, cfg.columns.index(name)] = values[:, j]
-    if cfg.calendar:
+    n_file = len(cfg.file_columns)
+    if n_file < len(cfg.columns):  # computed from the forecast's dates: the calendar, holidays
         table = series.table
         if table.dates is None or not frequency:
             raise DataError(
-                f"{table.path}: the run computes calendar features from the dates, but the forecast's dates are "
-                "unknown (no regular frequency)"
+                f"{table.path}: the run computes inputs from the dates ({', '.join(cfg.columns[n_file:])}), but "
+                "the forecast's dates are unknown (no regular frequency)"
             )
-        n_file = len(cfg.file_columns)
-        full[:, n_file:] = calendar_values(continue_dates(table.dates[-1], frequency, need), list(cfg.calendar))
+        dates_ahead = continue_dates(table.dates[-1], frequency, need)
+        for j in range(len(cfg.columns) - n_file):
+            full[:, n_file + j] = generated_column(cfg, dates_ahead, j, [(None, 0, need)], frequency)
     scaled = series.scaler.to_float32(where, list(cfg.columns), full)[:, k:]  # refused beyond what training accepts
     used = {*wanted, *cfg.columns[len(cfg.file_columns) :]}
     scaled[:, [j - k for j, c in enumerate(cfg.columns) if j >= k and c not in used]] = 0.0

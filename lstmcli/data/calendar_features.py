@@ -1,6 +1,6 @@
-"""Calendar features computed from the dates: each a sin/cos pair of its phase, known for any
-future date by construction. The same function makes them for training and for predict's
-forecast dates, so the two can never disagree."""
+"""Features computed from the dates: calendar phases (each a sin/cos pair) and public holidays
+(through the ``holidays`` package), known for any future date by construction. The same function
+makes them for training and for predict's forecast dates, so the two can never disagree."""
 
 from __future__ import annotations
 
@@ -8,10 +8,11 @@ from typing import get_args
 
 import numpy as np
 
-from lstmcli.config import CalendarFeature, calendar_columns
+from lstmcli.config import CalendarFeature, DataConfig, calendar_columns
+from lstmcli.errors import ConfigError
 
 CALENDAR_FEATURES: tuple[str, ...] = get_args(CalendarFeature)
-__all__ = ["CALENDAR_FEATURES", "calendar_columns", "calendar_values", "phase"]
+__all__ = ["CALENDAR_FEATURES", "calendar_columns", "calendar_values", "generated_column", "holiday_counts", "phase"]
 
 
 def phase(dates: np.ndarray, feature: str) -> np.ndarray:
@@ -40,4 +41,50 @@ def calendar_values(dates: np.ndarray, features: list[str]) -> np.ndarray:
     for j, feature in enumerate(features):
         angle = 2 * np.pi * phase(dates, feature)
         out[:, 2 * j], out[:, 2 * j + 1] = np.sin(angle), np.cos(angle)
+    return out
+
+
+def holiday_counts(dates: np.ndarray, country: str, frequency: str | None) -> np.ndarray:
+    """(N,) float64: the public holidays of ``country`` in each date's period, from it to the next
+    date at ``frequency`` (for daily data, 1 on a holiday and 0 otherwise; for monthly, the
+    month's holidays)."""
+    from lstmcli.data.dates import continue_dates
+
+    try:
+        import holidays
+    except ImportError:
+        raise ConfigError("data.holidays needs the holidays package: pip install 'lstmcli[holidays]'") from None
+    days = dates.astype("datetime64[D]")
+    if not len(days):
+        return np.zeros(0)
+    after = continue_dates(dates[-1], frequency, 1)[0] if frequency else dates[-1] + np.timedelta64(1, "D")
+    ends = np.concatenate([days[1:], [np.datetime64(after, "D")]])
+    years = range(int(str(days[0])[:4]), int(str(ends[-1])[:4]) + 1)
+    try:
+        known = holidays.country_holidays(country, years=years)
+    except NotImplementedError:
+        raise ConfigError(
+            f"data.holidays: {country!r} is not a country the holidays package knows (e.g. US, GB, DE, FR)"
+        ) from None
+    marked = np.array(sorted(np.datetime64(d, "D") for d in known), dtype="datetime64[D]")
+    return (np.searchsorted(marked, ends) - np.searchsorted(marked, days)).astype(np.float64)
+
+
+def generated_column(
+    cfg: DataConfig, dates: np.ndarray, j: int, parts: list[tuple[str | None, int, int]], frequency: str | None = None
+) -> np.ndarray:
+    """Generated column ``j`` (0-based after the file's columns: the calendar's sin/cos pairs, then
+    the holiday count) for ``dates``, series by series (``parts``); ``frequency`` the series' step,
+    or inferred from each series' dates."""
+    from lstmcli.data.dates import infer_frequency
+
+    n_calendar = 2 * len(cfg.calendar)
+    if j < n_calendar:
+        feature, part = divmod(j, 2)
+        return calendar_values(dates, [cfg.calendar[feature]])[:, part]
+    assert cfg.holidays is not None
+    out = np.empty(len(dates))
+    for _, start, stop in parts:
+        d = dates[start:stop]
+        out[start:stop] = holiday_counts(d, cfg.holidays, frequency or infer_frequency(d))
     return out

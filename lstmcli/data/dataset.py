@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from lstmcli.config import DataConfig
-from lstmcli.data.calendar_features import calendar_values
+from lstmcli.data.calendar_features import generated_column
 from lstmcli.data.fast import open_fast
 from lstmcli.data.reader import Table, check_magnitude, read_table
 from lstmcli.errors import DataError
@@ -318,19 +318,20 @@ def _layout(
     return layout
 
 
-def with_calendar(
-    column: Callable[[int], np.ndarray], n_file: int, dates: np.ndarray | None, calendar: list[str]
+def with_generated(
+    column: Callable[[int], np.ndarray],
+    cfg: DataConfig,
+    dates: np.ndarray | None,
+    parts: list[tuple[str | None, int, int]],
 ) -> Callable[[int], np.ndarray]:
-    """``column`` for the file's first ``n_file`` columns, then the calendar's, from ``dates``."""
-    if not calendar:
+    """``column`` for the file's columns, then the ones computed from ``dates`` (calendar, holidays)."""
+    n_file = len(cfg.file_columns)
+    if n_file == len(cfg.columns):
         return column
-    assert dates is not None  # the config requires date_column with calendar features
+    assert dates is not None  # the config requires date_column with calendar features or holidays
 
-    def read(j: int) -> np.ndarray:
-        if j < n_file:
-            return column(j)
-        feature, part = divmod(j - n_file, 2)  # one column at a time: bounded memory on a long file
-        return calendar_values(dates, [calendar[feature]])[:, part]
+    def read(j: int) -> np.ndarray:  # one column at a time: bounded memory on a long file
+        return column(j) if j < n_file else generated_column(cfg, dates, j - n_file, parts)
 
     return read
 
@@ -348,10 +349,10 @@ def _prepare(
     targets are kept in float64, original units, for the metrics and baselines. ``column(j)`` reads
     the file's columns; the calendar's are computed from ``dates``."""
     k, n = len(cfg.target), len(cfg.columns)
-    column = with_calendar(column, len(cfg.file_columns), dates, list(cfg.calendar))
     whole = Table(
         path=path, columns=cfg.columns[:k], values=np.empty((n_rows, k)), dates=dates, parts=parts, filled=filled
     )
+    column = with_generated(column, cfg, dates, whole.series_parts())
     layout = _layout(path, cfg, whole.series_parts())
     for j in range(k):
         whole.values[:, j] = column(j)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lstmcli.data.calendar_features import calendar_values
+from lstmcli.data.calendar_features import generated_column
 from lstmcli.data.dataset import Scaler, check_log_positive
 from lstmcli.data.reader import Table, read_header, read_table
 from lstmcli.errors import CheckpointError, DataError
@@ -48,19 +48,18 @@ def read_series(run: Run, path: str | Path, min_rows: int, purpose: str, only: s
     if only is not None and not cfg.series_column:
         raise DataError(f"--series {only}: run {run.path} was trained on a single series (no data.series_column)")
     date_column = cfg.date_column if cfg.date_column in header else None
-    if cfg.calendar and date_column is None:
+    generated = cfg.columns[len(cfg.file_columns) :]
+    if generated and date_column is None:
         raise DataError(
-            f"{path}: lacks the date column '{cfg.date_column}', from which run {run.path} computes its calendar "
-            f"features ({', '.join(cfg.calendar)})"
+            f"{path}: lacks the date column '{cfg.date_column}', from which run {run.path} computes its inputs "
+            f"{', '.join(generated)}"
         )
     table = read_table(path, cfg.file_columns, date_column, cfg.missing, cfg.series_column, cfg.date_format)
-    if cfg.calendar:
+    if generated:
         assert table.dates is not None
-        table = replace(
-            table,
-            columns=list(cfg.columns),
-            values=np.concatenate([table.values, calendar_values(table.dates, list(cfg.calendar))], axis=1),
-        )
+        dates, parts = table.dates, table.series_parts()
+        extra = [generated_column(cfg, dates, j, parts) for j in range(len(generated))]
+        table = replace(table, columns=list(cfg.columns), values=np.column_stack([table.values, *extra]))
     parts = table.series_parts()
     if only is not None:
         parts = [p for p in parts if p[0] == only]

@@ -188,3 +188,37 @@ def test_a_calendar_run_forecasts_without_a_future_file_and_refuses_one(calendar
     assert "calendar features come from the dates" in text
     shown = " ".join(runner.invoke(app, ["inspect", str(calendar_run)]).output.split())
     assert "calendar month, dayofyear (sin/cos from the dates)" in shown
+
+
+def test_holiday_counts_per_period() -> None:
+    from lstmcli.data.calendar_features import holiday_counts
+
+    days = np.array(["2023-07-03", "2023-07-04", "2023-07-05"], dtype="datetime64[s]")
+    assert holiday_counts(days, "US", "D").tolist() == [0, 1, 0]  # Independence Day
+    months = np.array(["2023-11-01", "2023-12-01"], dtype="datetime64[s]")
+    # November: Veterans Day (a Saturday, observed on Friday the 10th) and Thanksgiving; December (to
+    # the next month at the monthly step): Christmas
+    assert holiday_counts(months, "US", "MS").tolist() == [3, 1]
+
+
+def test_a_holiday_run_forecasts_the_holiday_drop(tmp_path: Path) -> None:
+    import holidays
+
+    known = holidays.country_holidays("US", years=range(2021, 2025))
+    days = np.arange(np.datetime64("2021-01-01"), np.datetime64("2023-12-22"))  # the forecast: Dec 22-28
+    rng = np.random.default_rng(3)
+    lines = ["date,y"] + [
+        f"{d},{100 + 10 * np.sin(2 * np.pi * i / 7) - 40 * (d.astype(object) in known) + rng.normal(0, 1):.3f}"
+        for i, d in enumerate(days)
+    ]
+    (tmp_path / "promo.csv").write_text("\n".join(lines) + "\n")
+    data = {"holidays": "US", "lookback": 14, "horizon": 7, "season": 7}
+    run = _train(tmp_path, "hol", data, n=2)
+    result = runner.invoke(app, ["predict", str(run), "--data", str(tmp_path / "promo.csv"), "--json"])
+    assert result.exit_code == 0, result.output
+    forecast = json.loads(result.output)
+    by_date = dict(zip(forecast["index"], forecast["forecast"]["y"], strict=True))
+    assert by_date["2023-12-25"] < min(v for d, v in by_date.items() if d != "2023-12-25") - 8  # Christmas
+    assert "US public holidays" in runner.invoke(app, ["inspect", str(run)]).output
+    bad = write_config(tmp_path / "bad.yaml", data={"holidays": "XX"})
+    assert "data.holidays: is not a country code" in one_line_error(runner.invoke(app, ["train", str(bad)]))
