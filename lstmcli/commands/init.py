@@ -36,6 +36,17 @@ SEASONS = {
 }
 # The second season of sub-daily and daily data: the baselines and init use the first.
 LONGER_SEASONS = {"1800s": (336, "weekly"), "3600s": (168, "weekly"), "D": (365, "yearly")}
+# Calendar features init proposes (commented out) for a frequency: what its seasons are made of.
+CALENDAR_FOR = {
+    "MS": ["month"],
+    "QS": ["month"],
+    "W": ["dayofyear"],
+    "D": ["weekday", "dayofyear"],
+    "B": ["weekday", "dayofyear"],
+    "3600s": ["hour", "weekday"],
+    "1800s": ["hour", "weekday"],
+    "900s": ["hour", "weekday"],
+}
 _SERIES_NAMES = {"id", "series", "unique_id", "series_id", "item_id", "item", "store", "sku", "key"}
 _DATE_NAMES = {"date", "time", "datetime", "timestamp", "ds", "day", "week", "month", "year", "period"}
 
@@ -440,6 +451,14 @@ def render(st: Starter, data_path: str, candidates: list[str]) -> str:
         f"  horizon: {st.horizon}        # H: forecast steps per window",
         f"  season: {st.season}         # s: seasonal period for the seasonal-naive baseline (1 = none)",
     ]
+    suggested = CALENDAR_FOR.get(st.frequency or "")
+    if suggested:
+        lines.append(
+            f"  # calendar: [{', '.join(suggested)}]   # known-future inputs from the dates: add {2 * len(suggested)} to n"
+        )
+        lines.append(
+            "  # holidays: US   # a country's public holidays, known ahead: add 1 to n (pip install 'lstmcli[holidays]')"
+        )
     if st.count_split:
         lines.append(f"  split: {{val: {st.count_split}, test: {st.count_split}}}   # rows from each series' end")
     if st.missing != "error":

@@ -172,3 +172,17 @@ def test_init_takes_the_series_column_it_is_given_and_refuses_one_not_in_the_fil
     assert cfg["series_column"] == "code" and "split" not in cfg  # long series keep the 70/15/15 split
     bad = runner.invoke(app, ["init", str(data), "--series-column", "nope", "--out", str(tmp_path / "d.yaml")])
     assert bad.exit_code == 2 and "--series-column 'nope' is not in the file" in bad.output
+
+
+def test_init_proposes_calendar_features_that_train_accepts_once_uncommented(tmp_path: Path) -> None:
+    import numpy as np
+
+    days = np.arange(np.datetime64("2022-01-01"), np.datetime64("2023-06-01"))
+    (tmp_path / "d.csv").write_text("date,y\n" + "".join(f"{d},{10 + i % 7}\n" for i, d in enumerate(days)))
+    out = tmp_path / "d.yaml"
+    assert runner.invoke(app, ["init", str(tmp_path / "d.csv"), "--out", str(out)]).exit_code == 0
+    text = out.read_text()
+    assert "# calendar: [weekday, dayofyear]" in text and "add 4 to n" in text
+    text = text.replace("# calendar:", "calendar:").replace("  n: 1 ", "  n: 5 ")
+    out.write_text(text)
+    assert load_config(out).data.calendar == ["weekday", "dayofyear"]
