@@ -130,6 +130,11 @@ class DataConfig(_Section):
     )
     target: list[str] = Field(min_length=1, description="column(s) to forecast")
     features: list[str] = Field(default_factory=list, description="extra input columns (covariates), past values only")
+    static_features: list[str] = Field(
+        default_factory=list,
+        description="long format: numeric columns constant within each series (a size, a one-hot category), "
+        "scaled across series so that they tell the series apart; inputs at every step",
+    )
     future_features: list[str] = Field(
         default_factory=list,
         description="covariates whose values are known for the horizon too (a holiday, a planned price): the "
@@ -196,6 +201,8 @@ class DataConfig(_Section):
             raise ValueError("calendar features are computed from the dates: set date_column too")
         if len(set(self.calendar)) != len(self.calendar):
             raise ValueError("list each calendar feature once")
+        if self.static_features and self.series_column is None:
+            raise ValueError("static_features tell the series of a long-format file apart: set series_column too")
         if self.series_column is not None and self.series_column == self.date_column:
             raise ValueError("series_column and date_column must be different columns")
         return self
@@ -209,13 +216,19 @@ class DataConfig(_Section):
     @property
     def file_columns(self) -> list[str]:
         """The input columns read from the CSV (all but the calendar's)."""
-        return [*self.target, *self.features, *self.future_features]
+        return [*self.target, *self.features, *self.static_features, *self.future_features]
+
+    @property
+    def static_columns(self) -> list[int]:
+        """Positions of the static features among the input columns."""
+        start = len(self.target) + len(self.features)
+        return list(range(start, start + len(self.static_features)))
 
     @property
     def future_columns(self) -> list[int]:
         """Positions of the columns known for the horizon (future features, calendar: the last ones)."""
         n = len(self.columns)
-        return list(range(len(self.target) + len(self.features), n))
+        return list(range(len(self.target) + len(self.features) + len(self.static_features), n))
 
 
 class TrainConfig(_Section):
@@ -285,6 +298,7 @@ class Config(_Section):
         if self.model.n != len(cols):
             raise ValueError(
                 f"model.n is {self.model.n} but data.target + data.features"
+                f"{' + data.static_features' if self.data.static_features else ''}"
                 f"{' + data.future_features' if self.data.future_features else ''}"
                 f"{' + 2 per data.calendar feature' if self.data.calendar else ''}"
                 f"{' + 1 for data.holidays' if self.data.holidays else ''} name {len(cols)} "

@@ -106,7 +106,7 @@ def _forecast_one(
     if len(window) < L:  # a short series of a global model: its first row repeated, as in training
         window = np.concatenate([np.repeat(window[:1], L - len(window), axis=0), window])
     first = torch.as_tensor(window, device=device)  # (L, n): the window the intervals are scaled by
-    chunks, first_call = _model_calls(model, first, future_scaled, calls, H, k, f_cols)
+    chunks, first_call = _model_calls(model, first, future_scaled, calls, H, k, f_cols, cfg.static_columns)
     scaled = chunks[:K]  # (K, k)
     values = series.scaler.inverse(scaled, slice(0, k))  # (K, k) original units
     intervals = {}
@@ -152,9 +152,11 @@ def _model_calls(
     H: int,
     k: int,
     f_cols: list[int],
+    static: list[int],
 ) -> tuple[np.ndarray, np.ndarray]:
     """``calls`` model calls from the scaled ``window`` (L, n), each forecast fed back in as the
-    next call's last rows, with the future values of the other columns: the point forecasts
+    next call's last rows, with the future values of the other columns (``static`` ones keep their
+    value): the point forecasts
     (calls * H, k) and the first call's quantiles (H, k, Q), scaled (Q = 1 for a point model)."""
     device = window.device
     inputs, chunks, first_call = window, [], np.zeros(0)
@@ -177,6 +179,7 @@ def _model_calls(
                 fed[:, :k] = pred
                 if future_scaled is not None:
                     fed[:, k:] = torch.as_tensor(future_scaled[c * H : (c + 1) * H], device=device)
+                fed[:, static] = inputs[-1, static]  # a series' static features stay what they are
                 inputs = torch.cat([inputs, fed])[-window.shape[0] :]
     return np.concatenate(chunks), first_call
 

@@ -318,6 +318,21 @@ def _layout(
     return layout
 
 
+def _static_values(name: str, values: np.ndarray, layout: list[tuple[str | None, int, int, str, Split]]) -> np.ndarray:
+    """Each series' value of static column ``name`` (refused where it changes within a series)."""
+    out = np.empty(len(layout))
+    for s, (_, start, stop, source, _) in enumerate(layout):
+        v = values[start:stop]
+        changed = np.flatnonzero(v != v[0])
+        if changed.size:
+            raise DataError(
+                f"{source}: static feature '{name}' changes within the series (row {int(changed[0]) + 1} of it: "
+                f"{v[changed[0]]:g}, the first row: {v[0]:g}); a static feature holds one value per series"
+            )
+        out[s] = v[0]
+    return out
+
+
 def with_generated(
     column: Callable[[int], np.ndarray],
     cfg: DataConfig,
@@ -368,11 +383,15 @@ def _prepare(
             )
     scaled = np.empty((n_rows, n), dtype=np.float32)
     stats = np.empty((len(layout), n, 2))
+    static = set(cfg.static_columns)
     for j in range(n):
         values = whole.values[:, j] if j < k else column(j)
+        if j in static:  # one value per series, scaled across the series: what tells them apart
+            shared = _column_stats(_static_values(cfg.columns[j], values, layout), False)
         for s, (_, start, stop, source, split) in enumerate(layout):
             check_magnitude(source, [cfg.columns[j]], values[start:stop, None])
-            mean, std = stats[s, j] = _column_stats(values[start : start + split.train_end], bool(log[j]))
+            train = values[start : start + split.train_end]
+            mean, std = stats[s, j] = shared if j in static else _column_stats(train, bool(log[j]))
             # In row chunks: the transform's float64 temporaries stay small on a 10M-row series.
             for lo in range(start, stop, _CHUNK_ROWS):
                 chunk = values[lo : min(lo + _CHUNK_ROWS, stop)]

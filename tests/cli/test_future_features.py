@@ -222,3 +222,33 @@ def test_a_holiday_run_forecasts_the_holiday_drop(tmp_path: Path) -> None:
     assert "US public holidays" in runner.invoke(app, ["inspect", str(run)]).output
     bad = write_config(tmp_path / "bad.yaml", data={"holidays": "XX"})
     assert "data.holidays: is not a country code" in one_line_error(runner.invoke(app, ["train", str(bad)]))
+
+
+def _sized_series(path: Path, change_at: int | None = None) -> Path:
+    """Series whose level is 10 × their (static) size: a global model that knows the size can tell
+    a series' level apart from the shape all series share."""
+    lines = ["id,date,y,size"]
+    for i, size in enumerate((1.0, 2.0, 3.0, 5.0)):
+        for t in range(80):
+            month = np.datetime64("2000-01", "M") + np.timedelta64(t, "M")
+            s = size + (1 if change_at is not None and i == 1 and t >= change_at else 0)
+            lines.append(f"s{i},{month}-01,{10 * size + size * np.sin(2 * np.pi * t / 12):.4f},{s}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_static_features_are_scaled_across_series_and_kept_when_forecasts_are_fed_back(tmp_path: Path) -> None:
+    from lstmcli.config import load_config
+    from lstmcli.data.dataset import load_dataset
+
+    data = _sized_series(tmp_path / "promo.csv")
+    run = _train(tmp_path, "st", {"series_column": "id", "static_features": ["size"]}, n=2)
+    ds = load_dataset(load_config(tmp_path / "st.yaml").data)
+    first_rows = [ds.scaled[s.start, 1] for s in ds.series]
+    assert len(set(first_rows)) == 4 and first_rows == sorted(first_rows)  # per-series scaling would give 0s
+    assert all(np.all(ds.scaled[s.start : s.stop, 1] == ds.scaled[s.start, 1]) for s in ds.series)
+    result = runner.invoke(app, ["predict", str(run), "--data", str(data), "--steps", "7", "--json"])
+    assert result.exit_code == 0, result.output  # no --future: static values are known
+    _sized_series(data, change_at=40)
+    text = one_line_error(runner.invoke(app, ["train", str(tmp_path / "st.yaml")]))
+    assert "series 's1': static feature 'size' changes within the series (row 41 of it" in text
