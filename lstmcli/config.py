@@ -256,7 +256,11 @@ class TrainConfig(_Section):
     seed: int = Field(0, ge=0, le=2**63 - 1)
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     precision: Literal["fp32", "bf16", "fp16"] = Field("fp32", description="autocast dtype on CUDA")
-    threads: int | None = Field(None, gt=0, description="torch CPU threads (default: torch's choice)")
+    threads: int | None = Field(
+        None,
+        gt=0,
+        description="CPU threads (default: one per 8M multiply-adds of a step, within the cores and cgroup quota)",
+    )
     cuda_graphs: bool = Field(
         True, description="on one GPU, replay each full batch's whole step as a captured CUDA graph"
     )

@@ -20,6 +20,9 @@ from typer.core import TyperGroup
 from lstmcli.cli import render
 from lstmcli.errors import Interrupted, LstmcliError, PeerLost
 from lstmcli.training.launcher import LAUNCHED_ENV
+from lstmcli.training.threads import passive_waiting
+
+passive_waiting()  # before any command imports torch (and its OpenMP runtime)
 
 if TYPE_CHECKING:
     from lstmcli.config import Config

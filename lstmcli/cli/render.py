@@ -159,8 +159,9 @@ def train_summary(summary: TrainSummary) -> None:
         return
     stop = " (early stop)" if m.stopped_early else ""
     batch = f", batches of {m.batch_size}" if m.batch_size else ""
+    threads = f" ({m.threads} thread{'s' if m.threads > 1 else ''}: {m.threads_reason})" if m.threads else ""
     out.print(
-        f"best epoch {m.best_epoch} of {m.epochs_run}{stop}, {m.train_seconds:.1f} s on {m.device}{batch} "
+        f"best epoch {m.best_epoch} of {m.epochs_run}{stop}, {m.train_seconds:.1f} s on {m.device}{threads}{batch} "
         f"({m.windows['train']:,} training windows)"
     )
     out.print(metrics_table(m.test, f"Test split: {m.windows['test']} windows, original units"))

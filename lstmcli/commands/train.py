@@ -292,6 +292,8 @@ def finish(opened: OpenRun, result: TrainResult, seconds: float) -> Metrics:
         precision=result.precision,
         processes=p.dist.world,
         batch_size=result.batch_size,
+        threads=None if result.threads is None else result.threads.threads,
+        threads_reason=None if result.threads is None else result.threads.why,
         calibration=calibration,
         intervals=uncertainty.table(),
         quantiles=uncertainty.quantile_table(),

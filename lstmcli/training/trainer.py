@@ -24,6 +24,7 @@ from lstmcli.training.distributed import Dist, init
 from lstmcli.training.graphs import StaticStep
 from lstmcli.training.hooks import EpochReport, Hooks, Stopped
 from lstmcli.training.optim import make_optimizer, make_scheduler
+from lstmcli.training.threads import ThreadChoice, choose_threads, work_per_step
 
 
 @dataclass
@@ -47,6 +48,7 @@ class TrainResult:
     device: str
     precision: str
     batch_size: int
+    threads: ThreadChoice | None = None
 
 
 def pinball_sum(pred: torch.Tensor, y: torch.Tensor, taus: torch.Tensor) -> torch.Tensor:
@@ -102,8 +104,6 @@ class Trainer:
         "captured" requires the capture."""
         self.cfg, self.tc = cfg, cfg.train
         self.dist = dist or Dist()
-        if self.tc.threads:
-            torch.set_num_threads(self.tc.threads)
         rank = self.dist.local_rank if self.dist.enabled else None
         self.device = device or resolve_device(self.tc.device, self.dist.local_world, rank)
         init(self.dist, self.device)
@@ -125,6 +125,12 @@ class Trainer:
         self.train_origins = torch.as_tensor(ds.origins("train"), device=self.device)
         self.val_origins = torch.as_tensor(ds.origins("val"), device=self.device)
         self.batch_size = batch_size_for(self.tc.batch_size, len(self.train_origins))
+        self.threads: ThreadChoice | None = None  # the CPU threads (on the CPU only)
+        if self.device.type == "cpu":
+            mc = cfg.model
+            work = work_per_step(mc.n, mc.m, mc.layers, self.batch_size)
+            self.threads = choose_threads(self.tc.threads, work, self.dist.local_world)
+            torch.set_num_threads(self.threads.threads)
         self.autocast_dtype = _autocast_dtype(self.tc.precision, self.device)
         self.grad_scaler = torch.amp.GradScaler("cuda") if self.autocast_dtype is torch.float16 else None
         # One GPU, no loss scaling: full batches replay the whole step as one CUDA graph.
@@ -315,6 +321,7 @@ def fit(trainer: Trainer, hooks: Hooks | None = None) -> TrainResult:
         device=str(tr.device),
         precision=tr.precision,
         batch_size=tr.batch_size,
+        threads=tr.threads,
     )
 
 
