@@ -20,7 +20,7 @@ from typer.core import TyperGroup
 from lstmcli.cli import render
 from lstmcli.errors import Interrupted, LstmcliError, PeerLost
 from lstmcli.training.launcher import LAUNCHED_ENV
-from lstmcli.training.threads import passive_waiting
+from lstmcli.training.threads import passive_waiting, pinned_threads
 
 passive_waiting()  # before any command imports torch (and its OpenMP runtime)
 
@@ -182,16 +182,17 @@ def train(
 
     Every epoch is checkpointed; after Ctrl-C, SIGTERM or a crash, continue with --resume (or lstm resume RUN).
     """
-    from lstmcli.training.device import stable_malloc
-    from lstmcli.training.distributed import from_env
-    from lstmcli.training.launcher import launch
-
     if resume and overwrite:
         raise typer.BadParameter(
             "--resume continues a run and --overwrite replaces it; pass one", param_hint="--resume"
         )
-    dist = from_env()
     cfg = _load(config, set_)  # a bad config fails here, once, before any process starts
+    pinned_threads(cfg.train.threads)  # before anything imports torch, which loads OpenMP (the ranks inherit it)
+    from lstmcli.training.device import stable_malloc
+    from lstmcli.training.distributed import from_env
+    from lstmcli.training.launcher import launch
+
+    dist = from_env()
     if nproc > 1 and not dist.enabled:
         from lstmcli.training.device import resolve_device
 
@@ -214,6 +215,18 @@ def train(
     render.train_summary(summary)
 
 
+def _stored_threads(run: Path) -> int | None:
+    """``train.threads`` of a run's stored config, or None (also where it cannot be read: resume says why)."""
+    try:
+        import yaml
+
+        raw = yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8"))
+        value = raw["train"].get("threads") if isinstance(raw, dict) and isinstance(raw.get("train"), dict) else None
+        return value if isinstance(value, int) else None
+    except (OSError, ValueError, yaml.YAMLError):
+        return None
+
+
 @app.command()
 @handle_errors
 def resume(
@@ -227,6 +240,7 @@ def resume(
     from lstmcli.training.device import stable_malloc
 
     stable_malloc()
+    pinned_threads(_stored_threads(run))
     from lstmcli.cli.progress import Progress
     from lstmcli.commands.train import resume as resume_command
 

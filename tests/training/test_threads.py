@@ -48,3 +48,17 @@ def test_the_cli_makes_waiting_threads_passive_unless_told_otherwise(given: str 
     code = "import os, lstmcli.cli.app; print(os.environ['OMP_WAIT_POLICY'])"
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
     assert out.strip() == expected
+
+
+@pytest.mark.parametrize(("threads", "expected"), [(None, "PASSIVE"), (2, "unset")])
+def test_a_run_with_train_threads_keeps_openmps_own_waiting(threads: int | None, expected: str) -> None:
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    code = (
+        "import os; from lstmcli.training import threads; threads.passive_waiting(); "
+        f"threads.pinned_threads({threads}); print(os.environ.get('OMP_WAIT_POLICY', 'unset'))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == expected
