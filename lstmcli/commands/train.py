@@ -325,9 +325,14 @@ def losses_to_baselines(metrics: Metrics, cfg: Config) -> tuple[str, ...]:
     if found:
         windows, params = metrics.windows["train"], cfg.parameters
         few = f"{windows:,} training windows for {params:,} parameters; " if params > 20 * windows else ""
+        smaller = [
+            *([f"--set model.m={max(4, cfg.model.m // 4)}"] if cfg.model.m > 8 else []),
+            *(["--set model.layers=1"] if cfg.model.layers > 1 else []),
+        ]
+        model = f"a smaller model ({' '.join(smaller)}), " if smaller else ""  # never the size it already has
         found.append(
-            f"{few}try a smaller model (--set model.m=16 --set model.layers=1), more data, or another "
-            "data.lookback; a forecast that loses to a baseline is not worth using"
+            f"{few}try {model}more data, or another data.lookback; a forecast that loses to a baseline is not "
+            "worth using"
         )
     return tuple(found)
 

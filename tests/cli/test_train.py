@@ -107,6 +107,8 @@ def test_the_summary_warns_when_the_model_loses_to_a_baseline(tiny_config: Path)
     warnings = [line for line in result.output.splitlines() if line.startswith("warning: ")]
     assert any("on the test split the LSTM's MAE" in w and "seasonal naive" in w for w in warnings), result.output
     assert any("42 training windows for 955 parameters" in w for w in warnings)
+    hint = " ".join(result.output.split())
+    assert "a smaller model (--set model.layers=1)" in hint and "model.m=" not in hint  # m = 8 is small already
 
 
 def test_no_warning_when_the_model_beats_the_baselines(tiny_config: Path) -> None:
