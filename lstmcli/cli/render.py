@@ -33,6 +33,11 @@ out = Console(markup=False, highlight=False)
 err = Console(stderr=True, markup=False, highlight=False)
 
 
+def plural(count: int, noun: str) -> str:
+    """``1 window``, ``2 windows``, ``1,527 windows``."""
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
+
+
 def error_line(message: str, label: str = "[bold red]error:[/]") -> None:
     """One line on stderr: ``error: message`` (or another label, e.g. interrupted)."""
     err.print(f"{label} {escape(message)}", markup=True, soft_wrap=True)
@@ -162,9 +167,9 @@ def train_summary(summary: TrainSummary) -> None:
     threads = f" ({m.threads} thread{'s' if m.threads > 1 else ''}: {m.threads_reason})" if m.threads else ""
     out.print(
         f"best epoch {m.best_epoch} of {m.epochs_run}{stop}, {m.train_seconds:.1f} s on {m.device}{threads}{batch} "
-        f"({m.windows['train']:,} training windows)"
+        f"({plural(m.windows['train'], 'training window')})"
     )
-    out.print(metrics_table(m.test, f"Test split: {m.windows['test']} windows, original units"))
+    out.print(metrics_table(m.test, f"Test split: {plural(m.windows['test'], 'window')}, original units"))
     if m.test.per_series:
         out.print(series_table(m.test.per_series))
     means = series_means_line(m.test)
@@ -242,10 +247,12 @@ def inspect_facts(f: InspectFacts) -> None:
         _units(f)
     if f.metrics is not None:
         mt = f.metrics
-        out.print(metrics_table(mt.test, f"Test metrics of this run ({mt.windows['test']} windows, original units)"))
+        out.print(
+            metrics_table(mt.test, f"Test metrics of this run ({plural(mt.windows['test'], 'window')}, original units)")
+        )
         v = mt.val.model
         out.print(
-            f"validation ({mt.windows['val']} windows): MAE {_fmt(v.MAE)}, RMSE {_fmt(v.RMSE)}, "
+            f"validation ({plural(mt.windows['val'], 'window')}): MAE {_fmt(v.MAE)}, RMSE {_fmt(v.RMSE)}, "
             f"sMAPE {_pct(v.sMAPE)}, MASE {_fmt(v.MASE, 3)}, relMAE {_fmt(v.relMAE, 3)}"
         )
     if f.check is not None:
@@ -381,7 +388,7 @@ def prediction(result: Results, backtest: bool) -> None:
 def _backtest(bt: Backtest) -> None:
     first, last = bt.origin_labels()
     out.print(
-        f"Backtest of {bt.run} on {bt.data}: {bt.origins.size} windows, origins {first} … {last}\n"
+        f"Backtest of {bt.run} on {bt.data}: {plural(bt.origins.size, 'window')}, origins {first} … {last}\n"
         f"origins: {bt.split} ({bt.split_source})",
         soft_wrap=True,
     )
@@ -389,7 +396,11 @@ def _backtest(bt: Backtest) -> None:
     for name, per in (bt.metrics.per_target or {}).items():
         out.print(metrics_table(per, f"target {name}"))
     if bt.intervals:
-        out.print(intervals_table(bt.intervals, f"Prediction intervals from each origin ({bt.origins.size} windows)"))
+        out.print(
+            intervals_table(
+                bt.intervals, f"Prediction intervals from each origin ({plural(bt.origins.size, 'window')})"
+            )
+        )
 
 
 def _forecast(fc: Forecast) -> None:

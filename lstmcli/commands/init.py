@@ -416,8 +416,9 @@ def _fit_length(rows: int, lookback: int, horizon: int, reasons: list[str]) -> t
             f"{rows} rows are too few for a train/validation/test split with any window; use a longer series"
         )
     if (L, H) != (lookback, horizon):
+        changed = [f"{name} = {new}" for name, old, new in (("L", lookback, L), ("H", horizon, H)) if new != old]
         reasons.append(
-            f"shortened to L = {L}, H = {H}: {rows} rows must leave a window in each of train, validation and test"
+            f"shortened to {', '.join(changed)}: {rows} rows must leave a window in each of train, validation and test"
         )
     return L, H
 

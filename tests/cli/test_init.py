@@ -186,3 +186,18 @@ def test_init_proposes_calendar_features_that_train_accepts_once_uncommented(tmp
     text = text.replace("# calendar:", "calendar:").replace("  n: 1 ", "  n: 5 ")
     out.write_text(text)
     assert load_config(out).data.calendar == ["weekday", "dayofyear"]
+
+
+def test_init_names_only_the_window_length_it_shortened(tmp_path: Path) -> None:
+    write_csv(tmp_path / "s.csv", rows=60)  # monthly: L = 24 fits, H = 12 leaves 9 validation rows
+    result = runner.invoke(app, ["init", str(tmp_path / "s.csv"), "--out", str(tmp_path / "s.yaml")])
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.output.split())
+    assert "shortened to H = 9:" in said and "L = 24," not in said.split("shortened to")[1][:20]
+
+
+def test_counts_read_as_english() -> None:
+    from lstmcli.cli.render import plural
+
+    assert plural(1, "window") == "1 window" and plural(2, "window") == "2 windows"
+    assert plural(1527, "training window") == "1,527 training windows"
