@@ -219,6 +219,11 @@ class DataConfig(_Section):
         return [*self.target, *self.features, *self.static_features, *self.future_features]
 
     @property
+    def generated_columns(self) -> list[str]:
+        """The input columns computed from the dates (calendar, holidays): the last ones."""
+        return self.columns[len(self.file_columns) :]
+
+    @property
     def static_columns(self) -> list[int]:
         """Positions of the static features among the input columns."""
         start = len(self.target) + len(self.features)

@@ -195,18 +195,15 @@ def _future_values(
     H, k = cfg.horizon, len(cfg.target)
     calls = math.ceil(K / H)
     wanted = [*(cfg.features if calls > 1 else []), *cfg.future_features]
+    generated = cfg.generated_columns  # computed from the forecast's dates: the calendar, holidays
     if not wanted and future is not None:
-        why = (
-            "its calendar features come from the dates"
-            if cfg.calendar or cfg.holidays
-            else "it has no known-future columns"
-        )
+        why = "its calendar features come from the dates" if generated else "it has no known-future columns"
         extra = f", and --steps {K} is within H = {H}" if cfg.features else ""
         raise DataError(f"--future: run {run.path} needs no future values from a file ({why}{extra})")
-    if not wanted and not (cfg.calendar or cfg.holidays):
+    if not wanted and not generated:
         return None
-    ahead = bool(cfg.future_features or cfg.calendar or cfg.holidays)  # columns the model reads for the horizon
-    need = calls * H if ahead else (calls - 1) * H  # past-only features: only the fed-back rows'
+    # columns the model reads for the horizon need every call's rows; past-only features only the fed-back ones
+    need = calls * H if cfg.future_columns else (calls - 1) * H
     full = np.ones((need, run.cfg.model.n))  # the other columns are placeholders (log(1) = 0 is safe)
     where = series.table.path
     if wanted:
@@ -214,19 +211,19 @@ def _future_values(
         values, where = _read_future(run, series, future, frequency, from_file, K, wanted)
         for j, name in enumerate(wanted):
             full[:from_file, cfg.columns.index(name)] = values[:, j]
-    n_file = len(cfg.file_columns)
-    if n_file < len(cfg.columns):  # computed from the forecast's dates: the calendar, holidays
+    if generated:
         table = series.table
         if table.dates is None or not frequency:
             raise DataError(
-                f"{table.path}: the run computes inputs from the dates ({', '.join(cfg.columns[n_file:])}), but "
+                f"{table.path}: the run computes inputs from the dates ({', '.join(generated)}), but "
                 "the forecast's dates are unknown (no regular frequency)"
             )
         dates_ahead = continue_dates(table.dates[-1], frequency, need)
-        for j in range(len(cfg.columns) - n_file):
+        n_file = len(cfg.file_columns)
+        for j in range(len(generated)):
             full[:, n_file + j] = generated_column(cfg, dates_ahead, j, [(None, 0, need)], frequency)
     scaled = series.scaler.to_float32(where, list(cfg.columns), full)[:, k:]  # refused beyond what training accepts
-    used = {*wanted, *cfg.columns[len(cfg.file_columns) :]}
+    used = {*wanted, *generated}
     scaled[:, [j - k for j, c in enumerate(cfg.columns) if j >= k and c not in used]] = 0.0
     return scaled
 

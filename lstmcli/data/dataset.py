@@ -340,9 +340,9 @@ def with_generated(
     parts: list[tuple[str | None, int, int]],
 ) -> Callable[[int], np.ndarray]:
     """``column`` for the file's columns, then the ones computed from ``dates`` (calendar, holidays)."""
-    n_file = len(cfg.file_columns)
-    if n_file == len(cfg.columns):
+    if not cfg.generated_columns:
         return column
+    n_file = len(cfg.file_columns)
     assert dates is not None  # the config requires date_column with calendar features or holidays
 
     def read(j: int) -> np.ndarray:  # one column at a time: bounded memory on a long file

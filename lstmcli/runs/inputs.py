@@ -48,7 +48,7 @@ def read_series(run: Run, path: str | Path, min_rows: int, purpose: str, only: s
     if only is not None and not cfg.series_column:
         raise DataError(f"--series {only}: run {run.path} was trained on a single series (no data.series_column)")
     date_column = cfg.date_column if cfg.date_column in header else None
-    generated = cfg.columns[len(cfg.file_columns) :]
+    generated = cfg.generated_columns
     if generated and date_column is None:
         raise DataError(
             f"{path}: lacks the date column '{cfg.date_column}', from which run {run.path} computes its inputs "
