@@ -40,7 +40,9 @@ def plural(count: int, noun: str) -> str:
 
 def error_line(message: str, label: str = "[bold red]error:[/]") -> None:
     """One line on stderr: ``error: message`` (or another label, e.g. interrupted)."""
-    err.print(f"{label} {escape(message)}", markup=True, soft_wrap=True)
+    # One line in a log (what scripts and tests read); wrapped at words on a terminal, where the
+    # terminal's own wrapping would cut words in two.
+    err.print(f"{label} {escape(message)}", markup=True, soft_wrap=not err.is_terminal)
 
 
 def _fmt(value: float | None, digits: int = 4) -> str:

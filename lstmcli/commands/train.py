@@ -179,6 +179,9 @@ class _RunHooks(Hooks):
             preload_plotting()  # matplotlib loads on a side thread while the next epochs train
         self.outer.on_epoch_end(report)
 
+    def on_batch(self, done: int, total: int) -> None:
+        self.outer.on_batch(done, total)
+
     def should_stop(self) -> bool:
         return self.stop.signum is not None or self.outer.should_stop()
 
@@ -191,7 +194,7 @@ def _fit_and_finish(opened: OpenRun, hooks: Hooks, stop: StopSignals) -> TrainSu
         if opened.saved is not None:
             _restore(trainer, opened)
             hooks.on_resume(opened.saved.epoch)
-        hooks.on_start(p.ds)
+        hooks.on_start(p.ds, p.cfg.train.epochs, p.cfg.train.patience)
         start = time.perf_counter()
         with _failure_says_what_is_kept(opened), _out_of_memory_is_one_line(), peers_lost_is_one_line(p.dist):
             try:
@@ -201,6 +204,7 @@ def _fit_and_finish(opened: OpenRun, hooks: Hooks, stop: StopSignals) -> TrainSu
             shutdown(p.dist)  # the other ranks are done; rank 0 evaluates and writes alone
         if opened.work is None:
             return TrainSummary(opened.run.path, None, result)
+        hooks.on_evaluate()
         metrics = finish(opened, result, time.perf_counter() - start)
         opened.run.commit()
         return TrainSummary(opened.run.path, metrics, result, losses_to_baselines(metrics, p.cfg))

@@ -27,19 +27,39 @@ class EpochReport:
     seconds: float
     windows_per_s: float
     improved: bool
+    patience: int  # epochs without a better val loss before training stops
+    bad_epochs: int  # epochs since the best one
+
+    @property
+    def epochs_left(self) -> int:
+        """Epochs still allowed: every one to ``epochs`` if val keeps improving."""
+        return max(self.epochs - self.epoch, 0)
+
+    @property
+    def epochs_left_unless_better(self) -> int:
+        """Epochs until early stopping ends training, if val does not improve again."""
+        return min(self.epochs_left, max(self.patience - self.bad_epochs, 0))
 
 
 class Hooks:
     """Every method does nothing unless a subclass overrides it."""
 
-    def on_start(self, ds: Dataset) -> None:
-        """The data is read and the model built; the first epoch comes next."""
+    def on_start(self, ds: Dataset, epochs: int = 0, patience: int = 0) -> None:
+        """The data is read and the model built; the first epoch comes next. ``epochs`` is
+        ``train.epochs`` (0: not said), ``patience`` the early-stopping patience."""
 
     def on_resume(self, epoch: int) -> None:
         """Training continues after the checkpoint of ``epoch``."""
 
     def on_epoch_end(self, report: EpochReport) -> None:
         """An epoch has finished (and, in a run, been checkpointed)."""
+
+    def on_evaluate(self) -> None:
+        """Training is over; the run is being scored on its validation and test windows."""
+
+    def on_batch(self, done: int, total: int) -> None:
+        """``done`` of the epoch's ``total`` training batches have been queued (no device sync:
+        on a GPU they may still be running). Then ``done == total`` once more, as validation starts."""
 
     def should_stop(self) -> bool:
         """Asked before every batch: True stops training there (the trainer raises Stopped)."""

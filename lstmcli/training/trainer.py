@@ -183,9 +183,12 @@ class Trainer:
         total = torch.zeros((), device=self.device)
         bs, world = self.batch_size, self.dist.world
         seen = 0
-        for start in range(0, len(order), bs):
-            if hooks is not None and hooks.should_stop():
-                raise Stopped
+        batches = -(-len(order) // bs)
+        for n, start in enumerate(range(0, len(order), bs)):
+            if hooks is not None:
+                if hooks.should_stop():
+                    raise Stopped
+                hooks.on_batch(n, batches)
             batch = self.train_origins[order[start : start + bs]]
             if len(batch) < world:
                 break  # a last batch too small to give every rank a window is skipped by all
@@ -195,6 +198,8 @@ class Trainer:
                 self.optimizer.zero_grad(set_to_none=True)
                 total += self._step(self.dist.shard(batch), len(batch))
             seen += len(batch)
+        if hooks is not None:
+            hooks.on_batch(batches, batches)
         return float(self.dist.sum(total)) / (seen * self.windows.values_per_window)
 
     def _step(self, origins: torch.Tensor, global_batch: int) -> torch.Tensor:
@@ -286,6 +291,8 @@ class Trainer:
             seconds=seconds,
             windows_per_s=len(self.train_origins) / seconds if seconds > 0 else math.inf,
             improved=improved,
+            patience=self.tc.patience,
+            bad_epochs=st.bad_epochs,
         )
 
     @property
