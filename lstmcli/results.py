@@ -48,11 +48,13 @@ class Forecast:
         return cols
 
     def index_labels(self) -> list[str]:
-        return format_dates(self.index) if self.date_column else [str(int(i)) for i in self.index]
+        return (
+            format_dates(self.index, like=self.history_index) if self.date_column else [str(int(i)) for i in self.index]
+        )
 
     def last_label(self) -> str | None:
         """The date of the last row of the data (None without dates)."""
-        return format_dates(self.history_index[-1:])[0] if self.date_column else None
+        return format_dates(self.history_index[-1:], like=self.history_index)[0] if self.date_column else None
 
     def to_dict(self) -> dict[str, Any]:
         last = self.last_label()
@@ -155,7 +157,7 @@ class Backtest:
     def _label(self, row: int) -> str:
         """The date (or 1-based row number) of row ``row``."""
         if self.date_column:
-            return format_dates(self.history_index[row : row + 1])[0]
+            return format_dates(self.history_index[row : row + 1], like=self.history_index)[0]
         return str(int(self.history_index[row]))
 
     def to_csv(self) -> str:

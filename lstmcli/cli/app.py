@@ -338,8 +338,13 @@ def predict(
         bool, typer.Option("--backtest", help="Forecast from every origin of the file and score it like train.")
     ] = False,
     split: Annotated[
-        SplitChoice, typer.Option("--split", help="Backtest origins: all, or the run's train/val/test split.")
-    ] = SplitChoice.all,
+        SplitChoice | None,
+        typer.Option(
+            "--split",
+            help="Backtest origins: the run's test split (default), val, train, or all (every origin of the file, "
+            "training windows included).",
+        ),
+    ] = None,
     plot: Annotated[
         Path | None, typer.Option("--plot", dir_okay=False, help="Write a PNG of history, forecast (and actuals).")
     ] = None,
@@ -365,7 +370,7 @@ def predict(
     from lstmcli.fsutil import json_text
 
     check_outputs({"--out": out_file, "--plot": plot}, [data, *([future] if future else [])])
-    if not backtest and split is not SplitChoice.all:
+    if not backtest and split is not None:
         raise typer.BadParameter("--split applies to --backtest", param_hint="--split")
     if backtest and (steps is not None or future is not None):
         raise typer.BadParameter(
@@ -373,7 +378,7 @@ def predict(
         )
     levels = sorted(set(level or []))
     result = (
-        pr.backtest(run, data, split.value, series, levels)
+        pr.backtest(run, data, (split or SplitChoice.test).value, series, levels)
         if backtest
         else pr.forecast(run, data, steps, future, series, levels)
     )

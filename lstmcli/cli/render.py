@@ -7,6 +7,8 @@ they show.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from rich.console import Console
@@ -53,6 +55,20 @@ def _pct(value: float | None) -> str:
     return "—" if value is None else f"{value:.2f}%"
 
 
+def column(values: Sequence[float | None], significant: int = 4) -> list[str]:
+    """A table column's numbers with one number of decimals, the largest given ``significant``
+    digits: ``1352.30`` under ``1600.15``, never ``1352.3``; ``9007.00`` beside ``8933.15``."""
+    finite = [abs(v) for v in values if v is not None and math.isfinite(v)]
+    big = max(finite, default=0.0)
+    decimals = min(max(significant - 1 - math.floor(math.log10(big)), 0), 10) if big > 0 else 0
+    return ["—" if v is None else f"{v:.{decimals}f}" if math.isfinite(v) else str(v) for v in values]
+
+
+def _ratio(value: float | None) -> str:
+    """MASE, relMAE, MSIS: ratios near 1, always three decimals (``1.000`` beside ``0.924``)."""
+    return "—" if value is None else f"{value:.3f}"
+
+
 # ---------------------------------------------------------------------------------------------
 # Scores
 
@@ -69,8 +85,9 @@ def metrics_table(scores: TargetScores, title: str) -> Table:
         ("naive", scores.naive),
         ("seasonal naive", scores.seasonal_naive),
     ]
-    for label, row in rows:
-        table.add_row(label, _fmt(row.MAE), _fmt(row.RMSE), _pct(row.sMAPE), _fmt(row.MASE, 3), _fmt(row.relMAE, 3))
+    mae, rmse = column([row.MAE for _, row in rows]), column([row.RMSE for _, row in rows])
+    for (label, row), a, r in zip(rows, mae, rmse, strict=True):
+        table.add_row(label, a, r, _pct(row.sMAPE), _ratio(row.MASE), _ratio(row.relMAE))
     return table
 
 
@@ -82,12 +99,13 @@ def intervals_table(
     table = Table(title=title, title_justify="left", caption=caption, caption_justify="left")
     for col in ("level", "LSTM coverage", "width", "MSIS", "s. naive coverage", "width", "MSIS"):
         table.add_column(col, justify="right")
-    for level, row in intervals.items():
+    widths = column([f.width for row in intervals.values() for f in (row.model, row.seasonal_naive)])
+    for n, (level, row) in enumerate(intervals.items()):
         mark = "*" if calibration is not None and not calibration.guaranteed(int(level)) else ""
         cells = [
             c
-            for f in (row.model, row.seasonal_naive)
-            for c in (_pct(None if f.coverage is None else 100 * f.coverage), _fmt(f.width), _fmt(f.MSIS, 3))
+            for k, f in enumerate((row.model, row.seasonal_naive))
+            for c in (_pct(None if f.coverage is None else 100 * f.coverage), widths[2 * n + k], _ratio(f.MSIS))
         ]
         table.add_row(f"{level}%{mark}", *cells)
     return table
@@ -108,8 +126,9 @@ def quantiles_table(quantiles: dict[str, QuantileScores]) -> Table:
     )
     for col in ("quantile", "below", "pinball loss"):
         table.add_column(col, justify="right")
-    for tau, q in quantiles.items():
-        table.add_row(f"{float(tau):g}", _pct(None if q.below is None else 100 * q.below), _fmt(q.pinball))
+    pinball = column([q.pinball for q in quantiles.values()])
+    for (tau, q), loss in zip(quantiles.items(), pinball, strict=True):
+        table.add_row(f"{float(tau):g}", _pct(None if q.below is None else 100 * q.below), loss)
     return table
 
 
@@ -136,15 +155,11 @@ def series_table(per_series: dict[str, SplitScores]) -> Table:
     table = Table(title="Test split per series, original units", title_justify="left")
     for col in ("series", "LSTM MAE", "naive MAE", "s. naive MAE", "MASE", "relMAE"):
         table.add_column(col, justify="left" if col == "series" else "right")
-    for sid, m in per_series.items():
-        cells = [
-            _fmt(m.model.MAE),
-            _fmt(m.naive.MAE),
-            _fmt(m.seasonal_naive.MAE),
-            _fmt(m.model.MASE, 3),
-            _fmt(m.model.relMAE, 3),
-        ]
-        table.add_row(sid, *cells)
+    rows = list(per_series.values())
+    # One number of decimals per table, not per column: the three MAE columns are compared across.
+    maes = column([f.MAE for m in rows for f in (m.model, m.naive, m.seasonal_naive)])
+    for n, (sid, m) in enumerate(per_series.items()):
+        table.add_row(sid, *maes[3 * n : 3 * n + 3], _ratio(m.model.MASE), _ratio(m.model.relMAE))
     return table
 
 
@@ -153,7 +168,7 @@ def series_means_line(scores: SplitScores) -> str | None:
     means = scores.series_means
     if not means:
         return None
-    parts = [f"{label} {_fmt(means[key].MASE, 3)} / {_pct(means[key].sMAPE)}" for key, label in _LABELS]
+    parts = [f"{label} {_ratio(means[key].MASE)} / {_pct(means[key].sMAPE)}" for key, label in _LABELS]
     return "mean over series (MASE / sMAPE): " + ", ".join(parts)
 
 
@@ -255,7 +270,7 @@ def inspect_facts(f: InspectFacts) -> None:
         v = mt.val.model
         out.print(
             f"validation ({plural(mt.windows['val'], 'window')}): MAE {_fmt(v.MAE)}, RMSE {_fmt(v.RMSE)}, "
-            f"sMAPE {_pct(v.sMAPE)}, MASE {_fmt(v.MASE, 3)}, relMAE {_fmt(v.relMAE, 3)}"
+            f"sMAPE {_pct(v.sMAPE)}, MASE {_ratio(v.MASE)}, relMAE {_ratio(v.relMAE)}"
         )
     if f.check is not None:
         c = f.check
@@ -418,8 +433,11 @@ def _forecast(fc: Forecast) -> None:
     extra = fc.columns()
     for name, _ in extra:
         t.add_column(name, justify="right")
+    # Every column has one number of decimals, so values line up on the point.
+    cols = [column([float(v) for v in fc.values[:, j]], 6) for j in range(len(fc.targets))]
+    cols += [column([float(v) for v in c], 6) for _, c in extra]
     for i, label in enumerate(fc.index_labels()):
-        t.add_row(label, *(f"{v:.6g}" for v in fc.values[i]), *(f"{c[i]:.6g}" for _, c in extra))
+        t.add_row(label, *(c[i] for c in cols))
     out.print(t)
     if fc.quantiles:
         out.print(

@@ -271,12 +271,12 @@ def _read_future(
         expected = continue_dates(table.dates[-1], frequency, need)
         if dates[0] != expected[0]:
             raise DataError(
-                f"{where}: starts at {format_dates(dates[:1])[0]}, but the future values must start at "
-                f"{format_dates(expected[:1])[0]}, the step {after}"
+                f"{where}: starts at {format_dates(dates[:1], like=dates)[0]}, but the future values must start at "
+                f"{format_dates(expected[:1], like=expected)[0]}, the step {after}"
             )
     if len(values) < need:
         first_missing = (
-            f" (the first missing: {format_dates(expected[len(values) : len(values) + 1])[0]})"
+            f" (the first missing: {format_dates(expected[len(values) : len(values) + 1], like=expected)[0]})"
             if expected is not None
             else ""
         )
@@ -294,7 +294,7 @@ def _read_future(
 def backtest(
     run_dir: str | Path,
     data: str | Path,
-    split: str = "all",
+    split: str = "test",
     series: str | None = None,
     levels: list[int] | None = None,
 ) -> Results:
@@ -441,5 +441,5 @@ def _is_training_data(data: SeriesMeta, table: Table) -> bool:
         return False
     if table.dates is None:
         return data.first_date is None
-    first, last = format_dates(table.dates[[0, -1]])
+    first, last = format_dates(table.dates[[0, -1]], like=table.dates)
     return bool(data.first_date == first and data.last_date == last)

@@ -159,17 +159,20 @@ FREQUENCY_NAMES = {
 }
 
 
-def format_dates(dates: np.ndarray) -> list[str]:
-    """ISO strings, dropping a midnight time so daily-or-coarser dates read YYYY-MM-DD."""
+def format_dates(dates: np.ndarray, like: np.ndarray | None = None) -> list[str]:
+    """``YYYY-MM-DD``, or ``YYYY-MM-DD HH:MM:SS`` when any date of ``like`` (default: ``dates``)
+    has a time of day. Pass the whole series as ``like`` when formatting a few of its dates, so that
+    an hourly series' midnight reads ``2010-01-01 00:00:00`` like its other rows, not ``2010-01-01``."""
     secs = dates.astype("datetime64[s]")
-    if np.all(secs.astype(np.int64) % 86400 == 0):
+    ref = secs if like is None else like.astype("datetime64[s]")
+    if np.all(secs.astype(np.int64) % 86400 == 0) and np.all(ref.astype(np.int64) % 86400 == 0):
         return [str(d) for d in secs.astype("datetime64[D]")]
-    return [str(d) for d in secs]
+    return [str(d).replace("T", " ") for d in secs]
 
 
 def describe_dates(dates: np.ndarray | None) -> dict[str, Any]:
     """First and last date and inferred frequency, for a run's metadata."""
     if dates is None:
         return {"first_date": None, "last_date": None, "frequency": None}
-    first, last = format_dates(dates[[0, -1]])
+    first, last = format_dates(dates[[0, -1]], like=dates)
     return {"first_date": first, "last_date": last, "frequency": infer_frequency(dates)}

@@ -197,13 +197,13 @@ def regularize(
         name = FREQUENCY_NAMES.get(frequency or "", f"every-{frequency}")
         if off.size:
             raise DataError(
-                f"{where}: date {format_dates(off[:1])[0]} is off the {name} steps of the other dates "
+                f"{where}: date {format_dates(off[:1], like=d)[0]} is off the {name} steps of the other dates "
                 f"({off.size} date(s) are); dates must step regularly"
             )
         if absent.size:
             if missing == "error":
                 raise DataError(
-                    f"{where}: {absent.size} {name} timestamp(s) are missing, the first {format_dates(absent[:1])[0]}; "
+                    f"{where}: {absent.size} {name} timestamp(s) are missing, the first {format_dates(absent[:1], like=d)[0]}; "
                     "add the rows, or set data.missing: interpolate, ffill or zero to fill them"
                 )
             full = np.union1d(d.astype("datetime64[s]"), absent)
@@ -400,7 +400,7 @@ def _check_increasing(where: _Where, dates: np.ndarray, rows: np.ndarray, column
     if bad.size:
         j = int(bad[0]) + 1  # the later of the two dates
         kind = "repeats" if steps[bad[0]] == np.timedelta64(0, "s") else "goes back before"
-        shown = format_dates(dates[[j - 1, j]])
+        shown = format_dates(dates[[j - 1, j]], like=dates)
         raise DataError(
             f"{where(int(rows[j]))}, column '{column}': date {shown[1]} {kind} the previous "
             f"row's {shown[0]}{suffix}; rows must be in increasing date order"

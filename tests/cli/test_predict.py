@@ -92,7 +92,7 @@ def test_backtest_over_split_origins_matches_metrics_json(run_dir: Path, split: 
 
 def test_backtest_all_origins_and_out_csv(run_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "bt.csv"
-    result = _invoke(run_dir, "--data", _csv_of(run_dir), "--backtest", "--json", "--out", out)
+    result = _invoke(run_dir, "--data", _csv_of(run_dir), "--backtest", "--split", "all", "--json", "--out", out)
     assert result.exit_code == 0, result.output
     got = json.loads(result.stdout)
     assert got["windows"] == ROWS - L - H + 1  # every origin o with L rows before and H after
@@ -104,10 +104,13 @@ def test_backtest_all_origins_and_out_csv(run_dir: Path, tmp_path: Path) -> None
     assert np.mean(np.abs(forecast - actual)) == pytest.approx(got["metrics"]["model"]["MAE"], rel=1e-9)
 
 
-def test_backtest_table_shows_model_and_baselines(run_dir: Path) -> None:
-    result = _invoke(run_dir, "--data", _csv_of(run_dir), "--backtest", "--split", "test")
+def test_backtest_scores_the_test_split_by_default_beside_the_baselines(run_dir: Path) -> None:
+    """Training windows never enter a backtest's score unless --split all asks for them."""
+    result = _invoke(run_dir, "--data", _csv_of(run_dir), "--backtest")
     assert result.exit_code == 0, result.output
     assert "LSTM" in result.output and "seasonal naive" in result.output and "stored test split" in result.output
+    saved = json.loads((run_dir / "metrics.json").read_text())
+    assert plural_windows(saved["windows"]["test"]) in result.output
 
 
 @pytest.mark.parametrize("backtest", [False, True])
@@ -117,6 +120,10 @@ def test_plot_writes_a_png(run_dir: Path, tmp_path: Path, backtest: bool) -> Non
     assert result.exit_code == 0, result.output
     data = png.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
+
+
+def plural_windows(count: int) -> str:
+    return f"{count:,} window{'' if count == 1 else 's'}"
 
 
 def test_missing_weight_file_is_one_line_exit_2(run_dir: Path, tmp_path: Path) -> None:

@@ -161,3 +161,26 @@ def test_init_finds_an_unambiguous_date_format_and_names_an_ambiguous_one(tmp_pa
         app, ["init", str(_us_dates(tmp_path / "first.csv", day=1)), "--out", str(tmp_path / "d.yaml")]
     )
     assert "Month holds dates that read as %d/%m/%Y or as %m/%d/%Y" in " ".join(first.output.split())
+
+
+def test_hourly_timestamps_keep_their_time_and_the_input_style_everywhere(tmp_path: Path) -> None:
+    """An hourly series that ends at 23:00 forecasts from midnight: the midnight reads
+    ``2024-01-05 00:00:00`` like the input rows, in the table, the CSV and the backtest header."""
+    hours = np.datetime64("2024-01-01T00:00") + np.arange(96) * np.timedelta64(1, "h")
+    data = _csv(tmp_path / "series.csv", np.array([str(h).replace("T", " ") + ":00" for h in hours]))
+    cfg = write_config(tmp_path / "c.yaml", data={"season": 24, "lookback": 24, "horizon": 3})
+    assert runner.invoke(app, ["train", str(cfg), "-q"]).exit_code == 0
+    out = tmp_path / "f.csv"
+    result = runner.invoke(app, ["predict", str(tmp_path / "run"), "--data", str(data), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "after 2024-01-04 23:00:00" in result.stdout and "2024-01-05 00:00:00" in result.stdout
+    assert [line.split(",")[0] for line in out.read_text().splitlines()[1:]] == [
+        "2024-01-05 00:00:00",
+        "2024-01-05 01:00:00",
+        "2024-01-05 02:00:00",
+    ]
+    backtest = runner.invoke(
+        app, ["predict", str(tmp_path / "run"), "--data", str(data), "--backtest", "--split", "all"]
+    )
+    assert backtest.exit_code == 0, backtest.output
+    assert "origins 2024-01-02 00:00:00 … 2024-01-04 21:00:00" in backtest.stdout  # the first origin is row L

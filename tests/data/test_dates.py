@@ -39,3 +39,13 @@ def test_monthly_dates_at_noon_are_monthly(tmp_path: Path) -> None:
     dates = np.array([f"2000-{m:02d}-01T12:00:00" for m in range(1, 13)], dtype="datetime64[s]")
     assert infer_frequency(dates) == "MS"
     assert str(continue_dates(dates[-1], "MS", 1)[0]) == "2001-01-01T12:00:00"
+
+
+def test_formatted_dates_show_the_time_when_the_series_has_one() -> None:
+    hourly = np.datetime64("2024-01-01T22:00") + np.arange(4) * np.timedelta64(1, "h")
+    midnight = hourly[2:3]
+    assert format_dates(midnight) == ["2024-01-02"]  # alone, a midnight is a date
+    assert format_dates(midnight, like=hourly) == ["2024-01-02 00:00:00"]  # in an hourly series, a time
+    assert format_dates(hourly[:1]) == ["2024-01-01 22:00:00"]
+    days = np.arange(np.datetime64("2024-01-01"), np.datetime64("2024-01-04"))
+    assert format_dates(days[:1], like=days) == ["2024-01-01"]
