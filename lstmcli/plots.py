@@ -6,6 +6,7 @@ import io
 import os
 import tempfile
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -72,20 +73,39 @@ def _png(fig: Any) -> bytes:
     return buf.getvalue()
 
 
-def loss_curve(history: list[dict[str, float]], best_epoch: int) -> bytes:
+MAX_PANELS = 12  # a multi-series plot draws the first series up to this many panels, and says so
+LEGEND = {"loc": "upper left", "bbox_to_anchor": (1.01, 1.0), "fontsize": 8, "frameon": False}  # beside the data
+
+
+def _plain_log_ticks(ax: Any, values: list[float]) -> None:
+    """A log axis labelled 0.03, 0.05, 0.1, not 3×10⁻², with three to eight labels whatever the range."""
+    import math
+
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    positive = [v for v in values if v > 0 and math.isfinite(v)]
+    decades = math.log10(max(positive) / min(positive)) if positive else 1.0
+    subs = (1.0, 1.5, 2.0, 3.0, 5.0, 7.0) if decades < 1.2 else (1.0, 2.0, 5.0) if decades < 3 else (1.0,)
+    ax.yaxis.set_major_locator(LogLocator(base=10, subs=subs))
+    ax.yaxis.set_minor_formatter(NullFormatter())
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+
+
+def loss_curve(history: list[dict[str, float]], best_epoch: int, loss: str = "mse", run: str = "") -> bytes:
     """Train and validation loss per epoch, log scale, best epoch marked, as PNG."""
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = plt.subplots(figsize=(8, 4))
     epochs = [h["epoch"] for h in history]
     ax.plot(epochs, [h["train_loss"] for h in history], label="train")
     ax.plot(epochs, [h["val_loss"] for h in history], label="validation")
     if best_epoch:
         ax.axvline(best_epoch, color="grey", linestyle=":", label=f"best (epoch {best_epoch})")
     ax.set_yscale("log")
+    _plain_log_ticks(ax, [h[k] for h in history for k in ("train_loss", "val_loss")])
     ax.set_xlabel("epoch")
-    ax.set_ylabel("MSE (scaled units)")
-    ax.set_title("Training loss")
-    ax.legend()
+    ax.set_ylabel(f"{loss} loss (scaled units)")
+    ax.set_title(f"Training loss of {run}" if run else "Training loss")
+    ax.legend(**LEGEND)
     ax.grid(alpha=0.3)
     return _png(fig)
 
@@ -94,7 +114,7 @@ def _time_axis(ax: Any, dated: bool) -> None:
     if dated:
         import matplotlib.dates as mdates
 
-        locator = mdates.AutoDateLocator(minticks=4, maxticks=9)
+        locator = mdates.AutoDateLocator(minticks=3, maxticks=8)
         ax.xaxis.set_major_locator(locator)
         ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
     else:
@@ -107,76 +127,176 @@ def _as_x(index: Any) -> Any:
     return index.astype("datetime64[s]").astype(object) if index.dtype.kind == "M" else index
 
 
-def forecast_plot(fc: Forecast, tail: int | None = None) -> bytes:
-    """The tail of the history and the forecast after it, one panel per target, as PNG.
+def _panels(items: Sequence[Any]) -> tuple[list[tuple[Any, int]], str]:
+    """(item, target) pairs to draw, at most MAX_PANELS, and a note when some were left out."""
+    pairs = [(item, j) for item in items for j in range(len(item.targets))]
+    if len(pairs) <= MAX_PANELS:
+        return pairs, ""
+    shown = sorted({id(item) for item, _ in pairs[:MAX_PANELS]})
+    return pairs[:MAX_PANELS], (
+        f" (the first {len(shown)} of {len(items)} series; --series draws any one)"
+        if len(items) > 1
+        else f" (the first {MAX_PANELS} of {len(pairs)} targets)"
+    )
 
-    ``fc`` is a ``predict.Forecast``; ``tail`` defaults to max(4·H, steps, 48) rows of history.
+
+def _grid(plt: Any, n: int, width: float, height: float) -> tuple[Any, list[Any]]:
+    cols = 1 if n <= 2 else 2 if n <= 4 else 3
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
+    flat = list(axes.ravel())
+    for ax in flat[n:]:
+        ax.set_visible(False)
+    return fig, flat[:n]
+
+
+def _data_name(item: Any, grid: bool) -> str:
+    """The data file's name; a series' item carries "<path>: series 'id'", which a grid of every
+    series leaves to the panels."""
+    name = Path(item.data).name
+    return name.split(": series '", 1)[0] if grid and item.series is not None else name
+
+
+def _panel_name(item: Any, j: int) -> str:
+    name = item.targets[j]
+    return f"{item.series}: {name}" if item.series is not None else name
+
+
+def forecast_plot(items: Sequence[Forecast], tail: int | None = None) -> bytes:
+    """The tail of the history and the forecast after it, one panel per series and target, as PNG.
+
+    ``tail`` defaults to max(4·H, steps, 48) rows of history; many series are drawn as a grid of
+    their first :data:`MAX_PANELS` panels, with a note saying so.
     """
     plt = _pyplot()
-    k = len(fc.targets)
+    pairs, note = _panels(items)
+    one = len(pairs) == 1
+    fig, axes = _grid(plt, len(pairs), 10 if one else 5.2, 3.8 if one else 2.8)
+    for ax, (fc, j) in zip(axes, pairs, strict=True):
+        _forecast_panel(ax, fc, j, tail or max(4 * fc.horizon, fc.values.shape[0], 48), legend=one)
+        if not one:
+            ax.set_title(_panel_name(fc, j), fontsize=9, loc="left")
+    fc = items[0]
+    title = f"Forecast from {Path(fc.run).name} after the last row of {_data_name(fc, not one)}{note}"
+    if one:
+        axes[0].set_title(title)
+    else:
+        _figure_legend(fig, axes[0], title)
+    return _png(fig)
+
+
+def _figure_legend(fig: Any, ax: Any, title: str) -> None:
+    """One legend for a grid, under its title, drawn from the first panel's lines."""
+    handles, labels = ax.get_legend_handles_labels()
+    fig.suptitle(title, y=1.0)
+    fig.legend(
+        handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.97), ncol=len(labels), fontsize=8, frameon=False
+    )
+    fig.tight_layout(rect=(0, 0, 1, 0.93))
+
+
+def _forecast_panel(ax: Any, fc: Forecast, j: int, tail: int, legend: bool) -> None:
     steps = fc.values.shape[0]
-    tail = tail or max(4 * fc.horizon, steps, 48)
     hist_x = _as_x(fc.history_index[-tail:])
     fut_x = _as_x(fc.index if fc.date_column else fc.history_index[-1] + fc.index)
-    fig, axes = plt.subplots(k, 1, figsize=(9, 3.6 * k), squeeze=False, sharex=True)
-    for j, (ax, name) in enumerate(zip(axes[:, 0], fc.targets, strict=True)):
-        ax.plot(hist_x, fc.history[-tail:, j], color="black", lw=1.4, label="history")
-        # Join the forecast to the last observed point so the two lines read as one series.
-        ax.plot(
-            [hist_x[-1], *fut_x],
-            [fc.history[-1, j], *fc.values[:, j]],
-            color="tab:orange",
-            lw=1.8,
-            marker="o",
-            ms=3,
-            markevery=list(range(1, steps + 1)),
-            label=f"forecast ({steps} steps{', recursive' if fc.recursive else ''})",
+    ax.plot(hist_x, fc.history[-tail:, j], color="black", lw=1.4, label="history")
+    # Join the forecast to the last observed point so the two lines read as one series.
+    ax.plot(
+        [hist_x[-1], *fut_x],
+        [fc.history[-1, j], *fc.values[:, j]],
+        color="tab:orange",
+        lw=1.8,
+        marker="o",
+        ms=3,
+        markevery=list(range(1, steps + 1)),
+        label=f"forecast ({steps} steps{', recursive' if fc.recursive else ''})",
+    )
+    for n, (level, (lo, hi)) in enumerate(sorted(fc.intervals.items(), reverse=True)):  # widest first
+        ax.fill_between(
+            fut_x, lo[:, j], hi[:, j], color="tab:orange", alpha=0.15 + 0.15 * n, lw=0, label=f"{level}% interval"
         )
-        for n, (level, (lo, hi)) in enumerate(sorted(fc.intervals.items(), reverse=True)):  # widest first
-            ax.fill_between(
-                fut_x, lo[:, j], hi[:, j], color="tab:orange", alpha=0.15 + 0.15 * n, lw=0, label=f"{level}% interval"
-            )
-        ax.axvline(hist_x[-1], color="grey", ls=":", lw=1)
-        ax.set_ylabel(name)
-        ax.legend(loc="upper left", fontsize=8)
-        _time_axis(ax, bool(fc.date_column))
-    axes[0, 0].set_title(f"Forecast from {Path(fc.run).name} after the last row of {Path(fc.data).name}")
-    return _png(fig)
+    ax.axvline(hist_x[-1], color="grey", ls=":", lw=1, label="last observed row")
+    ax.set_ylabel(fc.targets[j])
+    if legend:
+        ax.legend(**LEGEND)
+    _time_axis(ax, bool(fc.date_column))
 
 
-def backtest_plot(bt: Backtest) -> bytes:
-    """Actuals over the backtest range, the 1-step-ahead forecast from every origin, and the
-    full H-step forecast from the last origin, one panel per target, as PNG."""
+def backtest_plot(items: Sequence[Backtest]) -> bytes:
+    """A backtest as PNG. One series and target: the whole backtest range (actuals, the 1-step-ahead
+    forecast from every origin, the train/val/test boundaries) above a close-up of the last origin's
+    H-step forecast against what happened. Several: a grid of those close-ups, first
+    :data:`MAX_PANELS` panels."""
     plt = _pyplot()
-    k, H = len(bt.targets), bt.horizon
-    lo = max(0, int(bt.origins[0]) - 2 * H)
-    x = _as_x(bt.history_index)
-    fig, axes = plt.subplots(k, 1, figsize=(10, 3.8 * k), squeeze=False, sharex=True)
-    last = int(bt.origins[-1])
-    for j, (ax, name) in enumerate(zip(axes[:, 0], bt.targets, strict=True)):
-        ax.plot(x[lo:], bt.history[lo:, j], color="black", lw=1.4, label="actual")
-        ax.plot(
-            x[bt.origins],
-            bt.forecasts[:, 0, j],
-            color="tab:blue",
-            lw=1.2,
-            alpha=0.8,
-            label=f"1-step-ahead forecast ({bt.origins.size} origins)",
-        )
-        ax.plot(
-            x[last : last + H],
-            bt.forecasts[-1, :, j],
-            color="tab:orange",
-            lw=1.8,
-            marker="o",
-            ms=3,
-            label=f"{H}-step forecast from the last origin",
-        )
-        ax.axvspan(x[int(bt.origins[0])], x[last + H - 1], color="tab:blue", alpha=0.06)
-        scores = bt.metrics.per_target[name] if bt.metrics.per_target else bt.metrics
-        mae = scores.model.MAE
-        ax.set_ylabel(name)
-        ax.legend(loc="upper left", fontsize=8, title=f"model MAE {mae:.4g} over all {H} steps", title_fontsize=8)
-        _time_axis(ax, bool(bt.date_column))
-    axes[0, 0].set_title(f"Backtest of {Path(bt.run).name} on {Path(bt.data).name} ({bt.split} origins)")
+    pairs, note = _panels(items)
+    bt = items[0]
+    title = f"Backtest of {Path(bt.run).name} on {_data_name(bt, len(pairs) > 1)} ({bt.split} origins){note}"
+    if len(pairs) == 1:
+        fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 7), height_ratios=(3, 2))
+        _backtest_overview(top, bt, pairs[0][1])
+        top.set_title(title)
+        _last_origin(bottom, bt, pairs[0][1], legend=True)
+        bottom.set_title("The last origin, close up", fontsize=9, loc="left")
+        return _png(fig)
+    fig, axes = _grid(plt, len(pairs), 5.2, 2.8)
+    for ax, (item, j) in zip(axes, pairs, strict=True):
+        _last_origin(ax, item, j, legend=False)
+        mae = _scores(item, j).model.MAE
+        ax.set_title(f"{_panel_name(item, j)} (MAE {mae:.4g})", fontsize=9, loc="left")
+    _figure_legend(fig, axes[0], title)
     return _png(fig)
+
+
+def _scores(bt: Backtest, j: int) -> Any:
+    return bt.metrics.per_target[bt.targets[j]] if bt.metrics.per_target else bt.metrics
+
+
+def _backtest_overview(ax: Any, bt: Backtest, j: int) -> None:
+    H = bt.horizon
+    first, last = int(bt.origins[0]), int(bt.origins[-1])
+    lo = max(0, first - 2 * H)
+    x = _as_x(bt.history_index)
+    ax.plot(x[lo:], bt.history[lo:, j], color="black", lw=1.2, label="actual")
+    ax.plot(
+        x[bt.origins],
+        bt.forecasts[:, 0, j],
+        color="tab:blue",
+        lw=1.0,
+        alpha=0.8,
+        label=f"1-step-ahead forecast from each of {bt.origins.size:,} origins",
+    )
+    ax.axvspan(x[first], x[last + H - 1], color="tab:blue", alpha=0.06, label="range the backtest scores")
+    for row, name in zip(bt.split_rows, ("val", "test"), strict=True):
+        if lo < row < len(x):
+            ax.axvline(x[row], color="grey", ls="--", lw=0.9)
+            ax.text(
+                x[row], 0.98, f" {name} →", transform=ax.get_xaxis_transform(), va="top", fontsize=8, color="dimgrey"
+            )
+    ax.set_ylabel(bt.targets[j])
+    mae = _scores(bt, j).model.MAE
+    ax.legend(**LEGEND, title=f"model MAE {mae:.4g}\nover all {H} steps", title_fontsize=8)
+    _time_axis(ax, bool(bt.date_column))
+
+
+def _last_origin(ax: Any, bt: Backtest, j: int, legend: bool) -> None:
+    """The last origin's H-step forecast beside the actuals, with 3·H rows before it."""
+    H = bt.horizon
+    last = int(bt.origins[-1])
+    lo = max(0, last - 3 * H)
+    x = _as_x(bt.history_index)
+    ax.plot(x[lo : last + H], bt.history[lo : last + H, j], color="black", lw=1.4, label="actual")
+    ax.plot(
+        [x[last - 1], *x[last : last + H]],
+        [bt.history[last - 1, j], *bt.forecasts[-1, :, j]],
+        color="tab:orange",
+        lw=1.8,
+        marker="o",
+        ms=3,
+        markevery=list(range(1, H + 1)),
+        label=f"{H}-step forecast from the last origin",
+    )
+    ax.axvline(x[last - 1], color="grey", ls=":", lw=1)
+    ax.set_ylabel(bt.targets[j])
+    if legend:
+        ax.legend(**LEGEND)
+    _time_axis(ax, bool(bt.date_column))

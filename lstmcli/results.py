@@ -122,6 +122,7 @@ class Backtest:
     forecasts: np.ndarray  # (W, H, k) original units
     metrics: SplitScores  # as metrics.json's "test": model, naive, seasonal_naive (+ per_target)
     scores: Scores  # the sums behind ``metrics``, for pooling over series
+    split_rows: tuple[int, int] = (0, 0)  # the rows where the val and the test split start
     series: str | None = None
     intervals: dict[str, IntervalTable] | None = None  # with --level: the calibrated intervals' scores
     interval_sums: IntervalSums | None = None  # the sums behind ``intervals``, for pooling over series

@@ -382,13 +382,9 @@ def predict(
         if backtest
         else pr.forecast(run, data, steps, future, series, levels)
     )
-    if plot is not None and len(result.items) > 1:
-        raise typer.BadParameter(
-            f"the file holds {len(result.items)} series; pick one with --series to plot", param_hint="--plot"
-        )
     files: dict[Path, bytes | str] = {} if out_file is None else {out_file: result.to_csv()}
     if plot is not None:
-        files[plot] = (plots.backtest_plot if backtest else plots.forecast_plot)(result.items[0])  # type: ignore[arg-type]
+        files[plot] = (plots.backtest_plot if backtest else plots.forecast_plot)(result.items)  # type: ignore[arg-type]
     write_outputs(files)
     if as_json:
         print(json_text(result.to_dict()), end="")

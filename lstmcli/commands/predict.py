@@ -392,6 +392,7 @@ def _backtest_one(
         forecasts=forecasts,
         metrics=scores.summary(list(cfg.target)),
         scores=scores,
+        split_rows=(rows.train_end, rows.val_end),
         series=series.id,
         intervals=None if sums is None else sums.table(),
         interval_sums=sums,

@@ -308,7 +308,14 @@ def finish(opened: OpenRun, result: TrainResult, seconds: float) -> Metrics:
     weights_sha = save_model(work, result.model, p.config_sha256)
     write_json_model(work / META, run_meta(cfg, p.config_sha256, weights_sha, ds))
     atomic_write(work / HISTORY, history_csv(result.state.history))
-    atomic_write(work / LOSS_PLOT, loss_curve(result.state.history, result.state.best_epoch))
+    loss = (
+        f"{cfg.train.loss} ({', '.join(f'{q:g}' for q in cfg.model.quantiles)})"
+        if cfg.model.quantiles
+        else cfg.train.loss
+    )
+    atomic_write(
+        work / LOSS_PLOT, loss_curve(result.state.history, result.state.best_epoch, loss, opened.run.path.name)
+    )
     write_json_model(work / METRICS, metrics)  # last: its presence marks a finished run
     return metrics
 

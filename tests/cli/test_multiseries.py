@@ -121,6 +121,14 @@ def test_predict_forecasts_every_series_in_long_format_and_backtest_matches_metr
     unknown = runner.invoke(app, ["predict", str(run), "--data", str(data), "--series", "zz"])
     assert unknown.exit_code == 2 and "has no rows of series 'zz'" in unknown.output
 
+    for mode in ([], ["--backtest"]):  # a plot of every series, and the CSV asked for beside it
+        png, csv = tmp_path / f"p{len(mode)}.png", tmp_path / f"p{len(mode)}.csv"
+        both = runner.invoke(
+            app, ["predict", str(run), "--data", str(data), "--plot", str(png), "--out", str(csv), *mode]
+        )
+        assert both.exit_code == 0, both.output
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and csv.read_text().startswith("series,")
+
 
 def test_a_count_split_holds_out_the_last_h_rows_of_every_series(tmp_path: Path) -> None:
     # The competitions' protocol: test = the last H rows of each series, one test window each.
