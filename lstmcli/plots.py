@@ -200,16 +200,13 @@ def _forecast_panel(ax: Any, fc: Forecast, j: int, tail: int, legend: bool) -> N
     hist_x = _as_x(fc.history_index[-tail:])
     fut_x = _as_x(fc.index if fc.date_column else fc.history_index[-1] + fc.index)
     ax.plot(hist_x, fc.history[-tail:, j], color="black", lw=1.4, label="history")
-    # Join the forecast to the last observed point so the two lines read as one series.
-    ax.plot(
-        [hist_x[-1], *fut_x],
-        [fc.history[-1, j], *fc.values[:, j]],
-        color="tab:orange",
-        lw=1.8,
-        marker="o",
-        ms=3,
-        markevery=list(range(1, steps + 1)),
-        label=f"forecast ({steps} steps{', recursive' if fc.recursive else ''})",
+    _joined(
+        ax,
+        hist_x[-1],
+        fc.history[-1, j],
+        fut_x,
+        fc.values[:, j],
+        f"forecast ({steps} steps{', recursive' if fc.recursive else ''})",
     )
     for n, (level, (lo, hi)) in enumerate(sorted(fc.intervals.items(), reverse=True)):  # widest first
         ax.fill_between(
@@ -220,6 +217,20 @@ def _forecast_panel(ax: Any, fc: Forecast, j: int, tail: int, legend: bool) -> N
     if legend:
         ax.legend(**LEGEND)
     _time_axis(ax, bool(fc.date_column))
+
+
+def _joined(ax: Any, x0: Any, y0: float, xs: Any, ys: Any, label: str) -> None:
+    """A forecast joined to the last observed point, so that the two lines read as one series."""
+    ax.plot(
+        [x0, *xs],
+        [y0, *ys],
+        color="tab:orange",
+        lw=1.8,
+        marker="o",
+        ms=3,
+        markevery=list(range(1, len(ys) + 1)),
+        label=label,
+    )
 
 
 def backtest_plot(items: Sequence[Backtest]) -> bytes:
@@ -285,15 +296,13 @@ def _last_origin(ax: Any, bt: Backtest, j: int, legend: bool) -> None:
     lo = max(0, last - 3 * H)
     x = _as_x(bt.history_index)
     ax.plot(x[lo : last + H], bt.history[lo : last + H, j], color="black", lw=1.4, label="actual")
-    ax.plot(
-        [x[last - 1], *x[last : last + H]],
-        [bt.history[last - 1, j], *bt.forecasts[-1, :, j]],
-        color="tab:orange",
-        lw=1.8,
-        marker="o",
-        ms=3,
-        markevery=list(range(1, H + 1)),
-        label=f"{H}-step forecast from the last origin",
+    _joined(
+        ax,
+        x[last - 1],
+        bt.history[last - 1, j],
+        x[last : last + H],
+        bt.forecasts[-1, :, j],
+        f"{H}-step forecast from the last origin",
     )
     ax.axvline(x[last - 1], color="grey", ls=":", lw=1)
     ax.set_ylabel(bt.targets[j])
