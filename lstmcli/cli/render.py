@@ -267,6 +267,11 @@ def inspect_facts(f: InspectFacts) -> None:
         out.print(
             metrics_table(mt.test, f"Test metrics of this run ({plural(mt.windows['test'], 'window')}, original units)")
         )
+        if mt.test.per_series:
+            out.print(series_table(mt.test.per_series))
+        means = series_means_line(mt.test)
+        if means:
+            out.print(means)
         v = mt.val.model
         out.print(
             f"validation ({plural(mt.windows['val'], 'window')}): MAE {_fmt(v.MAE)}, RMSE {_fmt(v.RMSE)}, "
@@ -343,6 +348,8 @@ def _run(r: RunSummary) -> None:
     if r.holidays:
         feats += f"; {r.holidays} public holidays"
     out.print(f"[bold]Run[/] {escape(r.path)}: trained on {escape(r.data)} ({r.rows} rows{dates})", markup=True)
+    if r.series:
+        out.print(f"  {_series_line(r)}")
     out.print(f"  target {', '.join(r.target)}{feats}; L = {r.lookback}, H = {r.horizon}, s = {r.season}")
     if r.best_epoch is not None:
         stop = " (early stop)" if r.stopped_early else ""
@@ -361,6 +368,21 @@ def _run(r: RunSummary) -> None:
                 f"predict --level {r.interval_levels[0]}…{r.interval_levels[-1]}"
             )
         out.print()
+
+
+SERIES_SHOWN = 5  # a multi-series run's summary names this many series, then counts the rest
+
+
+def _series_line(r: RunSummary) -> str:
+    """``3 series in column id, 192 rows each, 1969-01-01 … 1984-12-01: drivers, front, rear``."""
+    lengths = sorted({s.rows for s in r.series})
+    rows = f"{lengths[0]} rows each" if len(lengths) == 1 else f"{lengths[0]} to {lengths[-1]} rows"
+    firsts = [s.first_date for s in r.series if s.first_date]
+    lasts = [s.last_date for s in r.series if s.last_date]
+    dates = f", {min(firsts)} … {max(lasts)}" if firsts and lasts else ""  # ISO strings sort as dates
+    names = ", ".join(s.id for s in r.series[:SERIES_SHOWN])
+    more = f" and {len(r.series) - SERIES_SHOWN} more" if len(r.series) > SERIES_SHOWN else ""
+    return f"{len(r.series)} series in column {r.series_column}, {rows}{dates}: {names}{more}"
 
 
 def _units(f: InspectFacts) -> None:

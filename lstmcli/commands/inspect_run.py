@@ -34,6 +34,17 @@ class CheckFacts(BaseModel):
         return self.max_abs_diff <= self.tolerance
 
 
+class SeriesSummary(BaseModel):
+    """One series of a multi-series run's training data."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: str
+    rows: int
+    first_date: str | None
+    last_date: str | None
+
+
 class RunSummary(BaseModel):
     """What a trained run was trained on and how training went."""
 
@@ -45,6 +56,8 @@ class RunSummary(BaseModel):
     first_date: str | None
     last_date: str | None
     frequency: str | None
+    series_column: str | None = None
+    series: list[SeriesSummary] = []  # a multi-series run's, in the order of the file
     target: list[str]
     features: list[str]
     future_features: list[str] = []
@@ -151,6 +164,12 @@ def run_summary(run: Run, metrics: Metrics | None) -> RunSummary:
         first_date=data.first_date,
         last_date=data.last_date,
         frequency=data.frequency,
+        series_column=cfg.series_column,
+        series=[
+            SeriesSummary(id=m.id, rows=m.rows, first_date=m.first_date, last_date=m.last_date)
+            for m in run.meta.series
+            if m.id is not None
+        ],
         target=list(cfg.target),
         features=list(cfg.features),
         future_features=list(cfg.future_features),

@@ -86,6 +86,14 @@ def test_multi_series_training_reports_per_series_metrics(tmp_path: Path) -> Non
     assert metrics["test"]["model"]["MASE"] == pytest.approx(means["MASE"])
     assert "mean over series (MASE / sMAPE)" in result.output
 
+    shown = CliRunner().invoke(app, ["inspect", str(run)])  # the run's series and how each did
+    assert shown.exit_code == 0, shown.output
+    assert "2 series in column series, 60 to 80 rows, 2000-01-01 … 2006-08-01: a, b" in shown.output
+    assert "Test split per series" in shown.output and "mean over series" in shown.output
+    facts = json.loads(CliRunner().invoke(app, ["inspect", str(run), "--json"]).output)
+    assert [(s["id"], s["rows"]) for s in facts["run"]["series"]] == [("a", 60), ("b", 80)]
+    assert set(facts["metrics"]["test"]["per_series"]) == {"a", "b"}
+
 
 def test_predict_forecasts_every_series_in_long_format_and_backtest_matches_metrics(tmp_path: Path) -> None:
     data = write_long(tmp_path / "long.csv", {"a": 60, "b": 80})
