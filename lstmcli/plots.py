@@ -10,8 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from lstmcli.commands.trace_run import Traced
-    from lstmcli.results import Backtest, Forecast
+    from lstmcli.results import Backtest, Forecast, Traced
 
 
 _preload: threading.Thread | None = None

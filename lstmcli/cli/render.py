@@ -17,7 +17,6 @@ from rich.text import Text
 if TYPE_CHECKING:
     from lstmcli.commands.init import Starter
     from lstmcli.commands.inspect_run import InspectFacts, RunSummary
-    from lstmcli.commands.trace_run import TraceFacts
     from lstmcli.commands.train import TrainSummary
     from lstmcli.evaluate import (
         Calibration,
@@ -29,7 +28,7 @@ if TYPE_CHECKING:
     )
     from lstmcli.model.gate_trace import LayerActivity, UnitActivity
     from lstmcli.model.gates import LayerFacts
-    from lstmcli.results import Backtest, Forecast, Results
+    from lstmcli.results import Backtest, Forecast, Results, TraceFacts
 
 out = Console(markup=False, highlight=False)
 err = Console(stderr=True, markup=False, highlight=False)
@@ -285,11 +284,11 @@ def trace_facts(t: TraceFacts, units: bool = False) -> None:
     forget gates' memory, the cell-state norm, the dead units (and with ``units`` the extremes)."""
     w, c = t.window, t.check
     where = f"{w.data}" + (f", series {w.series}" if w.series is not None else "")
-    which = " (the last: the one the next forecast reads)" if w.index == w.count - 1 else ""
+    which = "; the last, which the next forecast reads" if w.index == w.count - 1 else ""
     dates = f", {w.first_date} … {w.last_date}" if w.first_date else ""
     more = f"; summaries over {plural(w.traced, 'window')} ending with it" if w.traced > 1 else ""
     out.print(
-        f"\n[bold]Trace[/] on {escape(where)}: window {w.index} of 0…{w.count - 1}{which}, "
+        f"\n[bold]Trace[/] on {escape(where)}: window {w.index} (windows 0…{w.count - 1}{which}), "
         f"rows {w.first_row}–{w.last_row}{dates} (L = {w.steps} steps){more}",
         markup=True,
     )

@@ -10,11 +10,12 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from lstmcli.commands.trace_run import Traced, TraceFacts, TraceRequest, trace_run
+from lstmcli.commands.trace_run import TraceRequest, trace_run
 from lstmcli.config import load_config
 from lstmcli.errors import DataError, ResourceError
 from lstmcli.model import gates
 from lstmcli.model.forecaster import LSTMForecaster
+from lstmcli.results import Traced, TraceFacts
 from lstmcli.runs.run import Run, load_run
 from lstmcli.runs.schema import Metrics
 from lstmcli.training.device import available_memory

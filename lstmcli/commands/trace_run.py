@@ -12,12 +12,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict
 
 from lstmcli.data.dates import format_dates
 from lstmcli.errors import DataError
-from lstmcli.model.gate_trace import LayerActivity, TraceCheck, trace
+from lstmcli.model.gate_trace import trace
 from lstmcli.model.gates import LayerTrace
+from lstmcli.results import Traced, TraceFacts, TraceWindow
 from lstmcli.runs.inputs import Series, read_series
 from lstmcli.runs.run import Run
 
@@ -36,50 +36,6 @@ class TraceRequest:
     windows: int = 1
     series: str | None = None
     top: int = 5
-
-
-class TraceWindow(BaseModel):
-    """The traced window (the last of them with --windows), in the CSV's rows and dates."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    data: str
-    series: str | None = None
-    index: int  # 0-based: window K covers rows K+1 … K+L (1-based)
-    count: int  # full windows in the file: N − L + 1
-    traced: int  # windows traced, ending with this one
-    first_row: int  # 1-based
-    last_row: int
-    first_date: str | None = None
-    last_date: str | None = None
-    steps: int  # L
-
-
-class TraceFacts(BaseModel):
-    """What ``--trace`` found: the window, the check against the fused layer, the per-layer summaries."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    window: TraceWindow
-    lookback: int
-    season: int
-    check: TraceCheck
-    layers: list[LayerActivity]
-
-
-@dataclass(frozen=True)
-class Traced:
-    """The traced window's arrays, for the plot: one window, (L, ·) each."""
-
-    facts: TraceFacts
-    run: str
-    index: np.ndarray  # (L,) dates, or 1-based row numbers without a date column
-    dated: bool
-    columns: list[str]  # the model's input columns, targets first
-    targets: int  # k
-    values: np.ndarray  # (L, n) original units
-    lstm_input: np.ndarray  # (L, n) what the first layer reads: scaled, window-normalised
-    layers: list[LayerTrace]  # (1, L, m) tensors of the plotted window
 
 
 def trace_run(run: Run, request: TraceRequest) -> Traced:
