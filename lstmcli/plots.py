@@ -232,7 +232,14 @@ def trace_plot(tr: Traced) -> bytes:
         if len(tr.columns) > k:  # the other inputs, as the LSTM reads them
             twin = ax.twinx()
             for j in range(k, len(tr.columns)):
-                twin.plot(x, tr.lstm_input[:, j], lw=1, ls="--", alpha=0.8, label=f"{tr.columns[j]} (scaled)")
+                twin.plot(
+                    x,
+                    tr.lstm_input[:, j],
+                    lw=1,
+                    ls="--",
+                    alpha=0.8,
+                    label=f"{tr.columns[j]} (scaled, as the LSTM reads it)",
+                )
             twin.legend(loc="upper right", fontsize=7)
         ax.set_ylabel(tr.columns[0] if k == 1 else "targets")
         ax.legend(loc="upper left", fontsize=7)
@@ -268,9 +275,9 @@ def trace_plot(tr: Traced) -> bytes:
     dates = f", {w.first_date} … {w.last_date}" if w.first_date else f", rows {w.first_row}–{w.last_row}"
     series = f", series {w.series}" if w.series is not None else ""
     fig.suptitle(
-        f"Gates of {Path(tr.run).name} on {Path(w.data).name}{series}: window {w.index}{dates} (L = {w.steps}); "
-        "units ordered by mean forget gate, longest memory on top",
+        f"Gates of {Path(tr.run).name} on {Path(w.data).name}{series}: window {w.index}{dates} (L = {w.steps})\n"
+        "heat maps: units ordered by their mean forget gate, longest memory on top",
         fontsize=10,
-        y=0.935,
+        y=0.95,
     )
     return _png(fig)

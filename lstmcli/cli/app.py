@@ -326,7 +326,12 @@ def inspect(
     ] = None,
     top: Annotated[
         int,
-        typer.Option("--top", min=1, metavar="K", help="With --trace --units: how many most and least active units."),
+        typer.Option(
+            "--top",
+            min=1,
+            metavar="K",
+            help="With --trace: how many most and least active units (listed in --json, shown with --units).",
+        ),
     ] = 5,
     plot: Annotated[
         Path | None,
@@ -337,7 +342,7 @@ def inspect(
         ),
     ] = None,
 ) -> None:
-    """Show a stacked LSTM the way the textbook draws it: four gate sub-layers per layer."""
+    """Show a stacked LSTM the way the textbook draws it: four gate sub-layers per layer; with --trace, what they do on data."""
     from lstmcli.commands.inspect_run import inspect as inspect_command
     from lstmcli.fsutil import json_text
 
