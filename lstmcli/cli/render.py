@@ -366,7 +366,7 @@ def _extreme_units(lay: LayerActivity) -> None:
     by_unit = {u.unit: u for u in lay.units}
     for title, numbers in (("most", lay.most_active), ("least", lay.least_active)):
         table = Table(
-            title=f"Layer {lay.layer}: the {len(numbers)} {title} active units (std of y_t) and their gate rows",
+            title=f"Layer {lay.layer}: the {plural(len(numbers), title + ' active unit')} (by the std of y_t), each with its four gate rows",
             title_justify="left",
         )
         for col in ("unit", "y_t std", "memory", "gate", "mean", "saturated", "|W row|", "b"):

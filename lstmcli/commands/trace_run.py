@@ -88,7 +88,7 @@ def trace_run(run: Run, request: TraceRequest) -> Traced:
         targets=len(cfg.target),
         values=table.values[span],
         lstm_input=x[-1].double().numpy(),
-        layers=[LayerTrace(*(t[-1:] for t in (lt.f, lt.i, lt.g, lt.o, lt.c, lt.y))) for lt in result.layers],
+        layers=[LayerTrace(**{name: getattr(lt, name)[-1:] for name in "figocy"}) for lt in result.layers],
     )
 
 
