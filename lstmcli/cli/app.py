@@ -504,6 +504,54 @@ def predict(
 
 
 # ---------------------------------------------------------------------------------------------
+# lstm export
+
+
+class ExportFormat(str, Enum):
+    onnx = "onnx"
+
+
+@app.command()
+@handle_errors
+def export(
+    run: Annotated[Path, typer.Argument(help="A run directory made by `lstm train`.")],
+    fmt: Annotated[ExportFormat, typer.Option("--format", help="The artifact to write (onnx).")] = ExportFormat.onnx,
+    out_file: Annotated[
+        Path | None, typer.Option("--out", "-o", dir_okay=False, help="File to write (default: RUN.onnx beside RUN).")
+    ] = None,
+    level: Annotated[
+        list[int] | None,
+        typer.Option(
+            "--level",
+            min=50,
+            max=99,
+            help="Intervals the graph outputs, in percent (repeatable; default 80 and 95 where the run is calibrated).",
+        ),
+    ] = None,
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            "--data",
+            "-d",
+            exists=True,
+            dir_okay=False,
+            help="CSV whose windows the check runs (default: the run's training CSV).",
+        ),
+    ] = None,
+) -> None:
+    """Write the whole forecaster (scaling, normalisation, LSTM, head, inverse transform, intervals) as one
+    ONNX graph, after checking with onnxruntime that it computes what `lstm predict` computes on real
+    windows; exit 1 (nothing written) if it does not. Needs pip install 'lstmcli[export]'."""
+    from lstmcli.commands import export as ex
+    from lstmcli.commands.outputs import check_outputs
+
+    out_path = out_file or ex.default_out(run)
+    check_outputs({"--out": out_path}, [*([data] if data else [])])
+    report = ex.export(run, out_path, level, data)
+    render.export_report(report)
+
+
+# ---------------------------------------------------------------------------------------------
 # lstm init
 
 

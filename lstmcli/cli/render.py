@@ -17,6 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 if TYPE_CHECKING:
+    from lstmcli.commands.export import ExportReport
     from lstmcli.commands.init import Starter
     from lstmcli.commands.inspect_run import InspectFacts, RunSummary
     from lstmcli.commands.train import TrainSummary
@@ -592,6 +593,23 @@ def _forecast(fc: Forecast) -> None:
         out.print(
             f"intervals: {how} on the run's validation windows (its test coverage is in metrics.json)", soft_wrap=True
         )
+
+
+# ---------------------------------------------------------------------------------------------
+# lstm export
+
+
+def export_report(r: ExportReport) -> None:
+    p = r.parity
+    out.print(f"wrote {r.path} ({r.size / 1e3:,.0f} kB, ONNX, {r.seconds:.1f} s)")
+    out.print("  inputs: " + "; ".join(f"{name} ({shape})" for name, shape in r.inputs))
+    out.print(f"  outputs: {', '.join(r.outputs)} (original units)")
+    out.print(
+        f"check: onnxruntime vs lstm predict on {plural(p.windows, 'window')} of {r.data}: max |difference| = "
+        f"{p.max_abs_diff:.3g}, {p.max_rel_diff:.3g} × the tolerance ({p.tolerance:g} of each series' scale) "
+        "→ [green]same forecasts[/]",
+        markup=True,
+    )
 
 
 # ---------------------------------------------------------------------------------------------
