@@ -463,6 +463,10 @@ def _layer(lay: LayerFacts, m: int) -> None:
 def _run(r: RunSummary) -> None:
     dates = f", {r.first_date} … {r.last_date} ({r.frequency})" if r.first_date else ""
     feats = f"; features {', '.join(r.features)}" if r.features else ""
+    if r.static_features:
+        feats += f"; static features {', '.join(r.static_features)}"
+    for name, values in r.static_categories.items():
+        feats += f"; static category {name} ({len(values)} one-hot inputs: {', '.join(values)})"
     if r.future_features:
         feats += f"; known-future features {', '.join(r.future_features)}"
     if r.calendar:

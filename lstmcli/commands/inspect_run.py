@@ -62,6 +62,8 @@ class RunSummary(BaseModel):
     series: list[SeriesSummary] = []  # a multi-series run's, in the order of the file
     target: list[str]
     features: list[str]
+    static_features: list[str] = []
+    static_categories: dict[str, list[str]] = {}
     future_features: list[str] = []
     calendar: list[str] = []
     holidays: str | None = None
@@ -187,6 +189,8 @@ def run_summary(run: Run, metrics: Metrics | None) -> RunSummary:
         ],
         target=list(cfg.target),
         features=list(cfg.features),
+        static_features=list(cfg.static_features),
+        static_categories={k: list(v) for k, v in cfg.static_categories.items()},
         future_features=list(cfg.future_features),
         calendar=list(cfg.calendar),
         holidays=cfg.holidays,

@@ -219,9 +219,9 @@ def _future_values(
                 "the forecast's dates are unknown (no regular frequency)"
             )
         dates_ahead = continue_dates(table.dates[-1], frequency, need)
-        n_file = len(cfg.file_columns)
+        first = len(cfg.columns) - len(generated)  # the date columns are the last inputs
         for j in range(len(generated)):
-            full[:, n_file + j] = generated_column(cfg, dates_ahead, j, [(None, 0, need)], frequency)
+            full[:, first + j] = generated_column(cfg, dates_ahead, j, [(None, 0, need)], frequency)
     scaled = series.scaler.to_float32(where, list(cfg.columns), full)[:, k:]  # refused beyond what training accepts
     used = {*wanted, *generated}
     scaled[:, [j - k for j, c in enumerate(cfg.columns) if j >= k and c not in used]] = 0.0

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from lstmcli.data.calendar_features import generated_column
-from lstmcli.data.dataset import Scaler, check_log_positive
+from lstmcli.data.categories import read_categories
+from lstmcli.data.dataset import Scaler, check_log_positive, model_columns
 from lstmcli.data.reader import Table, read_header, read_table
 from lstmcli.errors import CheckpointError, DataError
 from lstmcli.runs.run import Run
@@ -55,11 +55,12 @@ def read_series(run: Run, path: str | Path, min_rows: int, purpose: str, only: s
             f"{', '.join(generated)}"
         )
     table = read_table(path, cfg.file_columns, date_column, cfg.missing, cfg.series_column, cfg.date_format)
-    if generated:
-        assert table.dates is not None
-        dates, parts = table.dates, table.series_parts()
-        extra = [generated_column(cfg, dates, j, parts) for j in range(len(generated))]
-        table = replace(table, columns=list(cfg.columns), values=np.column_stack([table.values, *extra]))
+    if generated or cfg.static_categories:
+        read = model_columns(
+            table.column, cfg, table.dates, table.series_parts(), read_categories(path, cfg), table.n_rows
+        )
+        values = np.column_stack([read(j) for j in range(len(cfg.columns))])
+        table = replace(table, columns=list(cfg.columns), values=values)
     parts = table.series_parts()
     if only is not None:
         parts = [p for p in parts if p[0] == only]
