@@ -187,6 +187,21 @@ class DataConfig(_Section):
             raise ValueError("is not a country code the holidays package knows (e.g. US, GB, DE, FR)")
         return v
 
+    @field_validator("static_categories", mode="before")
+    @classmethod
+    def _categories_are_text(cls, value: Any) -> Any:
+        """Values as the file's stripped cells; YAML reads an unquoted yes, no or 1 as a bool or a number."""
+        if not isinstance(value, dict):
+            return value
+        for name, values in value.items():
+            for v in values if isinstance(values, list) else []:
+                if not isinstance(v, str):
+                    raise ValueError(
+                        f"static_categories.{name}: {v!r} is not text; quote each value in the YAML "
+                        "(a bare yes, no, on, off or number is read as a bool or a number)"
+                    )
+        return {k: [v.strip() for v in vs] if isinstance(vs, list) else vs for k, vs in value.items()}
+
     @model_validator(mode="after")
     def _categories_listed(self) -> DataConfig:
         for name, values in self.static_categories.items():

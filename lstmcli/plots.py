@@ -132,7 +132,7 @@ def _panels(items: Sequence[Any]) -> tuple[list[tuple[Any, int]], str]:
     pairs = [(item, j) for item in items for j in range(len(item.targets))]
     if len(pairs) <= MAX_PANELS:
         return pairs, ""
-    shown = sorted({id(item) for item, _ in pairs[:MAX_PANELS]})
+    shown = {id(item) for item, _ in pairs[:MAX_PANELS]}
     return pairs[:MAX_PANELS], (
         f" (the first {len(shown)} of {len(items)} series; --series draws any one)"
         if len(items) > 1

@@ -443,7 +443,11 @@ def predict(
         ),
     ] = None,
     backtest: Annotated[
-        bool, typer.Option("--backtest", help="Forecast from every origin of the file and score it like train.")
+        bool,
+        typer.Option(
+            "--backtest",
+            help="Forecast from every origin of the run's test split (--split for others), score it like train.",
+        ),
     ] = False,
     split: Annotated[
         SplitChoice | None,
@@ -541,13 +545,10 @@ def export(
 ) -> None:
     """Write the whole forecaster (scaling, normalisation, LSTM, head, inverse transform, intervals) as one
     ONNX graph, after checking with onnxruntime that it computes what `lstm predict` computes on real
-    windows; exit 1 (nothing written) if it does not. Needs pip install 'lstmcli[export]'."""
+    windows; exit 1 (nothing written) if it does not. Needs pip install 'lstmcli\\[export]'."""
     from lstmcli.commands import export as ex
-    from lstmcli.commands.outputs import check_outputs
 
-    out_path = out_file or ex.default_out(run)
-    check_outputs({"--out": out_path}, [*([data] if data else [])])
-    report = ex.export(run, out_path, level, data)
+    report = ex.export(run, out_file or ex.default_out(run), level, data)
     render.export_report(report)
 
 

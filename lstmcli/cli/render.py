@@ -49,8 +49,8 @@ def error_line(message: str, label: str = "[bold red]error:[/]") -> None:
     err.print(f"{label} {escape(message)}", markup=True, soft_wrap=not err.is_terminal)
 
 
-def _fmt(value: float | None, digits: int = 4) -> str:
-    return "—" if value is None else f"{value:.{digits}g}"
+def _fmt(value: float | None) -> str:
+    return "—" if value is None else f"{value:.4g}"
 
 
 def _pct(value: float | None) -> str:
@@ -554,7 +554,7 @@ def _backtest(bt: Backtest) -> None:
     first, last = bt.origin_labels()
     out.print(
         f"Backtest of {bt.run} on {bt.data}: {plural(bt.origins.size, 'window')}, origins {first} … {last}\n"
-        f"origins: {bt.split} ({bt.split_source})",
+        f"origins: {bt.split_source}",
         soft_wrap=True,
     )
     out.print(metrics_table(bt.metrics, f"H = {bt.horizon} steps from each origin, original units"))

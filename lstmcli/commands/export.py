@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from lstmcli import __version__
+from lstmcli.commands.outputs import check_outputs
 from lstmcli.errors import CheckFailed, DataError
 from lstmcli.evaluate import Calibration
 from lstmcli.export.onnx import Deployed, Parity, Tables, compare, output_names, require_onnx, run_onnx, to_onnx
@@ -44,8 +45,8 @@ class ExportReport:
 
 def default_out(run_dir: Path) -> Path:
     """``runs/co2`` -> ``runs/co2.onnx``: beside the run, whose directory only ``lstm train`` writes."""
-    run_dir = Path(run_dir)
-    return run_dir.parent / f"{run_dir.resolve().name}.onnx"
+    run_dir = Path(run_dir).resolve()  # `lstm export .` inside the run writes beside it too
+    return run_dir.parent / f"{run_dir.name}.onnx"
 
 
 def export(run_dir: Path, out: Path, levels: list[int] | None = None, data: Path | None = None) -> ExportReport:
@@ -54,11 +55,12 @@ def export(run_dir: Path, out: Path, levels: list[int] | None = None, data: Path
     start = time.perf_counter()
     require_onnx()
     run = load_run(run_dir)
-    calibration = _calibration(run)
-    levels = _levels(run, calibration, levels)
     source = data if data is not None else Path(run.meta.data.path)
+    check_outputs({"--out": out}, [source])  # never over the CSV it reads, the run or another input
     if not source.is_file():
         raise DataError(f"{source}: the run's training CSV is not there to check the export on; pass --data CSV")
+    calibration = _calibration(run)
+    levels = _levels(run, calibration, levels)
     parts = read_series(run, source, 1, "")
     tables = _tables(run, calibration, levels)
     deployed = Deployed(run.model, tables)
@@ -133,8 +135,9 @@ def _tables(run: Run, calibration: Calibration | None, levels: list[int]) -> Tab
 def _check_windows(
     run: Run, parts: list[Series], calibration: Calibration | None, levels: list[int]
 ) -> tuple[np.ndarray, np.ndarray, list[np.ndarray], list[np.ndarray]]:
-    """Raw windows (W, T, n), their series numbers (W,), the predict path's outputs for them and the
-    scale each output's difference is measured against."""
+    """Raw windows (W, T, n), their series numbers (W,), the predict path's outputs for them (each
+    series' own scaler and calibration, the calls ``predict._forecast_one`` makes) and the scale
+    each output's difference is measured against."""
     cfg, model = run.cfg.data, run.model
     L, H, k = cfg.lookback, cfg.horizon, len(cfg.target)
     ahead = H if cfg.future_columns else 0
@@ -143,47 +146,37 @@ def _check_windows(
     if not usable:
         raise DataError(f"{parts[0].table.path}: no series has the L = {L} rows (+ {ahead} ahead) of a window")
     per = max(1, CHECK_WINDOWS // len(usable))
-    raws, scaled, index, scalers = [], [], [], []
+    raws, index, outputs, scales = [], [], [], []
     for p in usable:
         origins = np.unique(np.linspace(L, p.table.n_rows - ahead, num=per).astype(np.int64))
         rows = origins[:, None] + np.arange(-L, ahead)[None, :]
         raws.append(p.table.values[rows])
-        scaled.append(p.scaled[rows])
         index.append(np.full(len(origins), order[p.id], dtype=np.int64))
-        scalers += [p.scaler] * len(origins)
-    x, z, series_index = np.concatenate(raws), np.concatenate(scaled), np.concatenate(index)
-    with torch.no_grad():
-        zt = torch.as_tensor(z)
-        q = model(zt, quantiles=True).double().numpy()  # (W, H, k, Q), as predict's model call
-        scale = model.scale(zt).double().numpy()  # (W, 1, k)
-    mean = np.stack([s.mean[:k] for s in scalers])[:, None, :]
-    std = np.stack([s.std[:k] for s in scalers])[:, None, :]
-    log = scalers[0].log[:k]
-
-    def inverse(v: np.ndarray) -> np.ndarray:  # Scaler.inverse, with each window's own series
-        m, s = (mean, std) if v.ndim == 3 else (mean[..., None], std[..., None])
-        out = v * s + m
-        with np.errstate(over="ignore"):
-            return np.where(log if v.ndim == 3 else log[:, None], np.exp(out), out)
-
-    point = inverse(q[..., model.median])
-    want = [point]
-    if model.quantiles:
-        want.append(inverse(q))
-    for level in levels:
-        lo, hi = [], []
-        for w in range(len(x)):
-            sid = run.meta.series[int(series_index[w])].id
+        with torch.no_grad():
+            z = torch.as_tensor(p.scaled[rows])
+            q = model(z, quantiles=True).double().numpy()  # (W, H, k, Q), as predict's model call
+            scale = model.scale(z).double().numpy()  # (W, 1, k)
+        targets = slice(0, k)
+        want = [p.scaler.inverse(q[..., model.median], targets)]
+        if model.quantiles:
+            want.append(np.stack([p.scaler.inverse(q[..., j], targets) for j in range(q.shape[-1])], axis=-1))
+        for level in levels:
             assert calibration is not None
-            a, b = calibration.for_series(sid).interval(q[w : w + 1], model.quantiles, scale[w : w + 1], level)
-            lo.append(a)
-            hi.append(b)
-        want += [inverse(np.concatenate(lo)), inverse(np.concatenate(hi))]
-    # A difference counts against the series' std (original units) or, for a log transform, the value.
-    scales = [
-        np.where(log if w.ndim == 3 else log[:, None], np.abs(w), std if w.ndim == 3 else std[..., None]) for w in want
-    ]
-    return x.astype(np.float32), series_index, want, scales
+            lo, hi = calibration.for_series(p.id).interval(q, model.quantiles, scale, level)
+            want += [p.scaler.inverse(lo, targets), p.scaler.inverse(hi, targets)]
+        outputs.append(want)
+        # A difference counts against the series' std (original units) or, for a log transform, the value.
+        std, log = p.scaler.std[:k], p.scaler.log[:k]
+        scales.append(
+            [
+                np.where(log if w.ndim == 3 else log[:, None], np.abs(w), std if w.ndim == 3 else std[:, None])
+                for w in want
+            ]
+        )
+    x, series_index = np.concatenate(raws).astype(np.float32), np.concatenate(index)
+    joined = [np.concatenate([o[j] for o in outputs]) for j in range(len(outputs[0]))]
+    joined_scales = [np.concatenate([sc[j] for sc in scales]) for j in range(len(scales[0]))]
+    return x, series_index, joined, joined_scales
 
 
 def _metadata(run: Run, levels: list[int]) -> dict[str, object]:

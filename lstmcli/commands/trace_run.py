@@ -64,7 +64,7 @@ def trace_run(run: Run, request: TraceRequest) -> Traced:
         x = model.lstm_input(torch.as_tensor(series.scaled[rows]))  # (W, L, n)
     result = trace(model.lstm, x, request.top)
     table = series.table
-    dates = None if table.dates is None else format_dates(table.dates[[last, last + L - 1]])
+    dates = None if table.dates is None else format_dates(table.dates[[last, last + L - 1]], like=table.dates)
     window = TraceWindow(
         data=str(request.data),
         series=series.id,
@@ -126,7 +126,7 @@ def _window_index(series: Series, request: TraceRequest, L: int) -> int:
         start = np.datetime64(request.start)
     except ValueError:
         raise DataError(f"--from {request.start!r}: expected an ISO date such as 2001-06-30") from None
-    first_date, last_start = format_dates(table.dates[[0, last]])
+    first_date, last_start = format_dates(table.dates[[0, last]], like=table.dates)
     k = int(np.searchsorted(table.dates, start.astype(table.dates.dtype), side="left"))
     if start < table.dates[0] or k > last:
         raise DataError(

@@ -16,9 +16,10 @@ from lstmcli.errors import DataError
 Categories = dict[str, dict[str, str]]  # series id -> category column -> its value
 
 
-def read_categories(path: str, cfg: DataConfig) -> Categories:
+def read_categories(path: str, cfg: DataConfig, only: str | None = None) -> Categories:
     """Each series' value of each ``static_categories`` column, checked constant within the series
-    and listed in the config. One streamed pass over the file (the text columns only)."""
+    and listed in the config (``only``: that series alone, the one predict --series forecasts).
+    One streamed pass over the file (the text columns only)."""
     names = list(cfg.static_categories)
     if not names:
         return {}
@@ -34,6 +35,8 @@ def read_categories(path: str, cfg: DataConfig) -> Categories:
         if len(fields) <= max(key, *cols):
             continue  # a short row: the numeric reader names it
         sid = fields[key].strip()
+        if only is not None and sid != only:
+            continue
         values = found.setdefault(sid, {})
         for name, col in zip(names, cols, strict=True):
             value = fields[col].strip()

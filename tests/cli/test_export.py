@@ -127,6 +127,10 @@ def test_missing_onnxruntime_is_one_line_naming_the_extra(
 def test_bad_export_requests_are_one_line(runs: dict[str, Path], tmp_path: Path) -> None:
     inside = _export(runs["point"], runs["point"] / "model.onnx")
     assert inside.exit_code == 2 and "inside the run directory" in one_line_error(inside)
+    training_csv = runs["point"].parent / "series.csv"
+    before = training_csv.read_bytes()
+    over = _export(runs["point"], training_csv)  # the CSV the check reads, though --data was not given
+    assert "is the input file" in one_line_error(over) and training_csv.read_bytes() == before
     level = _export(runs["point"], tmp_path / "m.onnx", "--level", "99")
     assert level.exit_code == 0, level.output  # every level 50..99 is calibrated
     missing = runner.invoke(app, ["export", str(tmp_path / "nope")])

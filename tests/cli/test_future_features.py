@@ -300,6 +300,11 @@ def test_a_text_category_is_one_hot_encoded_per_series_and_read_by_predict(tmp_p
     _regional_series(data, {**regions, "c": "west"})
     text = one_line_error(runner.invoke(app, ["predict", str(run), "--data", str(data)]))
     assert "series 'c', column 'region': 'west' is not among the values data.static_categories lists" in text
+    only_a = runner.invoke(app, ["predict", str(run), "--data", str(data), "--series", "a"])
+    assert only_a.exit_code == 0, only_a.output  # the series asked for is checked, not every other one
+    data.write_text(data.read_text().replace(",region,", ",zone,", 1))
+    text = one_line_error(runner.invoke(app, ["predict", str(run), "--data", str(data)]))
+    assert "lacks column(s) 'region'" in text and "static categories region" in text
 
 
 def test_static_categories_are_checked_in_the_config(tmp_path: Path) -> None:
@@ -311,6 +316,7 @@ def test_static_categories_are_checked_in_the_config(tmp_path: Path) -> None:
             "list each of the column's values once",
         ),
         ({"series_column": "id", "static_categories": {"id": ["a"]}}, "already used as another input or key"),
+        ({"series_column": "id", "static_categories": {"region": [True, "south"]}}, "True is not text; quote each"),
     ):
         cfg = write_config(tmp_path / "c.yaml", csv="promo.csv", model={"n": 2}, data=spec)
         assert expected in one_line_error(runner.invoke(app, ["train", str(cfg)]))
