@@ -321,7 +321,11 @@ class TrainConfig(_Section):
     schedule: Literal["plateau", "cosine", "none"] = Field(
         "plateau", description="plateau halves lr when val loss stalls; cosine anneals over epochs"
     )
-    patience: int = Field(20, ge=1, description="epochs without a better val loss before stopping")
+    patience: int | Literal["auto"] = Field(
+        "auto",
+        description="epochs without a better val loss before stopping; auto: enough epochs for 400 optimiser "
+        "steps, 20 to 100 (a short series' epochs are a few steps each)",
+    )
     seed: int = Field(0, ge=0, le=2**63 - 1)
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     precision: Literal["fp32", "bf16", "fp16"] = Field("fp32", description="autocast dtype on CUDA")
@@ -334,9 +338,9 @@ class TrainConfig(_Section):
         True, description="on one GPU, replay each full batch's whole step as a captured CUDA graph"
     )
 
-    @field_validator("batch_size")
+    @field_validator("batch_size", "patience")
     @classmethod
-    def _positive_batch(cls, v: int | str) -> int | str:
+    def _positive_or_auto(cls, v: int | str) -> int | str:
         if isinstance(v, int) and v <= 0:
             raise ValueError("Input should be greater than 0 (or auto)")
         return v

@@ -182,6 +182,8 @@ def train_summary(summary: TrainSummary) -> None:
     if m is None:
         return
     stop = " (early stop)" if m.stopped_early else ""
+    if m.stopped_early and m.patience:
+        stop = f" (early stop: {plural(m.patience, 'epoch')} without a better validation loss)"
     batch = f", batches of {m.batch_size}" if m.batch_size else ""
     threads = f" ({m.threads} thread{'s' if m.threads > 1 else ''}: {m.threads_reason})" if m.threads else ""
     out.print(

@@ -194,7 +194,7 @@ def _fit_and_finish(opened: OpenRun, hooks: Hooks, stop: StopSignals) -> TrainSu
         if opened.saved is not None:
             _restore(trainer, opened)
             hooks.on_resume(opened.saved.epoch)
-        hooks.on_start(p.ds, p.cfg.train.epochs, p.cfg.train.patience, trainer.state.bad_epochs)
+        hooks.on_start(p.ds, p.cfg.train.epochs, trainer.patience, trainer.state.bad_epochs)
         start = time.perf_counter()
         with _failure_says_what_is_kept(opened), _out_of_memory_is_one_line(), peers_lost_is_one_line(p.dist):
             try:
@@ -296,6 +296,7 @@ def finish(opened: OpenRun, result: TrainResult, seconds: float) -> Metrics:
         precision=result.precision,
         processes=p.dist.world,
         batch_size=result.batch_size,
+        patience=result.patience,
         threads=None if result.threads is None else result.threads.threads,
         threads_reason=None if result.threads is None else result.threads.why,
         calibration=calibration,

@@ -258,10 +258,11 @@ def make_optimizer(model: torch.nn.Module, tc: TrainConfig) -> Adam:
     return Adam(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay, decoupled=tc.optimizer == "adamw")
 
 
-def make_scheduler(opt: Adam, tc: TrainConfig) -> Plateau | Cosine | None:
-    """The config's learning-rate schedule, stepped once per epoch with the val loss."""
+def make_scheduler(opt: Adam, tc: TrainConfig, patience: int) -> Plateau | Cosine | None:
+    """The config's learning-rate schedule, stepped once per epoch with the val loss; the plateau
+    halves the rate after a quarter of the early-stopping ``patience``."""
     if tc.schedule == "plateau":
-        return Plateau(opt, factor=0.5, patience=max(1, tc.patience // 4))
+        return Plateau(opt, factor=0.5, patience=max(1, patience // 4))
     if tc.schedule == "cosine":
         return Cosine(opt, tc.epochs)
     return None

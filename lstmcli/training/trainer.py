@@ -49,6 +49,7 @@ class TrainResult:
     precision: str
     batch_size: int
     threads: ThreadChoice | None = None
+    patience: int = 0  # the early-stopping patience trained with (train.patience: auto chooses it)
 
 
 def pinball_sum(pred: torch.Tensor, y: torch.Tensor, taus: torch.Tensor) -> torch.Tensor:
@@ -85,6 +86,20 @@ def batch_size_for(setting: int | str, windows: int) -> int:
     while batch < 1024 and windows > MAX_STEPS * batch:
         batch *= 2
     return batch
+
+
+PATIENCE_STEPS = 400  # optimiser steps without a better val loss that train.patience: auto waits
+MIN_PATIENCE, MAX_PATIENCE = 20, 100
+
+
+def patience_for(setting: int | str, steps_per_epoch: int) -> int:
+    """``train.patience``, or for ``auto`` the epochs that make PATIENCE_STEPS optimiser steps,
+    MIN_PATIENCE to MAX_PATIENCE. A global model's epoch is hundreds of steps, and 20 epochs are
+    plenty; a short series' epoch is a few steps, and 20 of them stopped training before it had
+    learnt: on 32 single M3 series patience 40 gave 7% lower validation relMAE (BENCHMARKS.md)."""
+    if isinstance(setting, int):
+        return setting
+    return min(max(math.ceil(PATIENCE_STEPS / max(steps_per_epoch, 1)), MIN_PATIENCE), MAX_PATIENCE)
 
 
 class Trainer:
@@ -125,6 +140,7 @@ class Trainer:
         self.train_origins = torch.as_tensor(ds.origins("train"), device=self.device)
         self.val_origins = torch.as_tensor(ds.origins("val"), device=self.device)
         self.batch_size = batch_size_for(self.tc.batch_size, len(self.train_origins))
+        self.patience = patience_for(self.tc.patience, math.ceil(len(self.train_origins) / self.batch_size))
         self.threads: ThreadChoice | None = None  # the CPU threads (on the CPU only)
         if self.device.type == "cpu":
             mc = cfg.model
@@ -140,7 +156,7 @@ class Trainer:
         self.static_step: StaticStep | None = None
         self.static_lr: float | None = None
         self.optimizer = make_optimizer(self.model, self.tc)
-        self.scheduler = make_scheduler(self.optimizer, self.tc)
+        self.scheduler = make_scheduler(self.optimizer, self.tc, self.patience)
         # The shuffle has its own generator so that its stream is saved and restored on resume.
         self.shuffle = torch.Generator().manual_seed(self.tc.seed)
         self.state = TrainState()
@@ -279,7 +295,7 @@ class Trainer:
         )
         if self.scheduler is not None:
             self.scheduler.step(val_loss)
-        st.stopped_early = st.bad_epochs >= self.tc.patience and st.epoch < self.tc.epochs
+        st.stopped_early = st.bad_epochs >= self.patience and st.epoch < self.tc.epochs
         return EpochReport(
             epoch=st.epoch,
             epochs=self.tc.epochs,
@@ -291,7 +307,7 @@ class Trainer:
             seconds=seconds,
             windows_per_s=len(self.train_origins) / seconds if seconds > 0 else math.inf,
             improved=improved,
-            patience=self.tc.patience,
+            patience=self.patience,
             bad_epochs=st.bad_epochs,
         )
 
@@ -329,6 +345,7 @@ def fit(trainer: Trainer, hooks: Hooks | None = None) -> TrainResult:
         precision=tr.precision,
         batch_size=tr.batch_size,
         threads=tr.threads,
+        patience=tr.patience,
     )
 
 

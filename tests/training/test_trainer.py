@@ -106,3 +106,22 @@ def test_training_uses_and_reports_the_auto_batch(tiny_config: Path) -> None:
     tr = Trainer(cfg, load_dataset(cfg.data))
     assert tr.batch_size == 8  # a few dozen windows: the smallest batch
     assert fit(tr).batch_size == 8
+
+
+@pytest.mark.parametrize(("steps", "patience"), [(1, 100), (4, 100), (9, 45), (20, 20), (180, 20), (10**5, 20)])
+def test_the_auto_patience_waits_about_400_steps_within_20_to_100_epochs(steps: int, patience: int) -> None:
+    from lstmcli.training.trainer import patience_for
+
+    assert patience_for("auto", steps) == patience
+    assert patience_for(7, steps) == 7  # a number is kept
+
+
+def test_a_short_series_stops_early_only_after_the_auto_patience(tiny_config: Path) -> None:
+    cfg = load_config(tiny_config, ["train.epochs=400", "train.patience=auto", "train.batch_size=auto"])
+    tr = Trainer(cfg, load_dataset(cfg.data))
+    steps = -(-len(tr.train_origins) // tr.batch_size)
+    assert tr.patience == min(max(-(-400 // steps), 20), 100) and tr.patience > 20
+    result = fit(tr)
+    st = result.state
+    assert result.patience == tr.patience
+    assert not st.stopped_early or st.epoch - st.best_epoch == tr.patience
