@@ -186,12 +186,13 @@ def train_summary(summary: TrainSummary) -> None:
         f"best epoch {m.best_epoch} of {m.epochs_run}{stop}, {m.train_seconds:.1f} s on {m.device}{threads}{batch} "
         f"({plural(m.windows['train'], 'training window')})"
     )
-    out.print(metrics_table(m.test, f"Test split: {plural(m.windows['test'], 'window')}, original units"))
-    if m.test.per_series:
-        out.print(series_table(m.test.per_series))
-    means = series_means_line(m.test)
-    if means:
-        out.print(means)
+    if m.test is not None:
+        out.print(metrics_table(m.test, f"Test split: {plural(m.windows['test'], 'window')}, original units"))
+        if m.test.per_series:
+            out.print(series_table(m.test.per_series))
+        means = series_means_line(m.test)
+        if means:
+            out.print(means)
     if m.filled_timestamps:
         out.print(f"{m.filled_timestamps} missing timestamp(s) were inserted and filled, as data.missing says")
     if m.padded_series:
@@ -209,7 +210,8 @@ def train_summary(summary: TrainSummary) -> None:
         from lstmcli.intervals import windows_needed
 
         cal = m.calibration["model"]
-        out.print(summary_intervals_table(m.intervals, cal, len(m.test.per_series or {}) or 1))
+        series = len(m.test.per_series or {}) if m.test is not None else 0
+        out.print(summary_intervals_table(m.intervals, cal, series or 1))
         short = [lv for lv in m.intervals if not cal.guaranteed(int(lv))]
         if short:
             out.print(
@@ -264,14 +266,19 @@ def inspect_facts(f: InspectFacts) -> None:
         _units(f)
     if f.metrics is not None:
         mt = f.metrics
-        out.print(
-            metrics_table(mt.test, f"Test metrics of this run ({plural(mt.windows['test'], 'window')}, original units)")
-        )
-        if mt.test.per_series:
-            out.print(series_table(mt.test.per_series))
-        means = series_means_line(mt.test)
-        if means:
-            out.print(means)
+        if mt.test is None:
+            out.print("Test split: not scored (a tuning trial, judged on validation only)")
+        else:
+            out.print(
+                metrics_table(
+                    mt.test, f"Test metrics of this run ({plural(mt.windows['test'], 'window')}, original units)"
+                )
+            )
+            if mt.test.per_series:
+                out.print(series_table(mt.test.per_series))
+            means = series_means_line(mt.test)
+            if means:
+                out.print(means)
         v = mt.val.model
         out.print(
             f"validation ({plural(mt.windows['val'], 'window')}): MAE {_fmt(v.MAE)}, RMSE {_fmt(v.RMSE)}, "
