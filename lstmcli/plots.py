@@ -334,6 +334,17 @@ def tune_plot(
             running = min(running, y)
             best.append(running)
         ax.step(xs, best, where="post", color="tab:orange", label="best so far", zorder=2)
+        at = xs[ys.index(best[-1])]
+        ax.annotate(
+            f"best: trial {at}, {best[-1]:.4g}",
+            (at, best[-1]),
+            xytext=(0, 8),
+            textcoords="offset points",
+            ha="right" if at > (xs[0] + xs[-1]) / 2 else "left",
+            fontsize=8,
+        )
+        low, high = ax.get_ylim()
+        ax.set_ylim(low - 0.12 * (high - low), high)  # a strip below the data for the pruned and failed
     for state, marker, color in (("pruned", "v", "tab:grey"), ("failed", "x", "tab:red")):
         xs_s = [n for n, s in zip(numbers, states, strict=True) if s == state]
         if xs_s:
@@ -353,7 +364,7 @@ def tune_plot(
     ax.set_title(f"Trials of {study}" if study else "Trials")
     ax.xaxis.get_major_locator().set_params(integer=True)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, frameon=False, loc="upper right")
+    ax.legend(fontsize=8, frameon=False, loc="best")
     if importances:
         names = list(importances)[::-1]  # the most important on top
         imp.barh(names, [importances[k] for k in names], color="tab:blue")

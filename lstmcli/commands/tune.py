@@ -231,6 +231,32 @@ def open_study(cfg: Config, url: str, name: str, worker: int = 0) -> Any:
     return study
 
 
+def config_values(cfg: Config) -> dict[str, Choice]:
+    """The config's own value of each key of the search space, where the space holds it."""
+    values: dict[str, Choice] = {}
+    raw = cfg.to_dict()
+    for key, p in (cfg.tune or {}).items():
+        node: Any = raw
+        for part in key.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        inside = (
+            node in (p.choices or [])
+            if p.kind == "choice"
+            else isinstance(node, int | float) and not isinstance(node, bool) and (p.low or 0) <= node <= (p.high or 0)
+        )
+        if inside and not (p.kind == "int" and isinstance(node, float)):
+            values[key] = node
+    return values
+
+
+def enqueue_config_as_written(study: Any, cfg: Config) -> None:
+    """Trial 0 of a new study is the config as written (where its values lie in the space): the
+    best trial is then never worse on validation than the config the user started from."""
+    values = config_values(cfg)
+    if values:
+        study.enqueue_trial(values)
+
+
 def _fail_stale(study: Any) -> int:
     """Mark the trials left RUNNING by a killed ``lstm tune`` as failed (only called holding the
     study directory's lock with its own SQLite file, where no other process can be running one)."""
@@ -478,6 +504,8 @@ def tune(cfg: Config, opts: TuneOptions, hooks: TuneHooks | None = None) -> Tune
         study = open_study(cfg, url, name)
         if opts.storage is None:
             _fail_stale(study)
+        if not study.trials:
+            enqueue_config_as_written(study, cfg)
         before = _counts(study)[0]
         try:
             if opts.jobs == 1:

@@ -53,6 +53,7 @@ def test_tune_writes_trials_best_and_summary_files(tuned: tuple[Path, str]) -> N
     assert sorted(p.name for p in (out / "trials").iterdir()) == ["0", "1"]
     assert [r["state"] for r in rows(out)] == ["complete", "complete"]
     assert list(rows(out)[0])[:4] == ["trial", "state", "model.m", "train.lr"]
+    assert (rows(out)[0]["model.m"], rows(out)[0]["train.lr"]) == ("8", "0.003")  # trial 0: the config as written
     assert (out / "tune.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "best: trial" in stdout and "test MAE" in stdout
     assert all(len(line) <= 80 for line in stdout.splitlines())
