@@ -364,7 +364,8 @@ def tune_plot(
     ax.set_title(f"Trials of {study}" if study else "Trials")
     ax.xaxis.get_major_locator().set_params(integer=True)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, frameon=False, loc="best")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8, frameon=False, loc="best")
     if importances:
         names = list(importances)[::-1]  # the most important on top
         imp.barh(names, [importances[k] for k in names], color="tab:blue")

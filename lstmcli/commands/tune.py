@@ -49,7 +49,6 @@ from lstmcli.errors import (
     Interrupted,
     LstmcliError,
     MissingDependency,
-    ResourceError,
     TrainingError,
 )
 from lstmcli.fsutil import atomic_write, atomic_write_all, fsync_dir, sha256
@@ -449,13 +448,7 @@ def run_workers(opts: TuneOptions, out: Path, url: str) -> list[int]:
     codes. A Ctrl-C (or SIGTERM) here is passed on to each once; they finish their epoch, mark their
     trial failed and exit 130."""
     threads = threads_per_job(opts.jobs)
-    procs = [
-        # Own sessions: a terminal's Ctrl-C reaches them only through this process, once.
-        subprocess.Popen(
-            _worker_command(opts, out, url, threads), env={**os.environ, WORKER_ENV: str(k)}, start_new_session=True
-        )
-        for k in range(1, opts.jobs + 1)
-    ]
+    procs: list[subprocess.Popen[bytes]] = []
     forwarded: list[int] = []
 
     def forward(signum: int, frame: Any) -> None:
@@ -466,13 +459,21 @@ def run_workers(opts: TuneOptions, out: Path, url: str) -> list[int]:
             if p.poll() is None:
                 p.send_signal(signum)
 
+    # The handler goes in before the workers start: a caught signal is reset to its default in a
+    # child, where an ignored one (a script's background job ignores SIGINT) would stay ignored.
     old = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
+        for k in range(1, opts.jobs + 1):
+            # Own sessions: a terminal's Ctrl-C reaches them only through this process, once.
+            env = {**os.environ, WORKER_ENV: str(k)}
+            procs.append(subprocess.Popen(_worker_command(opts, out, url, threads), env=env, start_new_session=True))
+            if forwarded:
+                procs[-1].send_signal(forwarded[0])
         codes = [p.wait() for p in procs]
     finally:
         for sig, handler in old.items():
             signal.signal(sig, handler)
-    if forwarded:
+    if forwarded and any(c == 128 + forwarded[0] for c in codes):  # else every worker had finished
         raise Interrupted("Ctrl-C (SIGINT)" if forwarded[0] == signal.SIGINT else "SIGTERM", 128 + forwarded[0])
     return codes
 
@@ -522,7 +523,7 @@ def tune(cfg: Config, opts: TuneOptions, hooks: TuneHooks | None = None) -> Tune
             write_summary_files(study, cfg, out, None)
             signal_name = str(exc).split(":", 1)[0]
             raise Interrupted(
-                f"{signal_name}: stopped; the trial in progress is marked failed and the study keeps {done} "
+                f"{signal_name}: stopped; a trial in progress is marked failed and the study keeps {done} "
                 f"finished trial(s) of {opts.trials} in {url.removeprefix('sqlite:///')}. Continue with: "
                 f"{continue_command(opts)}",
                 exc.exit_code,
@@ -696,4 +697,4 @@ def write_summary_files(study: Any, cfg: Config, out: Path, summary: TuneSummary
 
 def refuse_if_worker_misused(opts: TuneOptions) -> None:
     if opts.worker_threads is not None and not os.environ.get(WORKER_ENV):
-        raise ResourceError("--worker is internal to lstm tune --jobs; run lstm tune without it")
+        raise ConfigError("--worker is internal to lstm tune --jobs; run lstm tune without it")

@@ -239,3 +239,11 @@ def test_summary_params_are_abbreviated_unless_two_would_read_alike() -> None:
 
     assert short_keys(["model.m", "train.lr"]) == {"model.m": "m", "train.lr": "lr"}
     assert short_keys(["data.split.val", "other.val"]) == {"data.split.val": "data.split.val", "other.val": "other.val"}
+
+
+def test_jobs_split_the_cores_this_process_may_use(monkeypatch: pytest.MonkeyPatch) -> None:
+    from lstmcli.commands import tune as tn
+
+    monkeypatch.setattr(tn, "available_cores", lambda: 8)
+    monkeypatch.setattr(tn, "cpu_quota", lambda: 3.5)  # a cgroup quota below the cores counts
+    assert [tn.threads_per_job(k) for k in (1, 2, 3)] == [3, 1, 1]
