@@ -305,9 +305,7 @@ def tune(
 ) -> None:
     """Search the config's tune: space with Optuna (TPE, median pruning), judged on the validation MAE.
 
-    Each trial is a run directory in OUT/trials/; the best is copied to OUT/best/ with its test split
-    scored once, and its config written to OUT/best.yaml. Ctrl-C keeps the finished trials: run the
-    same command again to continue.
+    Each trial is a run directory in OUT/trials/; the best is copied to OUT/best/ with its test split scored once, and its config written to OUT/best.yaml. Ctrl-C keeps the finished trials: run the same command again to continue.
     """
     from lstmcli.commands import tune as tn
 

@@ -500,9 +500,15 @@ def tune(cfg: Config, opts: TuneOptions, hooks: TuneHooks | None = None) -> Tune
         ran = run_trials(study, cfg, out, opts, hooks)
         return _summary(study, cfg, out, url, ran, None, importances=False)
     check_jobs(opts.jobs)
+    created = not out.exists()
     _make_dir(out)
     with RunLock(out):
-        study = open_study(cfg, url, name)
+        try:
+            study = open_study(cfg, url, name)
+        except LstmcliError:
+            if created:  # a bad --storage: leave no empty study directory behind
+                shutil.rmtree(out, ignore_errors=True)
+            raise
         if opts.storage is None:
             _fail_stale(study)
         if not study.trials:
