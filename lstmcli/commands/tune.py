@@ -293,9 +293,11 @@ class _TrialHooks(Hooks):
         self.epochs = 0
 
     def on_epoch_end(self, report: EpochReport) -> None:
+        # The best validation loss so far, not this epoch's: a trial ends with its best epoch's
+        # weights (early stopping restores them), and one noisy epoch should not prune it.
         self.epochs = report.epoch
-        if self.prune and math.isfinite(report.val_loss):
-            self.trial.report(report.val_loss, report.epoch)
+        if self.prune and math.isfinite(report.best_val):
+            self.trial.report(report.best_val, report.epoch)
             self.pruned = self.trial.should_prune()
 
     def should_stop(self) -> bool:
