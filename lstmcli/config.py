@@ -442,6 +442,8 @@ class Config(_Section):
             raise ValueError(f"tune: expected a mapping of config keys to {TUNE_GRAMMAR}, got {_flow(value)}")
         parsed = {}
         for key, raw in _flat_tune(value).items():
+            if raw is None:  # `--set tune.a.b=null` takes a key out of the space
+                continue
             if isinstance(raw, TuneParam):
                 parsed[key] = raw
                 continue

@@ -249,3 +249,11 @@ def test_jobs_split_the_cores_this_process_may_use(monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(tn, "available_cores", lambda: 8)
     monkeypatch.setattr(tn, "cpu_quota", lambda: 3.5)  # a cgroup quota below the cores counts
     assert [tn.threads_per_job(k) for k in (1, 2, 3)] == [3, 1, 1]
+
+
+def test_set_replaces_a_key_of_the_space_or_takes_it_out(tmp_path: Path, tiny_csv: Path) -> None:
+    from lstmcli.config import load_config
+
+    cfg = tune_config(tmp_path)
+    tune = load_config(cfg, ["tune.model.m=[2, 6]", "tune.train.lr=null"]).tune
+    assert tune is not None and list(tune) == ["model.m"] and tune["model.m"].probes() == [2, 6]
