@@ -36,7 +36,7 @@ import sys
 import time
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -116,7 +116,6 @@ class TuneSummary:
     importances: dict[str, float] | None
     importance_note: str
     storage: str
-    files: list[Path] = field(default_factory=list)
 
 
 class TuneHooks:
