@@ -18,6 +18,7 @@ MAX_CONFIG_BYTES = MiB  # a config is a few hundred bytes; a bigger file is not 
 MAX_YAML_DEPTH = 32  # a config nests 3 levels; composing YAML is recursive, so deeper is refused
 MAX_LAYERS = 64
 MAX_QUANTILES = 99
+MAX_CATEGORY_INPUTS = 1000  # one-hot inputs of data.static_categories, all columns together
 # Features computed from the dates (data.calendar); lstmcli.data.calendar_features computes them.
 CalendarFeature = Literal["month", "weekday", "dayofmonth", "dayofyear", "hour", "minute"]
 
@@ -136,6 +137,12 @@ class DataConfig(_Section):
         description="long format: numeric columns constant within each series (a size, a one-hot category), "
         "scaled across series so that they tell the series apart; inputs at every step",
     )
+    static_categories: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="long format: text columns constant within each series (a region, a product family), "
+        "each with the list of its values; the tool one-hot encodes them (one input per value, counted in n), "
+        "scaled across series like static_features",
+    )
     future_features: list[str] = Field(
         default_factory=list,
         description="covariates whose values are known for the horizon too (a holiday, a planned price): the "
@@ -181,6 +188,35 @@ class DataConfig(_Section):
             raise ValueError("is not a country code the holidays package knows (e.g. US, GB, DE, FR)")
         return v
 
+    @field_validator("static_categories", mode="before")
+    @classmethod
+    def _categories_are_text(cls, value: Any) -> Any:
+        """Values as the file's stripped cells; YAML reads an unquoted yes, no or 1 as a bool or a number."""
+        if not isinstance(value, dict):
+            return value
+        for name, values in value.items():
+            for v in values if isinstance(values, list) else []:
+                if not isinstance(v, str):
+                    raise ValueError(
+                        f"static_categories.{name}: {v!r} is not text; quote each value in the YAML "
+                        "(a bare yes, no, on, off or number is read as a bool or a number)"
+                    )
+        return {k: [v.strip() for v in vs] if isinstance(vs, list) else vs for k, vs in value.items()}
+
+    @model_validator(mode="after")
+    def _categories_listed(self) -> DataConfig:
+        for name, values in self.static_categories.items():
+            if not values or len(set(values)) != len(values) or not all(v.strip() for v in values):
+                raise ValueError(f"static_categories.{name}: list each of the column's values once, as text")
+            if name in (*self.file_columns, self.date_column, self.series_column):
+                raise ValueError(f"static_categories.{name}: the column is already used as another input or key")
+        if len(self.category_columns) > MAX_CATEGORY_INPUTS:
+            raise ValueError(
+                f"static_categories: {len(self.category_columns)} values in all; at most {MAX_CATEGORY_INPUTS} "
+                "one-hot inputs (group the rare ones)"
+            )
+        return self
+
     @model_validator(mode="after")
     def _distinct_columns(self) -> DataConfig:
         seen: set[str] = set()
@@ -202,39 +238,67 @@ class DataConfig(_Section):
             raise ValueError("calendar features are computed from the dates: set date_column too")
         if len(set(self.calendar)) != len(self.calendar):
             raise ValueError("list each calendar feature once")
-        if self.static_features and self.series_column is None:
-            raise ValueError("static_features tell the series of a long-format file apart: set series_column too")
+        if (self.static_features or self.static_categories) and self.series_column is None:
+            raise ValueError("static features tell the series of a long-format file apart: set series_column too")
         if self.series_column is not None and self.series_column == self.date_column:
             raise ValueError("series_column and date_column must be different columns")
         return self
 
     @property
     def columns(self) -> list[str]:
-        """The input columns in model order: targets first, then features, future features, and the
-        calendar's generated columns."""
-        return [*self.file_columns, *calendar_columns(list(self.calendar)), *(["holiday"] if self.holidays else [])]
+        """The input columns in model order: targets, features, static features and the categories'
+        one-hot columns (``region=north``), future features, then the columns computed from the dates."""
+        past = [*self.target, *self.features, *self.static_features, *self.category_columns]
+        return [*past, *self.future_features, *self.generated_columns]
 
     @property
     def file_columns(self) -> list[str]:
-        """The input columns read from the CSV (all but the calendar's)."""
+        """The numeric input columns read from the CSV."""
         return [*self.target, *self.features, *self.static_features, *self.future_features]
+
+    @property
+    def category_pairs(self) -> list[tuple[str, str]]:
+        """(column, value) of each one-hot input of ``static_categories``, in the config's order."""
+        return [(name, value) for name, values in self.static_categories.items() for value in values]
+
+    @property
+    def category_columns(self) -> list[str]:
+        """The one-hot columns' names: ``column=value``."""
+        return [f"{name}={value}" for name, value in self.category_pairs]
 
     @property
     def generated_columns(self) -> list[str]:
         """The input columns computed from the dates (calendar, holidays): the last ones."""
-        return self.columns[len(self.file_columns) :]
+        return [*calendar_columns(list(self.calendar)), *(["holiday"] if self.holidays else [])]
 
     @property
     def static_columns(self) -> list[int]:
-        """Positions of the static features among the input columns."""
+        """Positions of the static features (numeric, then one-hot) among the input columns."""
         start = len(self.target) + len(self.features)
-        return list(range(start, start + len(self.static_features)))
+        return list(range(start, start + len(self.static_features) + len(self.category_columns)))
 
     @property
     def future_columns(self) -> list[int]:
         """Positions of the columns known for the horizon (future features, calendar: the last ones)."""
-        n = len(self.columns)
-        return list(range(len(self.target) + len(self.features) + len(self.static_features), n))
+        return list(
+            range(
+                self.static_columns[-1] + 1 if self.static_columns else len(self.target) + len(self.features),
+                len(self.columns),
+            )
+        )
+
+    def source_of(self, j: int) -> tuple[str, int]:
+        """Where model input ``j`` comes from: ("file", position in ``file_columns``), ("category",
+        position in ``category_columns``) or ("dates", position in ``generated_columns``)."""
+        a = len(self.target) + len(self.features) + len(self.static_features)
+        c, f = len(self.category_columns), len(self.file_columns)
+        if j < a:
+            return "file", j
+        if j < a + c:
+            return "category", j - a
+        if j < f + c:
+            return "file", j - c
+        return "dates", j - f - c
 
 
 class TrainConfig(_Section):
@@ -467,6 +531,7 @@ class Config(_Section):
             raise ValueError(
                 f"model.n is {self.model.n} but data.target + data.features"
                 f"{' + data.static_features' if self.data.static_features else ''}"
+                f"{' + one per data.static_categories value' if self.data.static_categories else ''}"
                 f"{' + data.future_features' if self.data.future_features else ''}"
                 f"{' + 2 per data.calendar feature' if self.data.calendar else ''}"
                 f"{' + 1 for data.holidays' if self.data.holidays else ''} name {len(cols)} "

@@ -72,3 +72,10 @@ class PeerLost(LstmcliError):
     """A rank of a data-parallel job lost contact with another one (which has failed or stopped)."""
 
     exit_code = 1
+
+
+class CheckFailed(LstmcliError):
+    """A self-check of lstm's own output failed (an exported graph that does not compute what
+    predict computes): nothing was written, exit 1."""
+
+    exit_code = 1

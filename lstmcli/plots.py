@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from lstmcli.results import Backtest, Forecast
+    from lstmcli.results import Backtest, Forecast, Traced
 
 
 _preload: threading.Thread | None = None
@@ -132,7 +132,7 @@ def _panels(items: Sequence[Any]) -> tuple[list[tuple[Any, int]], str]:
     pairs = [(item, j) for item in items for j in range(len(item.targets))]
     if len(pairs) <= MAX_PANELS:
         return pairs, ""
-    shown = sorted({id(item) for item, _ in pairs[:MAX_PANELS]})
+    shown = {id(item) for item, _ in pairs[:MAX_PANELS]}
     return pairs[:MAX_PANELS], (
         f" (the first {len(shown)} of {len(items)} series; --series draws any one)"
         if len(items) > 1
@@ -309,6 +309,107 @@ def _last_origin(ax: Any, bt: Backtest, j: int, legend: bool) -> None:
     if legend:
         ax.legend(**LEGEND)
     _time_axis(ax, bool(bt.date_column))
+
+
+def _edges(x: Any) -> Any:
+    """Cell edges around the points x (T,), for pcolormesh: halfway between neighbours."""
+    import numpy as np
+
+    x = np.asarray(x, dtype=float)
+    if x.size == 1:
+        return np.array([x[0] - 0.5, x[0] + 0.5])
+    mid = (x[:-1] + x[1:]) / 2
+    return np.concatenate([[x[0] - (mid[0] - x[0])], mid, [x[-1] + (x[-1] - mid[-1])]])
+
+
+def trace_plot(tr: Traced) -> bytes:
+    """One traced window: the input series on top; per layer (a column each) a heat map of each
+    gate's activation (units × time steps, units ordered by their mean forget gate, longest memory
+    on top); the cell-state norm ‖c_t‖ at the bottom; all on the window's time axis. As PNG."""
+    import matplotlib.dates as mdates
+    import numpy as np
+
+    plt = _pyplot()
+    from lstmcli.model.gates import ACTIVATION, GATE_NAMES, TEXTBOOK_ORDER
+
+    facts = tr.facts
+    layers = len(tr.layers)
+    x = mdates.date2num(_as_x(tr.index)) if tr.dated else np.asarray(tr.index, dtype=float)
+    xe = _edges(x)
+    heights = [1.3, 1, 1, 1, 1, 0.9]
+    fig = plt.figure(figsize=(6.2 * layers + 1.0, 11.5))
+    # one column per layer, and a narrow last one for the gates' colour bars, so every column is as wide
+    grid = fig.add_gridspec(
+        6, layers + 1, height_ratios=heights, width_ratios=[1] * layers + [0.03], hspace=0.14, wspace=0.12
+    )
+    first = fig.add_subplot(grid[0, 0])
+    axes = np.array(
+        [
+            [fig.add_subplot(grid[r, c], sharex=first) if (r, c) != (0, 0) else first for c in range(layers)]
+            for r in range(6)
+        ]
+    )
+    for r in range(5):
+        for ax in axes[r]:
+            ax.tick_params(labelbottom=False)
+    k = tr.targets
+    meshes: dict[str, Any] = {}
+    for col, (lt, act) in enumerate(zip(tr.layers, facts.layers, strict=True)):
+        ax = axes[0, col]
+        for j in range(k):
+            ax.plot(x, tr.values[:, j], color="black", lw=1.4, marker="o", ms=2.5, label=f"{tr.columns[j]}")
+        if len(tr.columns) > k:  # the other inputs, as the LSTM reads them
+            twin = ax.twinx()
+            for j in range(k, len(tr.columns)):
+                twin.plot(
+                    x,
+                    tr.lstm_input[:, j],
+                    lw=1,
+                    ls="--",
+                    alpha=0.8,
+                    label=f"{tr.columns[j]} (scaled, as the LSTM reads it)",
+                )
+            twin.legend(loc="upper right", fontsize=7)
+        ax.set_ylabel(tr.columns[0] if k == 1 else "targets")
+        ax.legend(loc="upper left", fontsize=7)
+        ax.set_title(f"layer {act.layer} ({len(act.units)} units)", fontsize=10)
+        ax.grid(alpha=0.3)
+        order = np.argsort([-u.mean["f"] for u in act.units], kind="stable")  # longest memory on top
+        units = np.arange(len(order) + 1) - 0.5
+        for row, gate in enumerate(TEXTBOOK_ORDER, start=1):
+            values = getattr(lt, gate)[0].numpy()[:, order].T  # (m, T), top row: longest memory
+            ax = axes[row, col]
+            cmap, lo = ("RdBu_r", -1.0) if gate == "g" else ("viridis", 0.0)
+            meshes[gate] = ax.pcolormesh(xe, units, values, cmap=cmap, vmin=lo, vmax=1.0, shading="flat")
+            ax.set_ylim(units[-1], units[0])  # first (longest memory) unit on top
+            ticks = np.unique(np.linspace(0, len(order) - 1, min(len(order), 5)).round().astype(int))
+            ax.set_yticks(ticks)
+            ax.set_yticklabels([str(order[t] + 1) for t in ticks], fontsize=7)
+            if col == 0:
+                ax.set_ylabel(f"{gate}: {GATE_NAMES[gate]}\n({ACTIVATION[gate]}), unit", fontsize=8)
+        ax = axes[5, col]
+        norm = lt.c[0].norm(dim=1).numpy()  # (T,)
+        ax.plot(x, norm, color="tab:purple", lw=1.4, label="‖c_t‖ (all units)")
+        ax.plot(x, lt.c[0].abs().max(dim=1).values.numpy(), color="tab:purple", lw=1, ls=":", label="max unit |c_t|")
+        ax.set_ylim(bottom=0)
+        ax.legend(loc="upper left", fontsize=7)
+        if col == 0:
+            ax.set_ylabel("cell state", fontsize=8)
+        _time_axis(ax, tr.dated)
+    for row, gate in enumerate(TEXTBOOK_ORDER, start=1):
+        bar = fig.colorbar(meshes[gate], cax=fig.add_subplot(grid[row, layers]))
+        bar.ax.tick_params(labelsize=7)
+        bar.set_label(f"{gate} = {ACTIVATION[gate]}(·)", fontsize=8)
+    w = facts.window
+    dates = f", {w.first_date} … {w.last_date}" if w.first_date else f", rows {w.first_row}–{w.last_row}"
+    series = f", series {w.series}" if w.series is not None else ""
+    fig.suptitle(
+        f"Gates of {Path(tr.run).name} on {Path(w.data).name}{series}: window {w.index}{dates} (L = {w.steps})\n"
+        "heat maps: units ordered by their mean forget gate, longest memory on top",
+        fontsize=10,
+        y=0.95,
+    )
+    return _png(fig)
 
 
 def tune_plot(

@@ -1,5 +1,6 @@
 """What a trained run predicts: forecasts after the data, backtests from every origin, and their
-files (CSV, JSON). Produced by ``commands.predict``, drawn by ``plots``, printed by ``cli``."""
+files (CSV, JSON). Produced by ``commands.predict``, drawn by ``plots``, printed by ``cli``. And
+what its gates do on a window of data (``commands.trace_run``, ``lstm inspect --trace``)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict
 
 from lstmcli.data.dates import format_dates
 from lstmcli.evaluate import IntervalSums, IntervalTable, Scores, SplitScores
+from lstmcli.model.gate_trace import LayerActivity, TraceCheck
+from lstmcli.model.gates import LayerTrace
 
 
 @dataclass(frozen=True)
@@ -211,3 +215,51 @@ class Results:
                 writer.writerow([self.series_column, *header])
             writer.writerows([item.series, *row] for row in rows)
         return buf.getvalue()
+
+
+# ---------------------------------------------------------------------------------------------
+# A trace of the gates (lstm inspect --trace)
+
+
+class TraceWindow(BaseModel):
+    """The traced window (the last of them with --windows), in the CSV's rows and dates."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    data: str
+    series: str | None = None
+    index: int  # 0-based: window K covers rows K+1 … K+L (1-based)
+    count: int  # full windows in the file: N − L + 1
+    traced: int  # windows traced, ending with this one
+    first_row: int  # 1-based
+    last_row: int
+    first_date: str | None = None
+    last_date: str | None = None
+    steps: int  # L
+
+
+class TraceFacts(BaseModel):
+    """What ``--trace`` found: the window, the check against the fused layer, the per-layer summaries."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    window: TraceWindow
+    lookback: int
+    season: int
+    check: TraceCheck
+    layers: list[LayerActivity]
+
+
+@dataclass(frozen=True)
+class Traced:
+    """The traced window's arrays, for the plot: one window, (L, ·) each."""
+
+    facts: TraceFacts
+    run: str
+    index: np.ndarray  # (L,) dates, or 1-based row numbers without a date column
+    dated: bool
+    columns: list[str]  # the model's input columns, targets first
+    targets: int  # k
+    values: np.ndarray  # (L, n) original units
+    lstm_input: np.ndarray  # (L, n) what the first layer reads: scaled, window-normalised
+    layers: list[LayerTrace]  # (1, L, m) tensors of the plotted window

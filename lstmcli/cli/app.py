@@ -25,6 +25,7 @@ from lstmcli.training.threads import passive_waiting, pinned_threads
 passive_waiting()  # before any command imports torch (and its OpenMP runtime)
 
 if TYPE_CHECKING:
+    from lstmcli.commands.trace_run import TraceRequest
     from lstmcli.config import Config
 
 
@@ -344,23 +345,130 @@ def inspect(
         typer.Option("--check", help="Prove the textbook gate equations equal nn.LSTM (float64); exit 1 if > 1e-10."),
     ] = False,
     units: Annotated[
-        bool, typer.Option("--units", help="Show the per-unit view: unit k owns row k of each gate.")
+        bool,
+        typer.Option(
+            "--units",
+            help="Show the per-unit view: unit k owns row k of each gate (with --trace: the most and least active units).",
+        ),
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the facts as JSON for scripts.")] = False,
+    trace: Annotated[
+        Path | None,
+        typer.Option(
+            "--trace",
+            exists=True,
+            dir_okay=False,
+            metavar="CSV",
+            help="Run the trained model over a window of this CSV (the run's scaling) and show what each gate did: "
+            "activations, saturation, forget-gate memory spans, cell-state norms, dead units; exit 1 if the "
+            "textbook equations' y_t differ from the fused layer's by more than 1e-4.",
+        ),
+    ] = None,
+    window: Annotated[
+        int | None,
+        typer.Option(
+            "--window",
+            min=0,
+            metavar="K",
+            help="With --trace: window K (0-based; rows K+1 … K+L). Default: the last, which the next forecast reads.",
+        ),
+    ] = None,
+    from_date: Annotated[
+        str | None,
+        typer.Option(
+            "--from", metavar="DATE", help="With --trace: the window starting at the first row on or after DATE."
+        ),
+    ] = None,
+    windows: Annotated[
+        int,
+        typer.Option(
+            "--windows",
+            min=1,
+            metavar="N",
+            help="With --trace: summarise N windows (stride 1) ending with the chosen one; the plot shows the chosen one.",
+        ),
+    ] = 1,
+    series: Annotated[
+        str | None, typer.Option("--series", help="With --trace on a multi-series run: the series to trace.")
+    ] = None,
+    top: Annotated[
+        int,
+        typer.Option(
+            "--top",
+            min=1,
+            metavar="K",
+            help="With --trace: how many most and least active units (listed in --json, shown with --units).",
+        ),
+    ] = 5,
+    plot: Annotated[
+        Path | None,
+        typer.Option(
+            "--plot",
+            dir_okay=False,
+            help="With --trace: write a PNG: the input, a heat map per gate and layer, the cell-state norm.",
+        ),
+    ] = None,
 ) -> None:
-    """Show a stacked LSTM the way the textbook draws it: four gate sub-layers per layer."""
+    """Show a stacked LSTM the way the textbook draws it: four gate sub-layers per layer; with --trace, what they do on data."""
     from lstmcli.commands.inspect_run import inspect as inspect_command
     from lstmcli.fsutil import json_text
 
     if target.is_dir() and set_:
         raise typer.BadParameter("--set applies to configs, not to a trained run", param_hint="--set")
-    facts = inspect_command(target, set_ or [], check=check, units=units)
+    request = _trace_request(trace, window, from_date, windows, series, top, plot)
+    facts = inspect_command(target, set_ or [], check=check, units=units, trace=request)
+    failed_check = facts.check is not None and not facts.check.same_function
+    failed_trace = facts.trace is not None and not (facts.trace.check.same_function and facts.trace.check.window_agrees)
+    if plot is not None and facts.traced is not None and not failed_trace:  # a failed command writes nothing
+        from lstmcli import plots
+        from lstmcli.commands.outputs import write_outputs
+
+        write_outputs({plot: plots.trace_plot(facts.traced)})
     if as_json:
         print(json_text(facts.to_dict()), end="")
     else:
         render.inspect_facts(facts)
-    if facts.check is not None and not facts.check.same_function:
+    if plot is not None:
+        render.err.print(
+            f"plot written to {plot}"
+            if not failed_trace
+            else f"plot not written to {plot}: the trace failed its check",
+            soft_wrap=True,
+        )
+    if failed_check or failed_trace:
         raise typer.Exit(1)
+
+
+def _trace_request(
+    csv: Path | None,
+    window: int | None,
+    start: str | None,
+    windows: int,
+    series: str | None,
+    top: int,
+    plot: Path | None,
+) -> TraceRequest | None:
+    """The --trace options, checked together (each of the others needs --trace; --window or --from)."""
+    given = {
+        "--window": window is not None,
+        "--from": start is not None,
+        "--windows": windows != 1,
+        "--series": series is not None,
+        "--top": top != 5,
+        "--plot": plot is not None,
+    }
+    if csv is None:
+        for flag, on in given.items():
+            if on:
+                raise typer.BadParameter(f"{flag} applies to --trace CSV", param_hint=flag)
+        return None
+    if window is not None and start is not None:
+        raise typer.BadParameter("--window K and --from DATE both pick the window; pass one", param_hint="--window")
+    from lstmcli.commands.outputs import check_outputs
+    from lstmcli.commands.trace_run import TraceRequest
+
+    check_outputs({"--plot": plot}, [csv])
+    return TraceRequest(data=csv, window=window, start=start, windows=windows, series=series, top=top)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -402,7 +510,11 @@ def predict(
         ),
     ] = None,
     backtest: Annotated[
-        bool, typer.Option("--backtest", help="Forecast from every origin of the file and score it like train.")
+        bool,
+        typer.Option(
+            "--backtest",
+            help="Forecast from every origin of the run's test split (--split for others), score it like train.",
+        ),
     ] = False,
     split: Annotated[
         SplitChoice | None,
@@ -460,6 +572,51 @@ def predict(
     for path, what in ((out_file, "CSV"), (plot, "plot")):
         if path is not None:
             render.err.print(f"{what} written to {path}", soft_wrap=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# lstm export
+
+
+class ExportFormat(str, Enum):
+    onnx = "onnx"
+
+
+@app.command()
+@handle_errors
+def export(
+    run: Annotated[Path, typer.Argument(help="A run directory made by `lstm train`.")],
+    fmt: Annotated[ExportFormat, typer.Option("--format", help="The artifact to write (onnx).")] = ExportFormat.onnx,
+    out_file: Annotated[
+        Path | None, typer.Option("--out", "-o", dir_okay=False, help="File to write (default: RUN.onnx beside RUN).")
+    ] = None,
+    level: Annotated[
+        list[int] | None,
+        typer.Option(
+            "--level",
+            min=50,
+            max=99,
+            help="Intervals the graph outputs, in percent (repeatable; default 80 and 95 where the run is calibrated).",
+        ),
+    ] = None,
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            "--data",
+            "-d",
+            exists=True,
+            dir_okay=False,
+            help="CSV whose windows the check runs (default: the run's training CSV).",
+        ),
+    ] = None,
+) -> None:
+    """Write the whole forecaster (scaling, normalisation, LSTM, head, inverse transform, intervals) as one
+    ONNX graph, after checking with onnxruntime that it computes what `lstm predict` computes on real
+    windows; exit 1 (nothing written) if it does not. Needs pip install 'lstmcli\\[export]'."""
+    from lstmcli.commands import export as ex
+
+    report = ex.export(run, out_file or ex.default_out(run), level, data)
+    render.export_report(report)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -59,18 +59,17 @@ class Eta:
     loss does not improve again (training ends ``patience`` epochs after the best one), ``max`` that
     every allowed epoch runs. The first is what a user usually waits; the second bounds it."""
 
-    def __init__(self, epochs: int = 0, patience: int = 0, done: int = 0) -> None:
-        self.epochs, self.patience, self.done, self.bad = epochs, patience, done, 0
+    def __init__(self, epochs: int = 0, patience: int = 0, done: int = 0, bad: int = 0) -> None:
+        # Epochs still to run at most, and until early stopping if val does not improve: what
+        # EpochReport.epochs_left and .epochs_left_unless_better say, known before the first report.
+        self.epochs = epochs
+        self.most = max(epochs - done, 0)
+        self.unless_better = min(self.most, max(patience - bad, 0))
         self.times: list[float] = []
 
     def add(self, report: EpochReport) -> None:
         self.times = [*self.times[-(RECENT - 1) :], report.seconds]
-        self.epochs, self.patience, self.done, self.bad = (
-            report.epochs,
-            report.patience,
-            report.epoch,
-            report.bad_epochs,
-        )
+        self.epochs, self.most, self.unless_better = report.epochs, report.epochs_left, report.epochs_left_unless_better
 
     def left(self, epoch_elapsed: float, batches_done: int, batches: int) -> tuple[float, float] | None:
         """Seconds left (if val stops improving, at most), with the epoch in progress counted;
@@ -81,9 +80,8 @@ class Eta:
             per_epoch = epoch_elapsed * batches / batches_done
         else:
             return None
-        this = max(per_epoch - epoch_elapsed, 0.0)
-        after = max(self.epochs - self.done - 1, 0)  # epochs after the one in progress
-        return this + min(after, max(self.patience - self.bad - 1, 0)) * per_epoch, this + after * per_epoch
+        this = max(per_epoch - epoch_elapsed, 0.0)  # the epoch in progress is the first of those left
+        return this + max(self.unless_better - 1, 0) * per_epoch, this + max(self.most - 1, 0) * per_epoch
 
     def text(self, epoch_elapsed: float, batches_done: int, batches: int) -> str:
         left = self.left(epoch_elapsed, batches_done, batches)
@@ -138,8 +136,8 @@ class Progress(Hooks):
         if not self.quiet:
             self.console.print(f"resuming from the checkpoint of epoch {epoch}")
 
-    def on_start(self, ds: Dataset, epochs: int = 0, patience: int = 0) -> None:
-        self.eta = Eta(epochs, patience, self.epoch - 1)
+    def on_start(self, ds: Dataset, epochs: int = 0, patience: int = 0, bad_epochs: int = 0) -> None:
+        self.eta = Eta(epochs, patience, self.epoch - 1, bad_epochs)
         self._stop_status()
         counts = ds.counts()
         if not self.quiet:
@@ -200,7 +198,8 @@ class Progress(Hooks):
                 self.console.print(stop)
             self.bar.update(self.task, description=self._label(), completed=0, batches="", eta=self.eta.text(0.0, 0, 1))
         elif not self.quiet:
-            self.console.print(plain_line(r, self.eta.text(0.0, 0, 1) if r.epochs_left else ""), soft_wrap=True)
+            more = r.epochs_left_unless_better > 0  # another epoch follows this one
+            self.console.print(plain_line(r, self.eta.text(0.0, 0, 1) if more else ""), soft_wrap=True)
             if stop:
                 self.console.print(stop, soft_wrap=True)
 

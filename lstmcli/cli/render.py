@@ -17,6 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 if TYPE_CHECKING:
+    from lstmcli.commands.export import ExportReport
     from lstmcli.commands.init import Starter
     from lstmcli.commands.inspect_run import InspectFacts, RunSummary
     from lstmcli.commands.train import TrainSummary
@@ -29,8 +30,9 @@ if TYPE_CHECKING:
         SplitScores,
         TargetScores,
     )
+    from lstmcli.model.gate_trace import LayerActivity, UnitActivity
     from lstmcli.model.gates import LayerFacts
-    from lstmcli.results import Backtest, Forecast, Results
+    from lstmcli.results import Backtest, Forecast, Results, TraceFacts
 
 out = Console(markup=False, highlight=False)
 err = Console(stderr=True, markup=False, highlight=False)
@@ -48,8 +50,8 @@ def error_line(message: str, label: str = "[bold red]error:[/]") -> None:
     err.print(f"{label} {escape(message)}", markup=True, soft_wrap=not err.is_terminal)
 
 
-def _fmt(value: float | None, digits: int = 4) -> str:
-    return "—" if value is None else f"{value:.{digits}g}"
+def _fmt(value: float | None) -> str:
+    return "—" if value is None else f"{value:.4g}"
 
 
 def _pct(value: float | None) -> str:
@@ -263,7 +265,7 @@ def inspect_facts(f: InspectFacts) -> None:
         f"{f.textbook_parameters:,} without the duplicate biases)",
         markup=True,
     )
-    if f.units is not None:
+    if f.units is not None and f.trace is None:  # with --trace, --units shows the most and least active units
         _units(f)
     if f.metrics is not None:
         mt = f.metrics
@@ -297,6 +299,126 @@ def inspect_facts(f: InspectFacts) -> None:
             out.print(
                 f"check: max |difference| = {c.max_abs_diff:.3e} > {c.tolerance:g} → [red]MISMATCH[/]", markup=True
             )
+
+    if f.trace is not None:
+        trace_facts(f.trace, units=f.units is not None)
+
+
+def _span(span: float | None) -> str:
+    from lstmcli.model.gate_trace import SPAN_CAP
+
+    return f"> {SPAN_CAP:.0e}".replace("e+0", "e") if span is None else f"{span:.3g}"
+
+
+def trace_facts(t: TraceFacts, units: bool = False) -> None:
+    """What the gates did on the traced window(s): the check, then per layer the gate table, the
+    forget gates' memory, the cell-state norm, the dead units (and with ``units`` the extremes)."""
+    w, c = t.window, t.check
+    where = f"{w.data}" + (f", series {w.series}" if w.series is not None else "")
+    which = "; the last, which the next forecast reads" if w.index == w.count - 1 else ""
+    dates = f", {w.first_date} … {w.last_date}" if w.first_date else ""
+    more = f"; summaries over {plural(w.traced, 'window')} ending with it" if w.traced > 1 else ""
+    out.print(
+        f"\n[bold]Trace[/] on {escape(where)}: window {w.index} (windows 0…{w.count - 1}{which}), "
+        f"rows {w.first_row}–{w.last_row}{dates} (L = {w.steps} steps){more}",
+        markup=True,
+    )
+    verdict = "[green]same function[/]" if c.same_function else "[red]MISMATCH: not the same function[/]"
+    out.print(
+        "check: textbook gate equations (float64) vs fused nn.LSTM (float32) on this input: max |Δy_t| = "
+        f"{c.step_max_abs_diff:.2e} per step, {c.max_abs_diff:.2e} over the window; tolerance {c.tolerance:g} → {verdict}",
+        markup=True,
+    )
+    if c.same_function and not c.window_agrees:
+        out.print(
+            "[red]the window drifts[/]: the equations match step by step, but over the window the fused float32 run "
+            f"differs from the float64 trace by {c.max_abs_diff:.2e}: this recurrence amplifies rounding, so the "
+            "trace is not the trajectory predict computes",
+            markup=True,
+        )
+    for lay in t.layers:
+        _trace_layer(lay, t, w.traced * w.steps)
+        if units:
+            _extreme_units(lay)
+
+
+def _trace_layer(lay: LayerActivity, t: TraceFacts, steps: int) -> None:
+    from lstmcli.model.gate_trace import DEAD_RANGE, SATURATION
+    from lstmcli.model.gates import ACTIVATION, GATE_NAMES
+
+    m = len(lay.units)
+    table = Table(title=f"Layer {lay.layer}: gate activations over {steps:,} steps × {m} units", title_justify="left")
+    for col in ("gate", "sub-layer", "act", "mean", "low", "high", "saturated"):
+        table.add_column(col, justify="left" if col in ("gate", "sub-layer", "act") else "right")
+    for gate, a in lay.gates.items():
+        table.add_row(
+            gate,
+            GATE_NAMES[gate],
+            ACTIVATION[gate],
+            f"{a.mean:+.3f}" if gate == "g" else f"{a.mean:.3f}",
+            f"{a.low:.1%}",
+            f"{a.high:.1%}",
+            f"{a.saturated:.1%}",
+        )
+    out.print(table)
+    lo, hi = 1 - SATURATION, SATURATION
+    out.print(f"  low/high: σ < {lo:.2f} / > {hi:.2f}, tanh < −{hi:.2f} / > {hi:.2f} (saturated: either)")
+    spans = [u.memory_span for u in lay.units]
+    finite = sorted(s for s in spans if s is not None)
+    capped = len(spans) - len(finite)
+    ordered = finite + [float("inf")] * capped
+    median = (
+        ordered[len(ordered) // 2]
+        if len(ordered) % 2
+        else (ordered[len(ordered) // 2 - 1] + ordered[len(ordered) // 2]) / 2
+    )
+    longest = max(lay.units, key=lambda u: float("inf") if u.memory_span is None else u.memory_span)
+    beyond_L = sum(s is None or s > t.lookback for s in spans)
+    season = (
+        f", {sum(s is None or s > t.season for s in spans)} beyond the season s = {t.season}" if t.season > 1 else ""
+    )
+    out.print(
+        f"  forget-gate memory −1/ln(mean f) per unit: median {_span(None if median == float('inf') else median)} steps, "
+        f"longest {_span(longest.memory_span)} (unit {longest.unit}); {beyond_L} of {m} units beyond L = {t.lookback}{season}"
+    )
+    norm = lay.cell_norm
+    peak = max(range(len(norm)), key=lambda j: norm[j])
+    mid = len(norm) // 2
+    c_unit = max(lay.units, key=lambda u: u.c_max)
+    out.print(
+        f"  cell state ‖c_t‖: {norm[0]:.3g} at step 1, {norm[mid]:.3g} at step {mid + 1}, {norm[-1]:.3g} at step {len(norm)} "
+        f"(peak {norm[peak]:.3g} at step {peak + 1}); largest |c_t| {c_unit.c_max:.3g} (unit {c_unit.unit})"
+    )
+    dead = ", ".join(map(str, lay.dead_units)) if lay.dead_units else "none"
+    out.print(f"  dead units (y_t moves less than {DEAD_RANGE:g} over every traced step): {dead}\n")
+
+
+def _extreme_units(lay: LayerActivity) -> None:
+    by_unit = {u.unit: u for u in lay.units}
+    for title, numbers in (("most", lay.most_active), ("least", lay.least_active)):
+        table = Table(
+            title=f"Layer {lay.layer}: the {plural(len(numbers), title + ' active unit')} (by the std of y_t), each with its four gate rows",
+            title_justify="left",
+        )
+        for col in ("unit", "y_t std", "memory", "gate", "mean", "saturated", "|W row|", "b"):
+            table.add_column(col, justify="left" if col == "gate" else "right")
+        for number in numbers:
+            _unit_rows(table, by_unit[number])
+        out.print(table)
+
+
+def _unit_rows(table: Table, u: UnitActivity) -> None:
+    for j, gate in enumerate(("f", "i", "g", "o")):
+        head = [str(u.unit), f"{u.y_std:.3g}", _span(u.memory_span)] if j == 0 else ["", "", ""]
+        table.add_row(
+            *head,
+            gate,
+            f"{u.mean[gate]:+.3f}" if gate == "g" else f"{u.mean[gate]:.3f}",
+            f"{u.saturated[gate]:.0%}",
+            f"{u.w_norm[gate]:.3f}",
+            f"{u.b[gate]:+.3f}",
+            end_section=j == 3,
+        )
 
 
 def _layer(lay: LayerFacts, m: int) -> None:
@@ -349,6 +471,10 @@ def _layer(lay: LayerFacts, m: int) -> None:
 def _run(r: RunSummary) -> None:
     dates = f", {r.first_date} … {r.last_date} ({r.frequency})" if r.first_date else ""
     feats = f"; features {', '.join(r.features)}" if r.features else ""
+    if r.static_features:
+        feats += f"; static features {', '.join(r.static_features)}"
+    for name, values in r.static_categories.items():
+        feats += f"; static category {name} ({len(values)} one-hot inputs: {', '.join(values)})"
     if r.future_features:
         feats += f"; known-future features {', '.join(r.future_features)}"
     if r.calendar:
@@ -436,7 +562,7 @@ def _backtest(bt: Backtest) -> None:
     first, last = bt.origin_labels()
     out.print(
         f"Backtest of {bt.run} on {bt.data}: {plural(bt.origins.size, 'window')}, origins {first} … {last}\n"
-        f"origins: {bt.split} ({bt.split_source})",
+        f"origins: {bt.split_source}",
         soft_wrap=True,
     )
     out.print(metrics_table(bt.metrics, f"H = {bt.horizon} steps from each origin, original units"))
@@ -479,6 +605,23 @@ def _forecast(fc: Forecast) -> None:
         out.print(
             f"intervals: {how} on the run's validation windows (its test coverage is in metrics.json)", soft_wrap=True
         )
+
+
+# ---------------------------------------------------------------------------------------------
+# lstm export
+
+
+def export_report(r: ExportReport) -> None:
+    p = r.parity
+    out.print(f"wrote {r.path} ({r.size / 1e3:,.0f} kB, ONNX, {r.seconds:.1f} s)")
+    out.print("  inputs: " + "; ".join(f"{name} ({shape})" for name, shape in r.inputs))
+    out.print(f"  outputs: {', '.join(r.outputs)} (original units)")
+    out.print(
+        f"check: onnxruntime vs lstm predict on {plural(p.windows, 'window')} of {r.data}: max |difference| = "
+        f"{p.max_abs_diff:.3g}, {p.max_rel_diff:.3g} × the tolerance ({p.tolerance:g} of each series' scale) "
+        "→ [green]same forecasts[/]",
+        markup=True,
+    )
 
 
 # ---------------------------------------------------------------------------------------------

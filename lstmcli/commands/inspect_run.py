@@ -8,12 +8,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
+from lstmcli.commands.trace_run import TraceRequest, trace_run
 from lstmcli.config import load_config
-from lstmcli.errors import ResourceError
+from lstmcli.errors import DataError, ResourceError
 from lstmcli.model import gates
 from lstmcli.model.forecaster import LSTMForecaster
+from lstmcli.results import Traced, TraceFacts
 from lstmcli.runs.run import Run, load_run
 from lstmcli.runs.schema import Metrics
 from lstmcli.training.device import available_memory
@@ -60,6 +62,8 @@ class RunSummary(BaseModel):
     series: list[SeriesSummary] = []  # a multi-series run's, in the order of the file
     target: list[str]
     features: list[str]
+    static_features: list[str] = []
+    static_categories: dict[str, list[str]] = {}
     future_features: list[str] = []
     calendar: list[str] = []
     holidays: str | None = None
@@ -84,23 +88,32 @@ class RunSummary(BaseModel):
 
 
 class InspectFacts(gates.ModelFacts):
-    """The model's facts, and what was asked for besides: the proof, the units, the run."""
+    """The model's facts, and what was asked for besides: the proof, the units, the run, the trace."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
 
     check: CheckFacts | None = None
     units: dict[str, list[gates.UnitFacts]] | None = None
     metrics: Metrics | None = None
     run: RunSummary | None = None
+    trace: TraceFacts | None = None
+    traced: Traced | None = Field(default=None, exclude=True)  # the arrays behind the trace, for --plot
 
     def to_dict(self) -> dict[str, Any]:
         """As JSON, without the parts that were not asked for (or that a config has not)."""
         return self.model_dump(mode="json", exclude_defaults=True)
 
 
-def inspect(target: Path, overrides: list[str], check: bool = False, units: bool = False) -> InspectFacts:
+def inspect(
+    target: Path, overrides: list[str], check: bool = False, units: bool = False, trace: TraceRequest | None = None
+) -> InspectFacts:
     """Facts about the model of a config (its initial weights, seeded) or of a trained run (its
     weights, their statistics, its metrics); with ``check`` the proof that the gate equations are
-    the fused layer's function, with ``units`` the per-unit view. A directory is taken for a run."""
+    the fused layer's function, with ``units`` the per-unit view, with ``trace`` what the gates
+    do on windows of a CSV (a run only). A directory is taken for a run."""
     run = load_run(target) if target.is_dir() else None
+    if trace is not None and run is None:
+        raise DataError(f"--trace: {target} is a config; a trace needs a trained run's weights (a run directory)")
     model = run.model if run is not None else _untrained(target, overrides)
     facts = gates.describe(model, stats=run is not None)
     extra: dict[str, Any] = {}
@@ -112,6 +125,10 @@ def inspect(target: Path, overrides: list[str], check: bool = False, units: bool
     if run is not None:
         metrics = run.metrics()
         extra.update(metrics=metrics, run=run_summary(run, metrics))
+    if trace is not None:
+        assert run is not None
+        traced = trace_run(run, trace)
+        extra.update(trace=traced.facts, traced=traced)
     return InspectFacts(**dict(facts), **extra)
 
 
@@ -172,6 +189,8 @@ def run_summary(run: Run, metrics: Metrics | None) -> RunSummary:
         ],
         target=list(cfg.target),
         features=list(cfg.features),
+        static_features=list(cfg.static_features),
+        static_categories={k: list(v) for k, v in cfg.static_categories.items()},
         future_features=list(cfg.future_features),
         calendar=list(cfg.calendar),
         holidays=cfg.holidays,

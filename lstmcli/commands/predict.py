@@ -219,9 +219,9 @@ def _future_values(
                 "the forecast's dates are unknown (no regular frequency)"
             )
         dates_ahead = continue_dates(table.dates[-1], frequency, need)
-        n_file = len(cfg.file_columns)
+        first = len(cfg.columns) - len(generated)  # the date columns are the last inputs
         for j in range(len(generated)):
-            full[:, n_file + j] = generated_column(cfg, dates_ahead, j, [(None, 0, need)], frequency)
+            full[:, first + j] = generated_column(cfg, dates_ahead, j, [(None, 0, need)], frequency)
     scaled = series.scaler.to_float32(where, list(cfg.columns), full)[:, k:]  # refused beyond what training accepts
     used = {*wanted, *generated}
     scaled[:, [j - k for j, c in enumerate(cfg.columns) if j >= k and c not in used]] = 0.0
@@ -412,7 +412,7 @@ def _origins(run: Run, series: Series, split: str) -> tuple[np.ndarray, str, Spl
         assert stored is not None
         rows = Split(N, stored.split.train_end, stored.split.val_end, L, H, stored.split.min_history)
         source = (
-            f"the run's stored {split} split (rows {_rows(rows, split)} of the training data)" if split != "all" else ""
+            f"the run's stored {split} split, rows {_rows(rows, split)} of the training data" if split != "all" else ""
         )
     else:
         rows = split_rows(N, cfg)
@@ -442,5 +442,8 @@ def _is_training_data(data: SeriesMeta, table: Table) -> bool:
         return False
     if table.dates is None:
         return data.first_date is None
-    first, last = format_dates(table.dates[[0, -1]], like=table.dates)
-    return bool(data.first_date == first and data.last_date == last)
+    if data.first_date is None or data.last_date is None:
+        return False
+    # Compared as instants: runs written before this version spell a time with a "T" in meta.json
+    stored = np.array([data.first_date.replace(" ", "T"), data.last_date.replace(" ", "T")], dtype="datetime64[s]")
+    return bool(np.all(stored == table.dates[[0, -1]].astype("datetime64[s]")))

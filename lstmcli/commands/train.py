@@ -202,7 +202,7 @@ def _fit_and_finish(opened: OpenRun, hooks: Hooks, stop: StopSignals, score_test
         if opened.saved is not None:
             _restore(trainer, opened)
             hooks.on_resume(opened.saved.epoch)
-        hooks.on_start(p.ds, p.cfg.train.epochs, p.cfg.train.patience)
+        hooks.on_start(p.ds, p.cfg.train.epochs, p.cfg.train.patience, trainer.state.bad_epochs)
         start = time.perf_counter()
         with _failure_says_what_is_kept(opened), _out_of_memory_is_one_line(), peers_lost_is_one_line(p.dist):
             try:

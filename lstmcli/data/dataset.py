@@ -17,6 +17,7 @@ import numpy as np
 
 from lstmcli.config import DataConfig
 from lstmcli.data.calendar_features import generated_column
+from lstmcli.data.categories import Categories, one_hot, read_categories
 from lstmcli.data.fast import open_fast
 from lstmcli.data.reader import Table, check_magnitude, read_table
 from lstmcli.errors import DataError
@@ -333,20 +334,28 @@ def _static_values(name: str, values: np.ndarray, layout: list[tuple[str | None,
     return out
 
 
-def with_generated(
+def model_columns(
     column: Callable[[int], np.ndarray],
     cfg: DataConfig,
     dates: np.ndarray | None,
     parts: list[tuple[str | None, int, int]],
+    categories: Categories,
+    n_rows: int,
 ) -> Callable[[int], np.ndarray]:
-    """``column`` for the file's columns, then the ones computed from ``dates`` (calendar, holidays)."""
-    if not cfg.generated_columns:
+    """Model input ``j`` (``cfg.columns`` order) from ``column``, which reads the file's numeric
+    columns (``cfg.file_columns`` order): the one-hot columns of the static categories and the
+    columns computed from ``dates`` (calendar, holidays) are made here."""
+    if not cfg.generated_columns and not cfg.static_categories:
         return column
-    n_file = len(cfg.file_columns)
-    assert dates is not None  # the config requires date_column with calendar features or holidays
 
     def read(j: int) -> np.ndarray:  # one column at a time: bounded memory on a long file
-        return column(j) if j < n_file else generated_column(cfg, dates, j - n_file, parts)
+        kind, i = cfg.source_of(j)
+        if kind == "file":
+            return column(i)
+        if kind == "category":
+            return one_hot(cfg, categories, i, parts, n_rows)
+        assert dates is not None  # the config requires date_column with calendar features or holidays
+        return generated_column(cfg, dates, i, parts)
 
     return read
 
@@ -367,7 +376,7 @@ def _prepare(
     whole = Table(
         path=path, columns=cfg.columns[:k], values=np.empty((n_rows, k)), dates=dates, parts=parts, filled=filled
     )
-    column = with_generated(column, cfg, dates, whole.series_parts())
+    column = model_columns(column, cfg, dates, whole.series_parts(), read_categories(path, cfg), n_rows)
     layout = _layout(path, cfg, whole.series_parts())
     for j in range(k):
         whole.values[:, j] = column(j)

@@ -118,6 +118,18 @@ class LSTMForecaster(nn.Module):
         steps = (targets[:, 1:, :] - targets[:, :-1, :]).abs().mean(dim=1, keepdim=True)
         return steps.clamp_min(SCALE_FLOOR)
 
+    def lstm_input(self, x: torch.Tensor) -> torch.Tensor:
+        """What the LSTM reads of a window x (B, L, n), or (B, L + H, n) with known-future
+        columns: its first L rows, the targets relative to the window's level and scale."""
+        x = x[:, : self.past]
+        return self._normalized(x, self.level(x), self.scale(x))  # (B, L, n)
+
+    def _normalized(self, x: torch.Tensor, level: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+        if self.normalize == "none":
+            return x
+        k = self.n_targets
+        return torch.cat([(x[:, :, :k] - level) / scale, x[:, :, k:]], dim=2)
+
     def forward(self, x: torch.Tensor, quantiles: bool = False) -> torch.Tensor:
         # x: (B, L, n) scaled inputs, targets in the first k columns; with known-future columns
         # (B, L + H, n), the last H rows holding those columns' values
@@ -136,9 +148,7 @@ class LSTMForecaster(nn.Module):
         base = level  # (B, 1, k), or (B, H, k): the seasonal naive forecast read from the window
         if self.normalize == "season":
             base = x[:, self.base_rows, :k]
-        if self.normalize != "none":
-            x = torch.cat([(x[:, :, :k] - level) / scale, x[:, :, k:]], dim=2)
-        y, _ = self.lstm(x)  # y: (B, L, m), every y_t of the last layer
+        y, _ = self.lstm(self._normalized(x, level, scale))  # y: (B, L, m), every y_t of the last layer
         last = y[:, -1, :] if ahead is None else torch.cat([y[:, -1, :], ahead], dim=1)
         out = self.head(last)  # (B, H*k*Q) from the last step's y_t (and the known future)
         if not self.quantiles:

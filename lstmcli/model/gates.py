@@ -69,19 +69,33 @@ def gate_view(lstm: nn.LSTM) -> list[LayerGates]:
     return layers
 
 
-def reference_forward(layers: list[LayerGates], x: torch.Tensor) -> torch.Tensor:
-    """Run the gate equations literally, one time step at a time; x (B, T, n) -> y (B, T, m).
+@dataclass(frozen=True)
+class LayerTrace:
+    """What one layer's gate sub-layers did at every step: each tensor is (B, T, m)."""
+
+    f: torch.Tensor  # forget gate σ
+    i: torch.Tensor  # input gate σ
+    g: torch.Tensor  # candidate tanh
+    o: torch.Tensor  # output gate σ
+    c: torch.Tensor  # cell state c_t
+    y: torch.Tensor  # output y_t (the next layer's input)
+
+
+def reference_trace(layers: list[LayerGates], x: torch.Tensor) -> list[LayerTrace]:
+    """Run the gate equations literally, one time step at a time, and keep every gate activation
+    and state; x (B, T, n) -> one LayerTrace per layer.
 
     Slow by design: this is the definition the fused kernel is checked against, never a
     training path.
     """
+    traces = []
     out = x
     for layer in layers:
         batch, steps, _ = out.shape
         m = layer.m
         y = out.new_zeros(batch, m)  # y_0
         c = out.new_zeros(batch, m)  # c_0
-        ys = []
+        rec: dict[str, list[torch.Tensor]] = {name: [] for name in "figocy"}
         for t in range(steps):
             z = torch.cat([out[:, t, :], y], dim=1)  # [x_t, y_{t-1}]: (B, n_l + m)
             f = torch.sigmoid(z @ layer.W["f"].T + layer.b["f"])
@@ -90,14 +104,22 @@ def reference_forward(layers: list[LayerGates], x: torch.Tensor) -> torch.Tensor
             o = torch.sigmoid(z @ layer.W["o"].T + layer.b["o"])
             c = f * c + i * g
             y = o * torch.tanh(c)
-            ys.append(y)
-        out = torch.stack(ys, dim=1)  # (B, T, m): the next layer's input
-    return out
+            for name, value in zip("figocy", (f, i, g, o, c, y), strict=True):
+                rec[name].append(value)
+        stacked = {name: torch.stack(values, dim=1) for name, values in rec.items()}  # (B, T, m) each
+        traces.append(LayerTrace(**stacked))
+        out = stacked["y"]  # the next layer's input
+    return traces
+
+
+def reference_forward(layers: list[LayerGates], x: torch.Tensor) -> torch.Tensor:
+    """The gate equations' output, x (B, T, n) -> the last layer's y (B, T, m)."""
+    return reference_trace(layers, x)[-1].y
 
 
 def check_equivalence(lstm: nn.LSTM, steps: int = 12, batch: int = 3, seed: int = 0) -> float:
     """Largest |fused − reference| over all outputs, on random input, in float64."""
-    ref = _float64_copy(lstm)
+    ref = float64_copy(lstm)
     gen = torch.Generator().manual_seed(seed)
     x = torch.randn(batch, steps, ref.input_size, generator=gen, dtype=torch.float64)
     with torch.no_grad():
@@ -106,7 +128,8 @@ def check_equivalence(lstm: nn.LSTM, steps: int = 12, batch: int = 3, seed: int 
     return float((fused - textbook).abs().max())
 
 
-def _float64_copy(lstm: nn.LSTM) -> nn.LSTM:
+def float64_copy(lstm: nn.LSTM) -> nn.LSTM:
+    """The same LSTM in float64 on the CPU, in eval mode (float32 weights widen exactly)."""
     copy = nn.LSTM(lstm.input_size, lstm.hidden_size, lstm.num_layers, bias=lstm.bias, batch_first=True).double()
     copy.load_state_dict({k: v.detach().double().cpu() for k, v in lstm.state_dict().items()})
     copy.eval()  # no dropout between layers in the comparison

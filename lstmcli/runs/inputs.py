@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from lstmcli.data.calendar_features import generated_column
-from lstmcli.data.dataset import Scaler, check_log_positive
+from lstmcli.data.categories import read_categories
+from lstmcli.data.dataset import Scaler, check_log_positive, model_columns
 from lstmcli.data.reader import Table, read_header, read_table
 from lstmcli.errors import CheckpointError, DataError
 from lstmcli.runs.run import Run
@@ -37,13 +37,19 @@ def read_series(run: Run, path: str | Path, min_rows: int, purpose: str, only: s
     path = str(path)
     header = read_header(path)
     keys = [cfg.series_column] if cfg.series_column else []
-    missing = [c for c in [*keys, *cfg.file_columns] if c not in header]
+    missing = [c for c in [*keys, *cfg.file_columns, *cfg.static_categories] if c not in header]
     if missing:
+        kinds = (
+            ("features", cfg.features),
+            ("static features", cfg.static_features),
+            ("static categories", list(cfg.static_categories)),
+            ("known-future features", cfg.future_features),
+            ("series column", keys),
+        )
+        listed = "".join(f"; {name} {', '.join(cols)}" for name, cols in kinds if cols)
         raise DataError(
             f"{path}: lacks column(s) {', '.join(repr(c) for c in missing)} that run {run.path} was trained on "
-            f"(target {', '.join(cfg.target)}{'; features ' + ', '.join(cfg.features) if cfg.features else ''}"
-            f"{'; known-future features ' + ', '.join(cfg.future_features) if cfg.future_features else ''}"
-            f"{'; series column ' + cfg.series_column if cfg.series_column else ''}); the file has: {', '.join(header)}"
+            f"(target {', '.join(cfg.target)}{listed}); the file has: {', '.join(header)}"
         )
     if only is not None and not cfg.series_column:
         raise DataError(f"--series {only}: run {run.path} was trained on a single series (no data.series_column)")
@@ -55,11 +61,12 @@ def read_series(run: Run, path: str | Path, min_rows: int, purpose: str, only: s
             f"{', '.join(generated)}"
         )
     table = read_table(path, cfg.file_columns, date_column, cfg.missing, cfg.series_column, cfg.date_format)
-    if generated:
-        assert table.dates is not None
-        dates, parts = table.dates, table.series_parts()
-        extra = [generated_column(cfg, dates, j, parts) for j in range(len(generated))]
-        table = replace(table, columns=list(cfg.columns), values=np.column_stack([table.values, *extra]))
+    if generated or cfg.static_categories:
+        read = model_columns(
+            table.column, cfg, table.dates, table.series_parts(), read_categories(path, cfg, only), table.n_rows
+        )
+        values = np.column_stack([read(j) for j in range(len(cfg.columns))])
+        table = replace(table, columns=list(cfg.columns), values=values)
     parts = table.series_parts()
     if only is not None:
         parts = [p for p in parts if p[0] == only]

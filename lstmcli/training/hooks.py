@@ -44,9 +44,10 @@ class EpochReport:
 class Hooks:
     """Every method does nothing unless a subclass overrides it."""
 
-    def on_start(self, ds: Dataset, epochs: int = 0, patience: int = 0) -> None:
+    def on_start(self, ds: Dataset, epochs: int = 0, patience: int = 0, bad_epochs: int = 0) -> None:
         """The data is read and the model built; the first epoch comes next. ``epochs`` is
-        ``train.epochs`` (0: not said), ``patience`` the early-stopping patience."""
+        ``train.epochs`` (0: not said), ``patience`` the early-stopping patience, ``bad_epochs``
+        the epochs since the best one (a resumed run's)."""
 
     def on_resume(self, epoch: int) -> None:
         """Training continues after the checkpoint of ``epoch``."""

@@ -252,3 +252,77 @@ def test_static_features_are_scaled_across_series_and_kept_when_forecasts_are_fe
     _sized_series(data, change_at=40)
     text = one_line_error(runner.invoke(app, ["train", str(tmp_path / "st.yaml")]))
     assert "series 's1': static feature 'size' changes within the series (row 41 of it" in text
+
+
+def _regional_series(path: Path, regions: dict[str, str]) -> Path:
+    """Series whose seasonal swing has the sign of their region: north +, south −."""
+    lines = ["id,region,date,y"]
+    for i, (sid, region) in enumerate(regions.items()):
+        sign = {"north": 1.0, "south": -1.0}.get(region, 0.0)
+        for t in range(60):
+            month = np.datetime64("2000-01", "M") + np.timedelta64(t, "M")
+            lines.append(f"{sid},{region},{month}-01,{20 + i + 3 * sign * np.sin(2 * np.pi * t / 12):.4f}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_a_text_category_is_one_hot_encoded_per_series_and_read_by_predict(tmp_path: Path) -> None:
+    from lstmcli.config import load_config
+    from lstmcli.data.dataset import load_dataset
+
+    regions = {"a": "north", "b": "south", "c": "north"}
+    data = _regional_series(tmp_path / "promo.csv", regions)
+    spec = {"series_column": "id", "static_categories": {"region": ["north", "south"]}}
+    run = _train(tmp_path, "cat", spec, n=3)
+    cfg = load_config(tmp_path / "cat.yaml").data
+    assert cfg.columns == ["y", "region=north", "region=south"] and cfg.static_columns == [1, 2]
+    ds = load_dataset(cfg)
+    for s in ds.series:  # constant within each series, and the north ones above the south one
+        assert np.all(ds.scaled[s.start : s.stop, 1:] == ds.scaled[s.start, 1:])
+    north = [ds.scaled[s.start, 1] for s in ds.series]
+    assert north[0] == north[2] > north[1]
+    inspect = runner.invoke(app, ["inspect", str(run)])
+    assert "static category region (2 one-hot inputs: north, south)" in inspect.output
+
+    def forecast() -> list[float]:
+        result = runner.invoke(app, ["predict", str(run), "--data", str(data), "--series", "a", "--json"])
+        assert result.exit_code == 0, result.output
+        return json.loads(result.output)["series"]["a"]["forecast"]["y"]
+
+    as_north = forecast()
+    data.write_text(data.read_text().replace("a,north,", "a,south,"))  # the same values, labelled south
+    assert forecast() != as_north  # the model reads the category
+    data.write_text(data.read_text().replace("a,south,", "a,north,"))
+
+    data.write_text(data.read_text().replace("c,north,2004-12-01", "c,south,2004-12-01"))
+    text = one_line_error(runner.invoke(app, ["predict", str(run), "--data", str(data)]))
+    assert "column 'region': series 'c' has 'south' here and 'north' before" in text
+    _regional_series(data, {**regions, "c": "west"})
+    text = one_line_error(runner.invoke(app, ["predict", str(run), "--data", str(data)]))
+    assert "series 'c', column 'region': 'west' is not among the values data.static_categories lists" in text
+    only_a = runner.invoke(app, ["predict", str(run), "--data", str(data), "--series", "a"])
+    assert only_a.exit_code == 0, only_a.output  # the series asked for is checked, not every other one
+    data.write_text(data.read_text().replace(",region,", ",zone,", 1))
+    text = one_line_error(runner.invoke(app, ["predict", str(run), "--data", str(data)]))
+    assert "lacks column(s) 'region'" in text and "static categories region" in text
+
+
+def test_static_categories_are_checked_in_the_config(tmp_path: Path) -> None:
+    _regional_series(tmp_path / "promo.csv", {"a": "north"})
+    for spec, expected in (
+        ({"static_categories": {"region": ["north"]}}, "set series_column too"),
+        (
+            {"series_column": "id", "static_categories": {"region": ["north", "north"]}},
+            "list each of the column's values once",
+        ),
+        ({"series_column": "id", "static_categories": {"id": ["a"]}}, "already used as another input or key"),
+        ({"series_column": "id", "static_categories": {"region": [True, "south"]}}, "True is not text; quote each"),
+    ):
+        cfg = write_config(tmp_path / "c.yaml", csv="promo.csv", model={"n": 2}, data=spec)
+        assert expected in one_line_error(runner.invoke(app, ["train", str(cfg)]))
+    cfg = write_config(
+        tmp_path / "c.yaml",
+        csv="promo.csv",
+        data={"series_column": "id", "static_categories": {"region": ["north", "south"]}},
+    )
+    assert "one per data.static_categories value" in one_line_error(runner.invoke(app, ["train", str(cfg)]))

@@ -110,12 +110,23 @@ def test_eta_of_the_first_epoch_comes_from_its_batches() -> None:
     assert stop == pytest.approx(3.0) and most == pytest.approx(3.0 + 2 * 5.0)
 
 
-def test_early_stop_is_said_once_with_its_reason() -> None:
+def test_early_stop_is_said_once_with_its_reason_and_no_eta_after_it() -> None:
+    reports = [report(1), report(2, bad=1, patience=2), report(3, bad=2, patience=2)]
     con = console(80, terminal=True)
-    train_epochs(Progress(False, con), [report(1), report(2, bad=1, patience=2), report(3, bad=2, patience=2)])
+    train_epochs(Progress(False, con), reports)
     text = " ".join(screen(con))
     assert text.count("early stop after epoch 3") == 1
     assert "no better validation loss for 2 epochs (best" in text
+    log = console(80, terminal=False)
+    train_epochs(Progress(False, log), reports)
+    lines = log.file.getvalue().splitlines()  # type: ignore[attr-defined]
+    assert "ETA" in lines[-3] and "ETA" not in lines[-2] and lines[-1].startswith("early stop after epoch 3")
+
+
+def test_eta_of_a_resumed_run_counts_the_epochs_since_its_best() -> None:
+    eta = Eta(epochs=200, patience=5, done=10, bad=3)  # two more epochs without a better val loss end it
+    stop, most = eta.left(epoch_elapsed=4.0, batches_done=4, batches=8)  # type: ignore[misc]
+    assert stop == pytest.approx(4.0 + 8.0) and most == pytest.approx(4.0 + 189 * 8.0)
 
 
 def test_log_gets_one_plain_line_per_epoch() -> None:

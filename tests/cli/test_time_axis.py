@@ -184,3 +184,13 @@ def test_hourly_timestamps_keep_their_time_and_the_input_style_everywhere(tmp_pa
     )
     assert backtest.exit_code == 0, backtest.output
     assert "origins 2024-01-02 00:00:00 … 2024-01-04 21:00:00" in backtest.stdout  # the first origin is row L
+    # A run written before dates were spelled with a space still knows its own training data.
+    meta_path = tmp_path / "run" / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    for record in (meta["data"], *meta["series"]):
+        record["first_date"] = record["first_date"].replace(" ", "T")
+        record["last_date"] = record["last_date"].replace(" ", "T")
+    meta_path.write_text(json.dumps(meta))
+    old = runner.invoke(app, ["predict", str(tmp_path / "run"), "--data", str(data), "--backtest"])
+    assert old.exit_code == 0, old.output
+    assert "the run's stored test split" in old.stdout
