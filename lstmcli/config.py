@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import math
 import os
 from pathlib import Path
 from typing import Any, Literal
@@ -352,13 +353,171 @@ class OutputConfig(_Section):
     dir: str | None = Field(None, description="run directory (default runs/<config name>)")
 
 
+# ---------------------------------------------------------------------------------------------
+# The search space of ``lstm tune`` (the config's ``tune:`` section)
+
+Choice = bool | int | float | str | None
+TUNE_GRAMMAR = "[low, high], [low, high, log] or {choices: [a, b, ...]} (or a list of non-numbers)"
+# Keys a trial may not take from the search space: where its run directory goes is lstm tune's.
+UNTUNABLE = ("output.",)
+
+
+class TuneParam(_Section):
+    """One dimension of the search space: an int range (both ends ints), a float range, or choices."""
+
+    kind: Literal["int", "float", "choice"]
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    choices: list[Choice] | None = None
+
+    def probes(self) -> list[Choice]:
+        """The values that stand for the whole dimension when the config checks it: both ends, or
+        every choice."""
+        if self.kind == "choice":
+            return list(self.choices or [])
+        cast = int if self.kind == "int" else float
+        return [cast(self.low), cast(self.high)]  # type: ignore[arg-type]
+
+    def describe(self) -> str:
+        """As the user wrote it: ``[16, 128, log]``, ``{choices: [mse, mae]}``."""
+        if self.kind == "choice":
+            return "{choices: [" + ", ".join(_flow(c) for c in self.choices or []) + "]}"
+        low, high = self.probes()
+        return f"[{low}, {high}{', log' if self.log else ''}]"
+
+
+def _flow(value: Any) -> str:
+    return str(yaml.safe_dump(value, default_flow_style=True)).removesuffix("\n...\n").strip()
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def parse_tune_param(key: str, raw: Any) -> TuneParam:
+    """One ``tune:`` entry in the grammar of TUNE_GRAMMAR; a bad one is a ValueError naming the key."""
+    where = f"tune.{key}"
+    if isinstance(raw, dict):
+        if set(raw) != {"choices"} or not isinstance(raw["choices"], list):
+            raise ValueError(f"{where}: expected {TUNE_GRAMMAR}, got {_flow(raw)}")
+        return _choices(where, raw["choices"])
+    if not isinstance(raw, list):
+        raise ValueError(f"{where}: expected {TUNE_GRAMMAR}, got {_flow(raw)}")
+    if not any(_is_number(v) for v in raw):
+        return _choices(where, raw)
+    log = len(raw) == 3 and raw[2] == "log"
+    if not (len(raw) == 2 or log) or not all(_is_number(v) for v in raw[:2]):
+        raise ValueError(
+            f"{where}: a range is [low, high] or [low, high, log] of two numbers; for numeric choices "
+            f"write {{choices: [...]}}, got {_flow(raw)}"
+        )
+    low, high = raw[0], raw[1]
+    kind: Literal["int", "float"] = "int" if isinstance(low, int) and isinstance(high, int) else "float"
+    if not (math.isfinite(low) and math.isfinite(high)) or low >= high:
+        raise ValueError(f"{where}: a range needs low < high, got {_flow(raw)}")
+    if log and low <= 0:
+        raise ValueError(f"{where}: a log range needs low > 0, got {_flow(raw)}")
+    return TuneParam(kind=kind, low=low, high=high, log=log)
+
+
+def _choices(where: str, values: list[Any]) -> TuneParam:
+    if len(values) < 2:
+        raise ValueError(f"{where}: list at least two choices, got {_flow(values)}")
+    if any(isinstance(v, list | dict) for v in values):
+        raise ValueError(
+            f"{where}: each choice is one value (a number, a word, true/false or null), got {_flow(values)}"
+        )
+    if len({_flow(v) for v in values}) != len(values):
+        raise ValueError(f"{where}: a choice is listed twice, got {_flow(values)}")
+    return TuneParam(kind="choice", choices=values)
+
+
+def check_tune_key(key: str) -> None:
+    """``key`` names one value of the config schema (``model.m``, ``data.split.val``), not a section."""
+    parts = key.split(".")
+    section: type[BaseModel] = Config
+    for depth, part in enumerate(parts):
+        fields = {name: f for name, f in section.model_fields.items() if name != "tune"}
+        if part not in fields:
+            prefix = ".".join(parts[:depth])
+            close = difflib.get_close_matches(part, list(fields), n=1, cutoff=0.5)
+            hint = (
+                f" (did you mean '{prefix + '.' if prefix else ''}{close[0]}'?)"
+                if close
+                else f"; valid keys{' in ' + prefix if prefix else ''}: {', '.join(fields)}"
+            )
+            raise ValueError(f"tune.{key}: unknown config key '{key}'{hint}")
+        annotation = fields[part].annotation
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            if depth < len(parts) - 1:
+                raise ValueError(f"tune.{key}: {'.'.join(parts[: depth + 1])} is a value, not a section")
+            break
+        if depth == len(parts) - 1:
+            first = next(iter(annotation.model_fields))
+            raise ValueError(f"tune.{key}: {key} is a section; name one of its keys (e.g. {key}.{first})")
+        section = annotation
+    if key.startswith(UNTUNABLE):
+        raise ValueError(f"tune.{key}: lstm tune chooses where each trial's run goes (--out); {key} cannot be tuned")
+
+
+def _flat_tune(node: dict[Any, Any], prefix: str = "") -> dict[str, Any]:
+    """``{model: {m: [8, 64]}}`` (what ``--set tune.model.m=[8,64]`` makes) as ``{"model.m": [8, 64]}``;
+    a mapping other than ``{choices: [...]}`` is a section of keys."""
+    flat: dict[str, Any] = {}
+    for key, raw in sorted(node.items(), key=lambda kv: isinstance(kv[1], dict) and "choices" not in kv[1]):
+        if not isinstance(key, str) or not key or any(not p for p in key.split(".")):
+            raise ValueError(f"tune: {prefix}{key!r} is not a config key such as model.m")
+        full = prefix + key
+        inner = _flat_tune(raw, full + ".") if isinstance(raw, dict) and "choices" not in raw else {full: raw}
+        flat.update(inner)
+    # A key both flat and nested: the nested one wins, since that is what `--set tune.a.b=...` writes.
+    return flat
+
+
+def with_values(raw: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``raw`` with each ``key.path`` set to its value (the trial's config, before validation)."""
+    result = _deep_copy(raw)
+    for key, value in values.items():
+        node = result
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    return result
+
+
 class Config(_Section):
-    """A whole run: model, data, train, output."""
+    """A whole run: model, data, train, output (and the search space of lstm tune)."""
 
     model: ModelConfig
     data: DataConfig
     train: TrainConfig = Field(default_factory=TrainConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
+    # Not part of a run: never written into a run's config.yaml (exclude), so lstm train ignores it.
+    tune: dict[str, TuneParam] | None = Field(
+        None,
+        exclude=True,
+        description=f"lstm tune's search space: config key -> {TUNE_GRAMMAR}",
+    )
+
+    @field_validator("tune", mode="before")
+    @classmethod
+    def _tune_grammar(cls, value: Any) -> Any:
+        if value is None:
+            return None
+        if not isinstance(value, dict) or not value:
+            raise ValueError(f"tune: expected a mapping of config keys to {TUNE_GRAMMAR}, got {_flow(value)}")
+        parsed = {}
+        for key, raw in _flat_tune(value).items():
+            if raw is None:  # `--set tune.a.b=null` takes a key out of the space
+                continue
+            if isinstance(raw, TuneParam):
+                parsed[key] = raw
+                continue
+            check_tune_key(key)
+            parsed[key] = parse_tune_param(key, raw)
+        return parsed
 
     @model_validator(mode="before")
     @classmethod
@@ -392,6 +551,23 @@ class Config(_Section):
                 f"the model would have {self.parameters:,} parameters (m = {self.model.m}, layers = "
                 f"{self.model.layers}, horizon = {self.data.horizon}); lstm trains at most {MAX_PARAMETERS:,}"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _tune_values_fit(self) -> Config:
+        """Each end of a range and each choice, set alone in this config, must give a valid config."""
+        if not self.tune:
+            return self
+        base = self.to_dict()
+        for key, param in self.tune.items():
+            for value in param.probes():
+                try:
+                    Config.model_validate(with_values(base, {key: value}))
+                except ValidationError as exc:
+                    raise ValueError(
+                        f"tune.{key}: {_flow(value)} (from {param.describe()}) is not a valid value: "
+                        f"{describe_validation_error(exc)}"
+                    ) from None
         return self
 
     @property
@@ -576,6 +752,8 @@ def describe_validation_error(exc: ValidationError) -> str:
     index = "".join(f"[{p}]" for p in loc if p.isdigit())
     more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
     kind = err["type"]
+    if loc[:1] == ["tune"] and kind == "value_error":  # the message names the key and shows the value
+        return str(err["msg"]).removeprefix("Value error, ") + more
     if kind == "extra_forbidden":
         hint = _nearest_key(loc)
         return f"unknown key '{key}'{hint}{more}"

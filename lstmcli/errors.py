@@ -31,6 +31,12 @@ class ResourceError(LstmcliError):
     exit_code = 1
 
 
+class MissingDependency(LstmcliError):
+    """An optional package a command needs is not installed (the message names the pip command)."""
+
+    exit_code = 1
+
+
 class InternalError(LstmcliError):
     """A failure no part of lstm anticipated (a bug): still one line, exit 1."""
 

@@ -410,3 +410,69 @@ def trace_plot(tr: Traced) -> bytes:
         y=0.95,
     )
     return _png(fig)
+
+
+def tune_plot(
+    numbers: Sequence[int],
+    values: Sequence[float | None],
+    states: Sequence[str],
+    importances: dict[str, float] | None,
+    study: str = "",
+) -> bytes:
+    """lstm tune's study: each complete trial's validation MAE with the best so far, the pruned and
+    failed trials marked along the bottom, and the parameters' importances beside it when known."""
+    plt = _pyplot()
+    if importances:
+        fig, (ax, imp) = plt.subplots(1, 2, figsize=(11, 4), gridspec_kw={"width_ratios": [3, 2]})
+    else:
+        fig, ax = plt.subplots(figsize=(8, 4))
+    done = [(n, v) for n, v, s in zip(numbers, values, states, strict=True) if s == "complete" and v is not None]
+    if done:
+        xs, ys = zip(*done, strict=True)
+        ax.scatter(xs, ys, s=22, color="tab:blue", label="complete trial", zorder=3)
+        best, running = [], float("inf")
+        for y in ys:
+            running = min(running, y)
+            best.append(running)
+        ax.step(xs, best, where="post", color="tab:orange", label="best so far", zorder=2)
+        at = xs[ys.index(best[-1])]
+        ax.annotate(
+            f"best: trial {at}, {best[-1]:.4g}",
+            (at, best[-1]),
+            xytext=(0, 8),
+            textcoords="offset points",
+            ha="right" if at > (xs[0] + xs[-1]) / 2 else "left",
+            fontsize=8,
+        )
+        low, high = ax.get_ylim()
+        ax.set_ylim(low - 0.12 * (high - low), high)  # a strip below the data for the pruned and failed
+    for state, marker, color in (("pruned", "v", "tab:grey"), ("failed", "x", "tab:red")):
+        xs_s = [n for n, s in zip(numbers, states, strict=True) if s == state]
+        if xs_s:
+            # No MAE to show: along the bottom edge, in axes coordinates.
+            ax.scatter(
+                xs_s,
+                [0.02] * len(xs_s),
+                transform=ax.get_xaxis_transform(),
+                marker=marker,
+                color=color,
+                label=f"{state} (no MAE)",
+                zorder=3,
+                clip_on=False,
+            )
+    ax.set_xlabel("trial")
+    ax.set_ylabel("validation MAE (original units)")
+    ax.set_title(f"Trials of {study}" if study else "Trials")
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.grid(alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8, frameon=False, loc="best")
+    if importances:
+        names = list(importances)[::-1]  # the most important on top
+        imp.barh(names, [importances[k] for k in names], color="tab:blue")
+        imp.set_xlabel("importance (PED-ANOVA)")
+        imp.set_title("Parameter importance")
+        imp.set_xlim(0, max(1e-9, max(importances.values())) * 1.15)
+        imp.grid(alpha=0.3, axis="x")
+    fig.tight_layout()
+    return _png(fig)

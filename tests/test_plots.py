@@ -38,3 +38,9 @@ def test_loss_axis_has_plain_labels_whatever_the_range() -> None:
         plt.close(fig)
         assert 3 <= len(labels) <= 8, (low, high, labels)
         assert all("10^" not in x and "times" not in x for x in labels)
+
+
+def test_tune_plot_draws_a_study_with_no_finished_trial_and_one_with_importances() -> None:
+    empty = plots.tune_plot([0], [None], ["waiting"], None, "s")
+    full = plots.tune_plot([0, 1, 2], [2.0, None, 1.5], ["complete", "pruned", "complete"], {"model.m": 0.7}, "s")
+    assert empty[:8] == full[:8] == b"\x89PNG\r\n\x1a\n"

@@ -265,6 +265,73 @@ def _without_nproc(argv: list[str]) -> list[str]:
 
 
 # ---------------------------------------------------------------------------------------------
+# lstm tune
+
+
+@app.command()
+@handle_errors
+def tune(
+    config: Annotated[Path, typer.Argument(help="YAML config file with a tune: section (the search space).")],
+    trials: Annotated[
+        int,
+        typer.Option(
+            "--trials",
+            min=1,
+            help="Finished trials (complete or pruned) the study should hold in all; a rerun runs only the missing ones.",
+        ),
+    ],
+    jobs: Annotated[
+        int,
+        typer.Option(
+            "--jobs",
+            min=1,
+            help="Trials at once, in this many processes sharing the study, the CPU threads split between them.",
+        ),
+    ] = 1,
+    storage: Annotated[
+        str | None,
+        typer.Option(
+            help="Optuna RDB storage URL (default: sqlite:///OUT/study.db); a shared database spreads trials over machines."
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", "-o", file_okay=False, help="Study directory (default: the config's run directory + -tune)."
+        ),
+    ] = None,
+    set_: SetOption = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No line per trial.")] = False,
+    worker: Annotated[int | None, typer.Option("--worker", hidden=True)] = None,
+) -> None:
+    """Search the config's tune: space with Optuna (TPE, median pruning), judged on the validation MAE.
+
+    Each trial is a run directory in OUT/trials/; the best is copied to OUT/best/ with its test split scored once, and its config written to OUT/best.yaml. Ctrl-C keeps the finished trials: run the same command again to continue.
+    """
+    from lstmcli.commands import tune as tn
+
+    opts = tn.TuneOptions(config, tuple(set_ or []), trials, jobs, storage, out, worker)
+    tn.refuse_if_worker_misused(opts)
+    cfg = _load(config, set_)
+    from lstmcli.training.device import stable_malloc
+
+    stable_malloc()
+
+    class TrialLines(tn.TuneHooks):
+        """One stderr line per finished trial."""
+
+        names = render.short_keys(list(cfg.tune or {}))
+
+        def on_trial_end(self, row: tn.TrialRow, best: float | None) -> None:
+            if not quiet:
+                render.err.print(render.trial_line(row, best, self.names), soft_wrap=True)
+
+    summary = tn.tune(cfg, opts, TrialLines())
+    if worker is None:
+        render.tune_summary(summary)
+
+
+# ---------------------------------------------------------------------------------------------
 # lstm inspect
 
 

@@ -8,7 +8,7 @@ they show.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from rich.console import Console
@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from lstmcli.commands.init import Starter
     from lstmcli.commands.inspect_run import InspectFacts, RunSummary
     from lstmcli.commands.train import TrainSummary
+    from lstmcli.commands.tune import TrialRow, TuneSummary
     from lstmcli.evaluate import (
         Calibration,
         ForecastScores,
@@ -190,12 +191,13 @@ def train_summary(summary: TrainSummary) -> None:
         f"best epoch {m.best_epoch} of {m.epochs_run}{stop}, {m.train_seconds:.1f} s on {m.device}{threads}{batch} "
         f"({plural(m.windows['train'], 'training window')})"
     )
-    out.print(metrics_table(m.test, f"Test split: {plural(m.windows['test'], 'window')}, original units"))
-    if m.test.per_series:
-        out.print(series_table(m.test.per_series))
-    means = series_means_line(m.test)
-    if means:
-        out.print(means)
+    if m.test is not None:
+        out.print(metrics_table(m.test, f"Test split: {plural(m.windows['test'], 'window')}, original units"))
+        if m.test.per_series:
+            out.print(series_table(m.test.per_series))
+        means = series_means_line(m.test)
+        if means:
+            out.print(means)
     if m.filled_timestamps:
         out.print(f"{m.filled_timestamps} missing timestamp(s) were inserted and filled, as data.missing says")
     if m.padded_series:
@@ -213,7 +215,8 @@ def train_summary(summary: TrainSummary) -> None:
         from lstmcli.intervals import windows_needed
 
         cal = m.calibration["model"]
-        out.print(summary_intervals_table(m.intervals, cal, len(m.test.per_series or {}) or 1))
+        series = len(m.test.per_series or {}) if m.test is not None else 0
+        out.print(summary_intervals_table(m.intervals, cal, series or 1))
         short = [lv for lv in m.intervals if not cal.guaranteed(int(lv))]
         if short:
             out.print(
@@ -268,14 +271,19 @@ def inspect_facts(f: InspectFacts) -> None:
         _units(f)
     if f.metrics is not None:
         mt = f.metrics
-        out.print(
-            metrics_table(mt.test, f"Test metrics of this run ({plural(mt.windows['test'], 'window')}, original units)")
-        )
-        if mt.test.per_series:
-            out.print(series_table(mt.test.per_series))
-        means = series_means_line(mt.test)
-        if means:
-            out.print(means)
+        if mt.test is None:
+            out.print("Test split: not scored (a tuning trial, judged on validation only)")
+        else:
+            out.print(
+                metrics_table(
+                    mt.test, f"Test metrics of this run ({plural(mt.windows['test'], 'window')}, original units)"
+                )
+            )
+            if mt.test.per_series:
+                out.print(series_table(mt.test.per_series))
+            means = series_means_line(mt.test)
+            if means:
+                out.print(means)
         v = mt.val.model
         out.print(
             f"validation ({plural(mt.windows['val'], 'window')}): MAE {_fmt(v.MAE)}, RMSE {_fmt(v.RMSE)}, "
@@ -631,3 +639,73 @@ def starter(st: Starter) -> None:
     for reason in st.reasons:
         out.print(f"  • {reason}")
     out.print(f"wrote {st.out}; next: lstm train {st.out}")
+
+
+# ---------------------------------------------------------------------------------------------
+# lstm tune
+
+
+def short_keys(keys: Sequence[str]) -> dict[str, str]:
+    """Each key by its last part (``model.m`` -> ``m``), or whole where two would read alike."""
+    last = [k.rsplit(".", 1)[-1] for k in keys]
+    return {k: (s if last.count(s) == 1 else k) for k, s in zip(keys, last, strict=True)}
+
+
+def _value(v: object) -> str:
+    return f"{v:.3g}" if isinstance(v, float) else str(v)
+
+
+def trial_params(params: Mapping[str, object], names: dict[str, str]) -> str:
+    return " ".join(f"{names.get(k, k)}={_value(v)}" for k, v in params.items())
+
+
+def trial_line(row: TrialRow, best: float | None, names: dict[str, str]) -> str:
+    """One stderr line per finished trial."""
+    params = trial_params(row.params, names)
+    took = f", {row.seconds:.1f} s" if row.seconds is not None else ""
+    if row.state == "complete" and row.val_mae is not None:
+        best_text = " (best)" if best is not None and row.val_mae <= best else f" (best {_fmt(best)})"
+        return f"trial {row.number}: {params}: val MAE {_fmt(row.val_mae)}{best_text}, {row.epochs} epochs{took}"
+    if row.state == "pruned":
+        return f"trial {row.number}: {params}: pruned at epoch {row.epochs}{took}"
+    return f"trial {row.number}: {params}: {row.state}{': ' + row.note if row.note else ''}"
+
+
+def tune_summary(s: TuneSummary) -> None:
+    """The trials table (fits 80 columns), the best trial with its test MAE, the files written."""
+    names = short_keys(list(s.space))
+    table = Table(title=f"{plural(len(s.rows), 'trial')} in {s.out}", title_justify="left")
+    table.add_column("trial", justify="right")
+    table.add_column("state")
+    table.add_column("parameters", overflow="fold", max_width=36)
+    table.add_column("val MAE", justify="right")
+    table.add_column("epochs", justify="right")
+    table.add_column("time", justify="right")
+    maes = column([r.val_mae for r in s.rows])
+    for r, mae in zip(s.rows, maes, strict=True):
+        star = "*" if s.best is not None and r.number == s.best.number else ""
+        table.add_row(
+            f"{r.number}{star}",
+            r.state,
+            trial_params(r.params, names),
+            "" if r.val_mae is None else mae,
+            "" if r.epochs is None else str(r.epochs),
+            "" if r.seconds is None else f"{r.seconds:.1f} s",
+        )
+    out.print(table)
+    out.print("* the best trial (lowest validation MAE, original units)")
+    if s.best is None:
+        out.print("no trial has completed yet, so there is no best trial")
+        return
+    m = s.best_metrics
+    test = m.test.model.MAE if m is not None and m.test is not None else None
+    out.print(
+        f"best: trial {s.best.number} ({trial_params(s.best.params, names)}), validation MAE {_fmt(s.best.val_mae)}, "
+        f"test MAE {_fmt(test)} (the test split is read for the best trial only)"
+    )
+    if s.importances:
+        shown = ", ".join(f"{names.get(k, k)} {v:.2f}" for k, v in s.importances.items())
+        out.print(f"importance: {shown} ({s.importance_note})")
+    elif s.importance_note:
+        out.print(f"no importances: {s.importance_note}")
+    out.print(f"written: {s.out}/best/, best.yaml, trials.csv, tune.png; this run finished {plural(s.ran, 'trial')}")

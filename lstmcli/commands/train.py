@@ -28,13 +28,15 @@ import torch
 
 from lstmcli.config import Config, load_yaml, parse_yaml, read_config_text, validate_config
 from lstmcli.data.dataset import Dataset, load_dataset
+from lstmcli.data.windows import Windows
 from lstmcli.errors import CheckpointError, DataError, Interrupted, ResourceError, TrainingError
-from lstmcli.evaluate import calibrate, evaluate_split, interval_scores
+from lstmcli.evaluate import Calibration, IntervalSums, SplitScores, calibrate, evaluate_split, interval_scores
 from lstmcli.fsutil import atomic_write, check_regular, sha256, sha256_file
+from lstmcli.model.forecaster import LSTMForecaster
 from lstmcli.plots import loss_curve
 from lstmcli.plots import preload as preload_plotting
 from lstmcli.runs.checkpoints import TrainCheckpoint, load_train_state, save_train_state
-from lstmcli.runs.run import run_meta, save_model, write_json_model
+from lstmcli.runs.run import load_run, run_meta, save_model, write_json_model
 from lstmcli.runs.schema import METRICS_FORMAT_VERSION, Metrics
 from lstmcli.runs.store import CHECKPOINT_DIR, CONFIG, HISTORY, LOSS_PLOT, MARKER, META, METRICS, STATE_POINTER, RunDir
 from lstmcli.runs.tensors import refuse_pickles
@@ -82,12 +84,18 @@ class OpenRun:
 
 
 def train(
-    cfg: Config, run_dir: Path, mode: Mode = "new", hooks: Hooks | None = None, dist: Dist | None = None
+    cfg: Config,
+    run_dir: Path,
+    mode: Mode = "new",
+    hooks: Hooks | None = None,
+    dist: Dist | None = None,
+    score_test: bool = True,
 ) -> TrainSummary:
     """Train ``cfg`` into ``run_dir``: a ``new`` run, one that replaces the run there
     (``overwrite``: the old one stays until the new one has finished), or ``resume`` the unfinished
     one (starting it if no epoch was saved). SIGINT/SIGTERM stop at the next batch with the last
-    checkpoint intact and raise ``Interrupted``."""
+    checkpoint intact and raise ``Interrupted``. ``score_test=False`` (a tuning trial) never
+    forecasts the test split: metrics.json then has no test scores (see :func:`score_test_split`)."""
     hooks, dist = hooks or Hooks(), dist or Dist()
     with StopSignals() as stop:
         prepared = prepare(cfg, dist)
@@ -96,9 +104,9 @@ def train(
         run = RunDir(run_dir)
         if not dist.is_main:
             saved = load_train_state(run.partial, cfg.parameters) if mode == "resume" else None
-            return _fit_and_finish(OpenRun(prepared, run, None, saved), hooks, stop)
+            return _fit_and_finish(OpenRun(prepared, run, None, saved), hooks, stop, score_test)
         with run.locked():
-            return _fit_and_finish(open_run(prepared, run, mode), hooks, stop)
+            return _fit_and_finish(open_run(prepared, run, mode), hooks, stop, score_test)
 
 
 def prepare(cfg: Config, dist: Dist) -> Prepared:
@@ -186,7 +194,7 @@ class _RunHooks(Hooks):
         return self.stop.signum is not None or self.outer.should_stop()
 
 
-def _fit_and_finish(opened: OpenRun, hooks: Hooks, stop: StopSignals) -> TrainSummary:
+def _fit_and_finish(opened: OpenRun, hooks: Hooks, stop: StopSignals, score_test: bool = True) -> TrainSummary:
     p = opened.prepared
     with _out_of_memory_is_one_line():
         trainer = Trainer(p.cfg, p.ds, device=p.device, dist=p.dist)
@@ -205,7 +213,7 @@ def _fit_and_finish(opened: OpenRun, hooks: Hooks, stop: StopSignals) -> TrainSu
         if opened.work is None:
             return TrainSummary(opened.run.path, None, result)
         hooks.on_evaluate()
-        metrics = finish(opened, result, time.perf_counter() - start)
+        metrics = finish(opened, result, time.perf_counter() - start, score_test)
         opened.run.commit()
         return TrainSummary(opened.run.path, metrics, result, losses_to_baselines(metrics, p.cfg))
     except BaseException:
@@ -274,17 +282,18 @@ def _out_of_memory_is_one_line() -> Iterator[None]:
         raise ResourceError(f"training ran out of memory{tried}; {hint}") from None
 
 
-def finish(opened: OpenRun, result: TrainResult, seconds: float) -> Metrics:
+def finish(opened: OpenRun, result: TrainResult, seconds: float, score_test: bool = True) -> Metrics:
     """Evaluate the best weights and write the finished run's files into ``partial/``, metrics.json
-    last (its presence marks the run finished); returns the metrics."""
+    last (its presence marks the run finished); returns the metrics. ``score_test=False``: the
+    validation split only (calibration included), the test split is never forecast."""
     p, work = opened.prepared, opened.work
     assert work is not None
     cfg, ds, windows = p.cfg, p.ds, result.windows  # evaluated on the device it was trained on
     calibration = calibrate(result.model, windows, ds, cfg.data.season)
-    uncertainty = interval_scores(result.model, windows, ds, "test", cfg.data.season, calibration)
+    test = _test_scores(result.model, windows, ds, cfg, calibration) if score_test else None
     metrics = Metrics(
         format_version=METRICS_FORMAT_VERSION,
-        test=evaluate_split(result.model, windows, ds, "test", cfg.data.season),
+        test=None if test is None else test[0],
         val=evaluate_split(result.model, windows, ds, "val", cfg.data.season),
         windows=ds.counts(),
         best_epoch=result.state.best_epoch,
@@ -300,8 +309,8 @@ def finish(opened: OpenRun, result: TrainResult, seconds: float) -> Metrics:
         threads=None if result.threads is None else result.threads.threads,
         threads_reason=None if result.threads is None else result.threads.why,
         calibration=calibration,
-        intervals=uncertainty.table(),
-        quantiles=uncertainty.quantile_table(),
+        intervals=None if test is None else test[1].table(),
+        quantiles=None if test is None else test[1].quantile_table(),
         filled_timestamps=ds.table.filled,
         padded_series=ds.padded_series,
         series_without_training_windows=ds.series_without_training_windows,
@@ -321,11 +330,50 @@ def finish(opened: OpenRun, result: TrainResult, seconds: float) -> Metrics:
     return metrics
 
 
+def _test_scores(
+    model: LSTMForecaster, windows: Windows, ds: Dataset, cfg: Config, calibration: dict[str, Calibration]
+) -> tuple[SplitScores, IntervalSums]:
+    """The test split's point scores and its calibrated intervals' scores."""
+    uncertainty = interval_scores(model, windows, ds, "test", cfg.data.season, calibration)
+    return evaluate_split(model, windows, ds, "test", cfg.data.season), uncertainty
+
+
+def score_test_split(run_dir: Path) -> Metrics:
+    """Forecast the test split of a finished run trained with ``score_test=False`` (a tuning trial)
+    with its saved weights, as :func:`finish` would have; returns its metrics with the test scores
+    (the caller writes them). Reads the CSV again and checks it is the one the run was trained on."""
+    run = load_run(run_dir)
+    stored = run.metrics()
+    if stored is None:
+        raise CheckpointError(f"{run_dir}: has no {METRICS}; the run has not finished")
+    cfg = run.cfg
+    data_sha = sha256_file(cfg.data.path, DataError)
+    ds = load_dataset(cfg.data, content_sha256=data_sha)
+    if ds.counts() != stored.windows:
+        raise CheckpointError(f"{cfg.data.path}: changed since {run_dir} was trained (other window counts)")
+    starts = ds.row_starts()
+    windows = Windows(  # as the trainer builds them, on the CPU
+        torch.as_tensor(ds.scaled),
+        cfg.data.lookback,
+        cfg.data.horizon,
+        ds.n_targets,
+        None if starts is None else torch.as_tensor(starts),
+        cfg.data.future_columns,
+    )
+    calibration = stored.calibration or calibrate(run.model, windows, ds, cfg.data.season)
+    test, uncertainty = _test_scores(run.model, windows, ds, cfg, calibration)
+    return stored.model_copy(
+        update={"test": test, "intervals": uncertainty.table(), "quantiles": uncertainty.quantile_table()}
+    )
+
+
 def losses_to_baselines(metrics: Metrics, cfg: Config) -> tuple[str, ...]:
     """Where the model's MAE is worse than a baseline's on the validation or the test split, in
     words, with what to try when there are few training windows for the model's size."""
     found = []
     for split, scores in (("validation", metrics.val), ("test", metrics.test)):
+        if scores is None:
+            continue
         mae = scores.model.MAE
         worse = [
             f"{label} ({base.MAE:.4g})"

@@ -91,7 +91,7 @@ class Metrics(_Schema):
     """``metrics.json``: the finished run's scores and how training went."""
 
     format_version: Literal[2]
-    test: SplitScores
+    test: SplitScores | None  # None: a tuning trial, scored on validation only (lstm tune scores the best)
     val: SplitScores
     windows: dict[Literal["train", "val", "test"], int]
     best_epoch: int
