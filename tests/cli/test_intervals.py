@@ -94,7 +94,7 @@ def test_the_forecast_plot_draws_a_band_per_level(run_dir: Path) -> None:
     plain = forecast(run_dir, data).items[0]
     banded = forecast(run_dir, data, levels=[80, 95]).items[0]
     assert sorted(banded.intervals) == [80, 95] and not plain.intervals
-    assert plots.forecast_plot(banded) != plots.forecast_plot(plain)
+    assert plots.forecast_plot([banded]) != plots.forecast_plot([plain])
 
 
 def test_inspect_run_names_the_loss_and_the_interval_calibration(run_dir: Path) -> None:
