@@ -1,5 +1,6 @@
-"""Training on a busy machine: the default thread choice against one thread, with and without one
-CPU-bound neighbour process, runs alternating, medians (issue 17).
+"""Training on a busy machine: the default thread choice against one thread and against the bare
+PyTorch reference, with and without one CPU-bound neighbour process, runs alternating, medians
+(issue 17).
 
     python benchmarks/busy.py                       # configs/co2.yaml and configs/sunspots.yaml, 5 epochs, 3 rounds
     python benchmarks/busy.py --configs co2 --rounds 5
@@ -7,7 +8,9 @@ CPU-bound neighbour process, runs alternating, medians (issue 17).
 Each run is `lstm train configs/<name>.yaml -q --set train.epochs=5 --set train.patience=50` in a
 fresh process, timed whole. "libgomp default" sets OMP_WAIT_POLICY to an empty value, which
 libgomp ignores: its own spin-then-sleep policy, what lstm ran with before it chose passive
-waiting. Results go to benchmarks/results/busy.json.
+waiting. "bare reference" is `benchmarks/reference.py` on the same data, model size, batch and 5
+epochs, as a hand-written PyTorch script runs: torch's default threads and OpenMP waiting.
+Results go to benchmarks/results/busy.json.
 """
 
 from __future__ import annotations
@@ -27,12 +30,30 @@ VARIANTS = {
     "default": ([], {}),
     "threads=1": (["--set", "train.threads=1"], {}),
     "2 threads, libgomp default": (["--set", "train.threads=2"], {"OMP_WAIT_POLICY": ""}),
+    "bare reference": (["reference"], {}),
 }
 
 
+def reference_args(config: Path) -> list[str]:
+    """benchmarks/reference.py with the config's data, model and batch, 5 epochs, torch's own threads."""
+    sys.path.insert(0, str(ROOT))
+    from lstmcli.config import load_config
+
+    cfg = load_config(config)
+    d, m, t = cfg.data, cfg.model, cfg.train
+    batch = t.batch_size if isinstance(t.batch_size, int) else 64
+    args = [str(ROOT / "benchmarks" / "reference.py"), "--csv", d.path, "--columns", ",".join(d.columns)]
+    args += ["--lookback", str(d.lookback), "--horizon", str(d.horizon), "--m", str(m.m), "--layers", str(m.layers)]
+    args += ["--batch", str(batch), "--epochs", "5", "--lr", str(t.lr), "--seed", str(t.seed)]
+    return [*args, "--log"] if d.transform == "log" else args
+
+
 def timed(config: Path, extra: list[str], env: dict[str, str]) -> float:
-    args = [sys.executable, "-m", "lstmcli", "train", str(config), "-q", "--overwrite"]
-    args += ["--set", "train.epochs=5", "--set", "train.patience=50", "--set", f"output.dir={WORK / 'run'}", *extra]
+    if extra == ["reference"]:
+        args = [sys.executable, *reference_args(config)]
+    else:
+        args = [sys.executable, "-m", "lstmcli", "train", str(config), "-q", "--overwrite"]
+        args += ["--set", "train.epochs=5", "--set", "train.patience=50", "--set", f"output.dir={WORK / 'run'}", *extra]
     start = time.perf_counter()
     proc = subprocess.run(args, env={**os.environ, **env}, capture_output=True, text=True, timeout=600)
     if proc.returncode:
