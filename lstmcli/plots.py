@@ -434,7 +434,8 @@ def tune_plot(
         for y in ys:
             running = min(running, y)
             best.append(running)
-        ax.step(xs, best, where="post", color="tab:orange", label="best so far", zorder=2)
+        last = max(numbers)  # the best so far holds to the last trial, complete or not
+        ax.step([*xs, last], [*best, best[-1]], where="post", color="tab:orange", label="best so far", zorder=2)
         at = xs[ys.index(best[-1])]
         ax.annotate(
             f"best: trial {at}, {best[-1]:.4g}",
@@ -460,6 +461,8 @@ def tune_plot(
                 zorder=3,
                 clip_on=False,
             )
+    if numbers:  # every trial on the axis, the pruned and failed ones after the last complete too
+        ax.set_xlim(min(numbers) - 0.5, max(numbers) + 0.5)
     ax.set_xlabel("trial")
     ax.set_ylabel("validation MAE (original units)")
     ax.set_title(f"Trials of {study}" if study else "Trials")
