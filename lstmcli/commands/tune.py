@@ -49,6 +49,7 @@ from lstmcli.errors import (
     Interrupted,
     LstmcliError,
     MissingDependency,
+    OutputError,
     TrainingError,
 )
 from lstmcli.fsutil import atomic_write, atomic_write_all, fsync_dir, sha256
@@ -200,7 +201,10 @@ def _identity(cfg: Config) -> dict[str, str]:
 def _pruner(optuna: Any, cfg: Config) -> Any:
     if any(key in LOSS_UNIT_KEYS for key in cfg.tune or {}):
         return optuna.pruners.NopPruner()
-    warmup = max(1, min(cfg.train.patience, cfg.train.epochs // 4))
+    from lstmcli.training.trainer import MIN_PATIENCE  # (imports torch: only once a study is opened)
+
+    patience = cfg.train.patience if isinstance(cfg.train.patience, int) else MIN_PATIENCE  # auto: at least 20
+    warmup = max(1, min(patience, cfg.train.epochs // 4))
     return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=warmup)
 
 
@@ -322,7 +326,7 @@ def trial_config(base: Config, values: dict[str, Choice], run_dir: Path, threads
     from lstmcli.config import validate_config
 
     raw = with_values(base.to_dict(), {**values, "output.dir": str(run_dir)})
-    if threads and base.train.threads is None:
+    if threads and base.train.threads is None and "train.threads" not in values:  # a tuned count is the trial's
         raw = with_values(raw, {"train.threads": threads})
     return validate_config(raw, f"{source} (trial with {_short(values)})")
 
@@ -506,13 +510,16 @@ def tune(cfg: Config, opts: TuneOptions, hooks: TuneHooks | None = None) -> Tune
     with RunLock(out):
         try:
             study = open_study(cfg, url, name)
-        except LstmcliError:
-            if created:  # a bad --storage: leave no empty study directory behind
+        except BaseException:
+            if created:  # a bad --storage (or any failure to open it): leave no study directory behind
                 shutil.rmtree(out, ignore_errors=True)
             raise
         if opts.storage is None:
             _fail_stale(study)
+        else:
+            _fail_stale_by_heartbeat(study)
         if not study.trials:
+            _refuse_leftover_trials(out)
             enqueue_config_as_written(study, cfg)
         before = _counts(study)[0]
         try:
@@ -536,10 +543,32 @@ def tune(cfg: Config, opts: TuneOptions, hooks: TuneHooks | None = None) -> Tune
                 exc.exit_code,
             ) from None
         ran = _counts(study)[0] - before
+        write_summary_files(study, cfg, out, None)  # kept even if scoring the best fails
         best_metrics = score_best(study, cfg, out)
         summary = _summary(study, cfg, out, url, ran, best_metrics)
         write_summary_files(study, cfg, out, summary)
         return summary
+
+
+def _fail_stale_by_heartbeat(study: Any) -> None:
+    """A shared --storage: trials whose process stopped sending heartbeats are failed before the
+    finished ones are counted (Optuna does it only inside optimize, after the count)."""
+    import optuna
+
+    try:
+        optuna.storages.fail_stale_trials(study)
+    except Exception:  # noqa: S110 - a storage without heartbeats has nothing to fail
+        pass
+
+
+def _refuse_leftover_trials(out: Path) -> None:
+    """A new study in a directory whose trials/ holds another study's runs would train into them."""
+    trials = out / TRIALS
+    if trials.is_dir() and any(trials.iterdir()):
+        raise OutputError(
+            f"{trials}: holds the runs of an earlier study, but the study here is new; choose another --out "
+            "(or move that directory away)"
+        )
 
 
 def continue_command(opts: TuneOptions) -> str:
@@ -616,22 +645,38 @@ def score_best(study: Any, cfg: Config, out: Path) -> Metrics | None:
     run_dir = out / TRIALS / str(best.number)
     best_dir = out / BEST
     marker = best_dir / TRIAL_FILE
+    which = _best_identity(study, cfg, best)
     if marker.is_file() and (best_dir / METRICS).is_file():
         try:
-            if json.loads(marker.read_text()).get("trial") == best.number:
+            if json.loads(marker.read_text()) == which:
+                atomic_write(out / BEST_CONFIG, best_yaml(best_dir, cfg, best.number, best.params, best.value))
                 return read_model(best_dir / METRICS, Metrics)
         except (OSError, ValueError):
             pass
+    if not run_dir.is_dir():  # trained by another machine sharing the --storage: scored there
+        return None
     metrics = score_test_split(run_dir)
-    _replace_best(run_dir, best_dir, metrics, best.number, best.params)
-    atomic_write(out / BEST_CONFIG, best_yaml(run_dir, best.number, best.params, best.value))
+    _replace_best(run_dir, best_dir, metrics, which)
+    atomic_write(out / BEST_CONFIG, best_yaml(run_dir, cfg, best.number, best.params, best.value))
     return metrics
+
+
+def _best_identity(study: Any, cfg: Config, best: Any) -> dict[str, Any]:
+    """What best/ holds: this study's trial, its values and score (a best/ of another study or
+    another trial of the same number is scored again, never reused)."""
+    return {
+        "study": study.study_name,
+        **_identity(cfg),
+        "trial": best.number,
+        "params": best.params,
+        "value": best.value,
+    }
 
 
 TRIAL_FILE = "tune-trial.json"
 
 
-def _replace_best(run_dir: Path, best_dir: Path, metrics: Metrics, number: int, params: dict[str, Any]) -> None:
+def _replace_best(run_dir: Path, best_dir: Path, metrics: Metrics, which: dict[str, Any]) -> None:
     """``best/`` becomes a copy of the trial's finished run with the test-scored metrics.json, put in
     place by renames: a reader sees the old best or the new one, whole."""
     tmp = best_dir.with_name(f".{best_dir.name}.new")
@@ -640,7 +685,7 @@ def _replace_best(run_dir: Path, best_dir: Path, metrics: Metrics, number: int, 
         shutil.rmtree(leftover, ignore_errors=True)
     shutil.copytree(run_dir, tmp, ignore=shutil.ignore_patterns(PARTIAL, ".lock", ".*lstmcli-tmp-*"))
     write_json_model(tmp / METRICS, metrics)
-    atomic_write(tmp / TRIAL_FILE, json.dumps({"trial": number, "params": params}, indent=2) + "\n")
+    atomic_write(tmp / TRIAL_FILE, json.dumps(which, indent=2) + "\n")
     if not (tmp / MARKER).is_file():
         RunDir(tmp).mark()
     if best_dir.exists():
@@ -650,12 +695,15 @@ def _replace_best(run_dir: Path, best_dir: Path, metrics: Metrics, number: int, 
     shutil.rmtree(old, ignore_errors=True)
 
 
-def best_yaml(run_dir: Path, number: int, params: dict[str, Any], value: float) -> str:
-    """The best trial's config as ``lstm train`` takes it: its own config.yaml without output.dir."""
+def best_yaml(run_dir: Path, base: Config, number: int, params: dict[str, Any], value: float) -> str:
+    """The best trial's config as ``lstm train`` takes it: its own config.yaml without output.dir,
+    and without the thread count a --jobs worker gave it (unless the config or the space set one)."""
     from lstmcli.config import parse_yaml, read_config_text
 
     raw = parse_yaml(read_config_text(run_dir / "config.yaml"), str(run_dir / "config.yaml"))
     raw.pop("output", None)  # lstm train best.yaml writes to runs/best, not into the trial
+    if base.train.threads is None and "train.threads" not in params and isinstance(raw.get("train"), dict):
+        raw["train"].pop("threads", None)
     shown = ", ".join(f"{k}={_fmt_value(v)}" for k, v in params.items())
     head = f"# lstm tune: trial {number} ({shown}), validation MAE {value:.6g}\n"
     return head + yaml.safe_dump(raw, sort_keys=False)

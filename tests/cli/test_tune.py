@@ -257,3 +257,32 @@ def test_set_replaces_a_key_of_the_space_or_takes_it_out(tmp_path: Path, tiny_cs
     cfg = tune_config(tmp_path)
     tune = load_config(cfg, ["tune.model.m=[2, 6]", "tune.train.lr=null"]).tune
     assert tune is not None and list(tune) == ["model.m"] and tune["model.m"].probes() == [2, 6]
+
+
+def test_a_config_left_at_the_default_patience_tunes(tmp_path: Path, tiny_csv: Path) -> None:
+    config = tune_config(tmp_path, train={"epochs": 2, "patience": None})  # train.patience: auto
+    result = runner.invoke(app, ["tune", str(config), "--trials", "1"])
+    assert result.exit_code == 0, result.output
+
+
+def test_a_new_study_refuses_a_directory_holding_another_studys_trials(tmp_path: Path, tiny_csv: Path) -> None:
+    config = tune_config(tmp_path)
+    assert runner.invoke(app, ["tune", str(config), "--trials", "1"]).exit_code == 0
+    out = tmp_path / "run-tune"
+    (out / "study.db").unlink()  # the study is gone, its trials' runs are not
+    before = snapshot(out / "trials")
+    text = one_line_error(runner.invoke(app, ["tune", str(config), "--trials", "1"]))
+    assert "holds the runs of an earlier study, but the study here is new" in text
+    assert snapshot(out / "trials") == before
+
+
+def test_best_is_reused_only_when_it_holds_this_studys_best_trial(tmp_path: Path, tiny_csv: Path) -> None:
+    config = tune_config(tmp_path)
+    assert runner.invoke(app, ["tune", str(config), "--trials", "1", "-q"]).exit_code == 0
+    marker = tmp_path / "run-tune" / "best" / "tune-trial.json"
+    which = json.loads(marker.read_text())
+    assert {"study", "config_sha256", "space", "trial", "params", "value"} <= set(which)
+    marker.write_text(json.dumps({"trial": which["trial"]}))  # a best/ that says less (another study's, say)
+    result = runner.invoke(app, ["tune", str(config), "--trials", "1", "-q"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(marker.read_text()) == which  # scored again and marked as this study's
