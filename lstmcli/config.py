@@ -372,18 +372,21 @@ class TuneParam(_Section):
     choices: list[Choice] | None = None
 
     def probes(self) -> list[Choice]:
-        """The values that stand for the whole dimension when the config checks it: both ends, or
-        every choice."""
+        """The values that stand for the whole dimension when the config checks it: both ends (and,
+        for a float range, a value between them, which an int key refuses), or every choice."""
         if self.kind == "choice":
             return list(self.choices or [])
-        cast = int if self.kind == "int" else float
-        return [cast(self.low), cast(self.high)]  # type: ignore[arg-type]
+        if self.kind == "int":
+            return [int(self.low), int(self.high)]  # type: ignore[arg-type]
+        low, high = float(self.low), float(self.high)  # type: ignore[arg-type]
+        middle = low + (high - low) * 0.382  # a fraction wherever the ends are whole numbers
+        return [low, high] if low == high else [low, high, middle]
 
     def describe(self) -> str:
         """As the user wrote it: ``[16, 128, log]``, ``{choices: [mse, mae]}``."""
         if self.kind == "choice":
             return "{choices: [" + ", ".join(_flow(c) for c in self.choices or []) + "]}"
-        low, high = self.probes()
+        low, high = self.probes()[:2]
         return f"[{low}, {high}{', log' if self.log else ''}]"
 
 

@@ -183,6 +183,11 @@ def test_train_ignores_the_tune_section(tmp_path: Path, tiny_csv: Path) -> None:
             "tune.model.m: 0 (from [0, 4]) is not a valid value: model.m: input should be greater than 0",
         ),
         ({"train.lr": [0.0, 0.1, "log"]}, [], "tune.train.lr: a log range needs low > 0"),
+        (
+            {"model.m": [4.0, 64.0]},
+            [],
+            "(from [4.0, 64.0]) is not a valid value: model.m: input should be a valid integer",
+        ),
         ({"train.loss": ["mse", "l1"]}, [], "tune.train.loss: l1 (from {choices: [mse, l1]}) is not a valid value"),
         ({"model.m": [4]}, [], "tune.model.m: a range is [low, high] or [low, high, log]"),
         ({"model": [1, 2]}, [], "tune.model: model is a section"),
