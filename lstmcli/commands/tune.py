@@ -36,7 +36,7 @@ import sys
 import time
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -290,10 +290,11 @@ class _Stop(KeyboardInterrupt):
 class _TrialHooks(Hooks):
     """Report each epoch's validation loss to the trial; stop training once Optuna prunes it."""
 
-    def __init__(self, trial: Any, prune: bool) -> None:
+    def __init__(self, trial: Any, prune: bool, parent: int | None = None) -> None:
         self.trial, self.prune = trial, prune
         self.pruned = False
         self.epochs = 0
+        self.parent = parent  # a --jobs worker's lstm tune: the worker stops once that process is gone
 
     def on_epoch_end(self, report: EpochReport) -> None:
         # The best validation loss so far, not this epoch's: a trial ends with its best epoch's
@@ -304,7 +305,9 @@ class _TrialHooks(Hooks):
             self.pruned = self.trial.should_prune()
 
     def should_stop(self) -> bool:
-        return self.pruned
+        # An orphaned worker (its lstm tune killed, its terminal closed) stops at the next batch
+        # rather than training on without the study directory's lock.
+        return self.pruned or (self.parent is not None and os.getppid() != self.parent)
 
 
 def suggest(trial: Any, space: dict[str, TuneParam]) -> dict[str, Choice]:
@@ -343,6 +346,7 @@ def _objective(base: Config, out: Path, threads: int | None, source: str, prune:
     from lstmcli.commands.train import train
 
     optuna = _optuna()
+    parent = os.getppid() if threads is not None else None  # a --jobs worker's lstm tune, at its start
 
     def objective(trial: Any) -> float:
         started.append(trial.number)
@@ -354,7 +358,7 @@ def _objective(base: Config, out: Path, threads: int | None, source: str, prune:
         except ConfigError as exc:
             trial.set_user_attr("note", str(exc)[:300])
             raise
-        hooks = _TrialHooks(trial, prune)
+        hooks = _TrialHooks(trial, prune, parent)
         try:
             summary = train(cfg, run_dir, "new", hooks, score_test=False)
         except Interrupted as exc:
@@ -407,6 +411,13 @@ def run_trials(study: Any, base: Config, out: Path, opts: TuneOptions, hooks: Tu
             if failures >= FAILURES_IN_A_ROW:
                 note = row.note if row is not None else ""
                 raise TrainingError(f"{FAILURES_IN_A_ROW} trials failed in a row; the last: {note or 'no reason'}")
+
+
+def _waiting(study: Any) -> bool:
+    """Whether the study holds an enqueued trial no process has taken yet."""
+    import optuna
+
+    return any(t.state == optuna.trial.TrialState.WAITING for t in study.get_trials(deepcopy=False))
 
 
 def _prunes(study: Any) -> bool:
@@ -526,6 +537,12 @@ def tune(cfg: Config, opts: TuneOptions, hooks: TuneHooks | None = None) -> Tune
             if opts.jobs == 1:
                 run_trials(study, cfg, out, opts, hooks)
             else:
+                if _waiting(study):
+                    # The config as written, enqueued as trial 0, is run here first: two workers asking
+                    # at once could both pop it (SQLite has no row locks) and train into one directory.
+                    trials = min(opts.trials, _counts(study)[0] + 1)
+                    first = replace(opts, trials=trials, worker_threads=threads_per_job(opts.jobs))
+                    run_trials(study, cfg, out, first, hooks)
                 codes = run_workers(opts, out, url)
                 bad = [c for c in codes if c != 0]
                 if bad:

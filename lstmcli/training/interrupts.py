@@ -32,6 +32,11 @@ class StopSignals:
     def __exit__(self, *exc: object) -> None:
         for sig, old in self._old.items():
             signal.signal(sig, old)
+            # Nested (lstm tune around each trial's train): a request this scope took but did not
+            # act on (it came during the last writes) is the enclosing scope's, not lost.
+            outer = getattr(old, "__self__", None)
+            if isinstance(outer, StopSignals) and outer.signum is None:
+                outer.signum = self.signum
         self._old.clear()
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:

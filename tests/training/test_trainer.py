@@ -125,3 +125,21 @@ def test_a_short_series_stops_early_only_after_the_auto_patience(tiny_config: Pa
     st = result.state
     assert result.patience == tr.patience
     assert not st.stopped_early or st.epoch - st.best_epoch == tr.patience
+
+
+def test_a_stop_request_taken_by_an_inner_scope_reaches_the_enclosing_one() -> None:
+    """lstm tune wraps each trial's train in its own StopSignals: a Ctrl-C that comes while the
+    trial writes its files (and so ends normally) must still stop the study."""
+    import os
+    import signal
+
+    from lstmcli.training.interrupts import StopSignals
+
+    with StopSignals() as outer:
+        with StopSignals() as inner:
+            os.kill(os.getpid(), signal.SIGINT)
+            assert inner.signum == signal.SIGINT and outer.signum is None
+        assert outer.signum == signal.SIGINT
+    with StopSignals() as outer, StopSignals():
+        pass
+    assert outer.signum is None
