@@ -73,6 +73,7 @@ class Starter:
     series_column: str | None = None
     series: int = 1  # series in a long-format file
     count_split: int | None = None  # split: {val: this, test: this} rows from each series' end
+    categories: dict[str, list[str]] = field(default_factory=dict)  # proposed data.static_categories
     reasons: list[str] = field(default_factory=list)
     text: str = ""
 
@@ -223,6 +224,13 @@ def propose(
     target = _choose_target(path, cells.header, numeric, date_column, target, reasons)
     candidates = [c for c in numeric if c != target]
     features = _choose_features(path, candidates, features, reasons)
+    categories = _static_categories(cells, series_column, other)
+    if categories:
+        reasons.append(
+            f"static categories proposed (commented out): {', '.join(categories)}, text constant within each "
+            "series, one-hot inputs a global model tells series apart by"
+        )
+    other = [c for c in other if c not in categories]
     if other:
         reasons.append(f"ignored (not numeric): {', '.join(other)}")
     columns = [target, *features]
@@ -289,11 +297,39 @@ def propose(
         series_column=series_column,
         series=len(parts),
         count_split=count_split,
+        categories=categories,
     )
     st.text = render(st, data_rel, candidates)
     cfg = validate_config(parse_yaml(st.text, str(out_path)), str(out_path))  # what train will accept
     prepare(table, cfg.data)  # the split and season checks train makes
     return st
+
+
+MAX_PROPOSED_VALUES = 20  # a text column with more values per file is an id or a label, not a category
+
+
+def _static_categories(cells: Cells, series_column: str | None, other: list[str]) -> dict[str, list[str]]:
+    """Text columns of a long-format file that hold one value per series in the sampled rows, with
+    their values (at most MAX_PROPOSED_VALUES, more than one): what data.static_categories takes."""
+    if series_column is None:
+        return {}
+    key = cells.header.index(series_column)
+    found: dict[str, list[str]] = {}
+    for name in other:
+        j = cells.header.index(name)
+        per_series: dict[str, str] = {}
+        constant = True
+        for fields in cells.sample:
+            if len(fields) <= max(j, key):
+                continue
+            value = fields[j].strip()
+            if per_series.setdefault(fields[key].strip(), value) != value or not value:
+                constant = False
+                break
+        values = sorted(set(per_series.values()))
+        if constant and 1 < len(values) <= MAX_PROPOSED_VALUES and len(values) < len(per_series):
+            found[name] = values
+    return found
 
 
 def _choose_target(
@@ -447,6 +483,12 @@ def render(st: Starter, data_path: str, candidates: list[str]) -> str:
     feats = "[" + ", ".join(_yaml_str(f) for f in st.features) + "]"
     unused = [c for c in candidates if c not in st.features]
     lines.append(f"  features: {feats}" + (f"   # other numeric columns: {', '.join(unused)}" if unused else ""))
+    if st.categories:
+        spec = ", ".join(f"{_yaml_str(c)}: [{', '.join(_yaml_str(v) for v in vs)}]" for c, vs in st.categories.items())
+        count = sum(len(vs) for vs in st.categories.values())
+        lines.append(
+            f"  # static_categories: {{{spec}}}   # text constant within each series, one-hot: add {count} to n"
+        )
     lines += [
         f"  lookback: {st.lookback}       # L: input steps per window",
         f"  horizon: {st.horizon}        # H: forecast steps per window",

@@ -201,3 +201,19 @@ def test_counts_read_as_english() -> None:
 
     assert plural(1, "window") == "1 window" and plural(2, "window") == "2 windows"
     assert plural(1527, "training window") == "1,527 training windows"
+
+
+def test_init_proposes_the_text_columns_constant_within_each_series_as_static_categories(tmp_path: Path) -> None:
+    from tests.cli.test_future_features import _regional_series
+
+    data = _regional_series(tmp_path / "long.csv", {"a": "north", "b": "south", "c": "north"})
+    out = tmp_path / "long.yaml"
+    result = CliRunner().invoke(app, ["init", str(data), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    text = out.read_text()
+    line = "# static_categories: {region: [north, south]}   # text constant within each series, one-hot: add 2 to n"
+    assert line in text
+    enabled = text.replace("# static_categories:", "static_categories:").replace("  n: 1 ", "  n: 3 ")
+    out.write_text(enabled)
+    trained = CliRunner().invoke(app, ["train", str(out), "-q", "--set", "train.epochs=2"])
+    assert trained.exit_code == 0, trained.output
