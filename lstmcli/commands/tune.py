@@ -534,19 +534,7 @@ def tune(cfg: Config, opts: TuneOptions, hooks: TuneHooks | None = None) -> Tune
             enqueue_config_as_written(study, cfg)
         before = _counts(study)[0]
         try:
-            if opts.jobs == 1:
-                run_trials(study, cfg, out, opts, hooks)
-            else:
-                if _waiting(study):
-                    # The config as written, enqueued as trial 0, is run here first: two workers asking
-                    # at once could both pop it (SQLite has no row locks) and train into one directory.
-                    trials = min(opts.trials, _counts(study)[0] + 1)
-                    first = replace(opts, trials=trials, worker_threads=threads_per_job(opts.jobs))
-                    run_trials(study, cfg, out, first, hooks)
-                codes = run_workers(opts, out, url)
-                bad = [c for c in codes if c != 0]
-                if bad:
-                    raise TrainingError(f"{len(bad)} of {opts.jobs} worker processes failed (exit {bad[0]})")
+            _run_all(study, cfg, out, opts, hooks, url)
         except Interrupted as exc:
             done = _counts(study)[0]
             if opts.storage is None:
@@ -559,12 +547,31 @@ def tune(cfg: Config, opts: TuneOptions, hooks: TuneHooks | None = None) -> Tune
                 f"{continue_command(opts)}",
                 exc.exit_code,
             ) from None
+        except LstmcliError:  # trials failing in a row, a worker failing: the study so far is still written
+            write_summary_files(study, cfg, out, None)
+            raise
         ran = _counts(study)[0] - before
         write_summary_files(study, cfg, out, None)  # kept even if scoring the best fails
         best_metrics = score_best(study, cfg, out)
         summary = _summary(study, cfg, out, url, ran, best_metrics)
         write_summary_files(study, cfg, out, summary)
         return summary
+
+
+def _run_all(study: Any, cfg: Config, out: Path, opts: TuneOptions, hooks: TuneHooks, url: str) -> None:
+    """The trials still missing: in this process, or in ``opts.jobs`` worker processes."""
+    if opts.jobs == 1:
+        run_trials(study, cfg, out, opts, hooks)
+        return
+    if _waiting(study):
+        # The config as written, enqueued as trial 0, is run here first: two workers asking at once
+        # could both pop it (SQLite has no row locks) and train into one directory.
+        trials = min(opts.trials, _counts(study)[0] + 1)
+        run_trials(study, cfg, out, replace(opts, trials=trials, worker_threads=threads_per_job(opts.jobs)), hooks)
+    codes = run_workers(opts, out, url)
+    bad = [c for c in codes if c != 0]
+    if bad:
+        raise TrainingError(f"{len(bad)} of {opts.jobs} worker processes failed (exit {bad[0]})")
 
 
 def _fail_stale_by_heartbeat(study: Any) -> None:
