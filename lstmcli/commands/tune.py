@@ -46,13 +46,14 @@ from lstmcli.config import Choice, Config, TuneParam, with_values
 from lstmcli.errors import (
     CheckpointError,
     ConfigError,
+    DataError,
     Interrupted,
     LstmcliError,
     MissingDependency,
     OutputError,
     TrainingError,
 )
-from lstmcli.fsutil import atomic_write, atomic_write_all, fsync_dir, sha256
+from lstmcli.fsutil import atomic_write, atomic_write_all, fsync_dir, sha256, sha256_file
 from lstmcli.runs.lock import RunLock
 from lstmcli.runs.run import write_json_model
 from lstmcli.runs.schema import Metrics
@@ -192,10 +193,14 @@ def _storage(optuna: Any, url: str) -> Any:
 
 
 def _identity(cfg: Config) -> dict[str, str]:
-    """What a study is of: the base config (without tune) and the search space. A study created for
-    another one is refused rather than continued with trials that do not compare."""
+    """What a study is of: the base config (without tune), the search space and the data's content.
+    A study created for another one is refused rather than continued with trials that do not compare."""
     space = json.dumps({k: v.model_dump(mode="json") for k, v in (cfg.tune or {}).items()}, sort_keys=True)
-    return {"config_sha256": sha256(cfg.to_yaml()), "space": space}
+    return {
+        "config_sha256": sha256(cfg.to_yaml()),
+        "space": space,
+        "data_sha256": sha256_file(cfg.data.path, DataError),
+    }
 
 
 def _pruner(optuna: Any, cfg: Config) -> Any:
@@ -225,7 +230,10 @@ def open_study(cfg: Config, url: str, name: str, worker: int = 0) -> Any:
         for k, v in wanted.items():
             study.set_user_attr(k, v)
     elif have != wanted:
-        what = "search space (tune:)" if have.get("config_sha256") == wanted["config_sha256"] else "config"
+        what = "config"
+        if have.get("config_sha256") == wanted["config_sha256"]:
+            same_space = have.get("space") == wanted["space"]
+            what = "version of the data (data.path's content changed)" if same_space else "search space (tune:)"
         raise ConfigError(
             f"{url}: study '{name}' was made for another {what}; continuing it would mix trials that do not "
             "compare. Use another --out (or --storage), or delete the study to start again"

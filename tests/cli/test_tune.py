@@ -220,6 +220,9 @@ def test_a_study_of_another_search_space_is_refused_not_mixed(tmp_path: Path, ti
     line = one_line_error(runner.invoke(app, ["tune", str(cfg), "--trials", "2", "--set", "tune.model.m=[4,7]"]))
     assert "was made for another search space (tune:)" in line
     assert snapshot(tmp_path) == before
+    tiny_csv.write_text(tiny_csv.read_text().replace(",10.", ",11.", 1))  # the same rows, one value edited
+    line = one_line_error(runner.invoke(app, ["tune", str(cfg), "--trials", "2"]))
+    assert "was made for another version of the data (data.path's content changed)" in line
 
 
 def test_without_optuna_the_error_names_the_install_command(
