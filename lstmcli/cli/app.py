@@ -310,7 +310,7 @@ def tune(
     """
     from lstmcli.commands import tune as tn
 
-    opts = tn.TuneOptions(config, tuple(set_ or []), trials, jobs, storage, out, worker)
+    opts = tn.TuneOptions(config, tuple(set_ or []), trials, jobs, storage, out, worker, quiet)
     tn.refuse_if_worker_misused(opts)
     cfg = _load(config, set_)
     from lstmcli.training.device import stable_malloc

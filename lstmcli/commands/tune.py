@@ -138,6 +138,7 @@ class TuneOptions:
     storage: str | None = None
     out: Path | None = None
     worker_threads: int | None = None  # set in a --jobs worker: train.threads for its trials
+    quiet: bool = False  # no line per trial (the workers are told too)
 
 
 def study_dir(opts: TuneOptions, cfg: Config) -> Path:
@@ -464,7 +465,7 @@ def _worker_command(opts: TuneOptions, out: Path, url: str, threads: int) -> lis
     cmd = [sys.executable, "-m", "lstmcli", "tune", str(opts.config_path), "--trials", str(opts.trials)]
     for item in opts.overrides:
         cmd += ["--set", item]
-    return [*cmd, "--out", str(out), "--storage", url, "--worker", str(threads)]
+    return [*cmd, "--out", str(out), "--storage", url, "--worker", str(threads), *(["-q"] if opts.quiet else [])]
 
 
 def run_workers(opts: TuneOptions, out: Path, url: str) -> list[int]:

@@ -25,6 +25,7 @@ def test_two_jobs_share_one_study_and_split_the_threads(tmp_path: Path) -> None:
     args = [sys.executable, "-m", "lstmcli", "tune", str(cfg), "--trials", "4", "--jobs", "2", "-q"]
     done = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
+    assert "trial 1:" not in done.stdout + done.stderr  # -q reaches the workers too
     out = tmp_path / "run-tune"
     with open(out / "trials.csv", newline="") as fh:
         states = [r["state"] for r in csv.DictReader(fh)]
