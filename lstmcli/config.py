@@ -280,12 +280,8 @@ class DataConfig(_Section):
     @property
     def future_columns(self) -> list[int]:
         """Positions of the columns known for the horizon (future features, calendar: the last ones)."""
-        return list(
-            range(
-                self.static_columns[-1] + 1 if self.static_columns else len(self.target) + len(self.features),
-                len(self.columns),
-            )
-        )
+        n = len(self.columns)
+        return list(range(n - len(self.future_features) - len(self.generated_columns), n))
 
     def source_of(self, j: int) -> tuple[str, int]:
         """Where model input ``j`` comes from: ("file", position in ``file_columns``), ("category",

@@ -193,15 +193,15 @@ def _storage(optuna: Any, url: str) -> Any:
         raise ConfigError(f"--storage {url}: cannot open it as an Optuna RDB storage ({first})") from None
 
 
+IDENTITY_KEYS = ("config_sha256", "space", "data_sha256")  # what _identity returns, as the study stores it
+
+
 def _identity(cfg: Config) -> dict[str, str]:
     """What a study is of: the base config (without tune), the search space and the data's content.
     A study created for another one is refused rather than continued with trials that do not compare."""
     space = json.dumps({k: v.model_dump(mode="json") for k, v in (cfg.tune or {}).items()}, sort_keys=True)
-    return {
-        "config_sha256": sha256(cfg.to_yaml()),
-        "space": space,
-        "data_sha256": sha256_file(cfg.data.path, DataError),
-    }
+    values = (sha256(cfg.to_yaml()), space, sha256_file(cfg.data.path, DataError))
+    return dict(zip(IDENTITY_KEYS, values, strict=True))
 
 
 def _pruner(optuna: Any, cfg: Config) -> Any:
@@ -678,7 +678,7 @@ def score_best(study: Any, cfg: Config, out: Path) -> Metrics | None:
     run_dir = out / TRIALS / str(best.number)
     best_dir = out / BEST
     marker = best_dir / TRIAL_FILE
-    which = _best_identity(study, cfg, best)
+    which = _best_identity(study, best)
     if marker.is_file() and (best_dir / METRICS).is_file():
         try:
             if json.loads(marker.read_text()) == which:
@@ -694,12 +694,13 @@ def score_best(study: Any, cfg: Config, out: Path) -> Metrics | None:
     return metrics
 
 
-def _best_identity(study: Any, cfg: Config, best: Any) -> dict[str, Any]:
+def _best_identity(study: Any, best: Any) -> dict[str, Any]:
     """What best/ holds: this study's trial, its values and score (a best/ of another study or
-    another trial of the same number is scored again, never reused)."""
+    another trial of the same number is scored again, never reused). The study's identity is the one
+    open_study checked and stored, not hashed from the data again."""
     return {
         "study": study.study_name,
-        **_identity(cfg),
+        **{k: study.user_attrs.get(k) for k in IDENTITY_KEYS},
         "trial": best.number,
         "params": best.params,
         "value": best.value,
