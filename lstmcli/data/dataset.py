@@ -371,7 +371,8 @@ def _prepare(
 ) -> Dataset:
     """The columns (in ``cfg.columns`` order) scaled one at a time into one float32 array; the
     targets are kept in float64, original units, for the metrics and baselines. ``column(j)`` reads
-    the file's columns; the calendar's are computed from ``dates``."""
+    the file's columns; the categories' one-hot columns and the date columns are made by
+    :func:`model_columns`."""
     k, n = len(cfg.target), len(cfg.columns)
     whole = Table(
         path=path, columns=cfg.columns[:k], values=np.empty((n_rows, k)), dates=dates, parts=parts, filled=filled
