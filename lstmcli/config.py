@@ -155,7 +155,11 @@ class DataConfig(_Section):
     )
     lookback: int = Field(gt=0, description="L: input steps per window")
     horizon: int = Field(gt=0, description="H: forecast steps per window")
-    season: int = Field(1, ge=1, description="s: seasonal period for the seasonal-naive baseline (1 = none)")
+    season: int | list[int] = Field(
+        1,
+        description="s: seasonal period of the seasonal-naive baseline and of MASE (1 = none); a list, shortest "
+        "first (hourly: [24, 168]), scores a seasonal-naive baseline for each longer period too",
+    )
     split: SplitConfig = Field(default_factory=SplitConfig)
     missing: Literal["error", "interpolate", "ffill", "zero"] = Field(
         "error", description="what to do with empty or NaN cells and missing timestamps (error: refuse them)"
@@ -168,6 +172,26 @@ class DataConfig(_Section):
     @classmethod
     def _one_or_many(cls, value: Any) -> Any:
         return [value] if isinstance(value, str) else value
+
+    @field_validator("season")
+    @classmethod
+    def _periods(cls, v: int | list[int]) -> int | list[int]:
+        periods = v if isinstance(v, list) else [v]
+        if not periods or any(p < 1 for p in periods):
+            raise ValueError("each seasonal period is a whole number of steps, 1 or more")
+        if sorted(set(periods)) != periods:
+            raise ValueError("list each seasonal period once, shortest first (e.g. [24, 168])")
+        return periods[0] if len(periods) == 1 else periods
+
+    @property
+    def seasons(self) -> tuple[int, ...]:
+        """Every seasonal period, shortest first; the first is ``s``."""
+        return tuple(self.season) if isinstance(self.season, list) else (self.season,)
+
+    @property
+    def s(self) -> int:
+        """The seasonal period of MASE, relMAE, the intervals' baseline and normalize: season."""
+        return self.seasons[0]
 
     holidays: str | None = Field(
         None,

@@ -17,6 +17,14 @@ class DataError(LstmcliError):
     """A CSV file is unreadable, lacks a column, or holds a bad cell."""
 
 
+class GapError(DataError):
+    """A series' time axis lacks timestamps (and data.missing does not fill them)."""
+
+    def __init__(self, message: str, where: str, count: int, first: str) -> None:
+        super().__init__(message)
+        self.where, self.count, self.first = where, count, first
+
+
 class CheckpointError(LstmcliError):
     """A run directory is incomplete, tampered with or does not match its config."""
 

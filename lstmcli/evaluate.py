@@ -40,11 +40,18 @@ class ForecastScores(_Scores):
 
 
 class TargetScores(_Scores):
-    """The model and both baselines, on the same windows."""
+    """The model and the baselines, on the same windows: naive, seasonal naive with the season s,
+    and, with longer seasons (data.season: [24, 168]), seasonal naive with each of them."""
 
     model: ForecastScores
     naive: ForecastScores
     seasonal_naive: ForecastScores
+    longer_seasons: dict[str, ForecastScores] | None = None  # by period: {"168": ...}
+
+    def baselines(self) -> list[tuple[str, ForecastScores]]:
+        """Each baseline with its label: seasonal naive, then at each longer season, then naive."""
+        longer = [(f"seasonal naive (s = {p})", f) for p, f in (self.longer_seasons or {}).items()]
+        return [("seasonal naive", self.seasonal_naive), *longer, ("naive", self.naive)]
 
 
 class SeriesMeans(_Scores):
@@ -142,8 +149,11 @@ class Scores:
 
     FORECASTS = ("model", "naive", "seasonal_naive")
 
-    def __init__(self, n_targets: int, scale: np.ndarray | None = None) -> None:
-        self.sums = {name: np.zeros((4, n_targets)) for name in self.FORECASTS}
+    def __init__(self, n_targets: int, scale: np.ndarray | None = None, longer: tuple[int, ...] = ()) -> None:
+        """``longer``: the seasons after s, each scored as a seasonal naive baseline of its own."""
+        self.longer = longer
+        self.names = (*self.FORECASTS, *(longer_name(p) for p in longer))
+        self.sums = {name: np.zeros((4, n_targets)) for name in self.names}
         self.scale = np.full(n_targets, np.nan) if scale is None else np.asarray(scale, dtype=np.float64)
         self.parts: list[Scores] = []  # the series of a pooled score
 
@@ -166,9 +176,9 @@ class Scores:
     @classmethod
     def pooled(cls, parts: list[Scores]) -> Scores:
         """The windows of several series together (MASE and the series means from the parts)."""
-        total = cls(parts[0].sums["model"].shape[1])
+        total = cls(parts[0].sums["model"].shape[1], longer=parts[0].longer)
         for part in parts:
-            for name in cls.FORECASTS:
+            for name in total.names:
                 total.sums[name] += part.sums[name]
         total.parts = list(parts)
         return total
@@ -182,7 +192,7 @@ class Scores:
         if len(self.parts) > 1:
             means = {
                 name: SeriesMeans(MASE=self._mase(name, slice(None)), sMAPE=self._mean_smape(name))
-                for name in self.FORECASTS
+                for name in self.names
             }
         return SplitScores(**dict(pooled), per_target=per_target, series_means=means)
 
@@ -200,7 +210,8 @@ class Scores:
             mae = row["MAE"]
             row["relMAE"] = mae / ref_mae if ref_mae and mae is not None else None
             row["MASE"] = self._mase(name, cols)
-        return TargetScores.model_validate(table)
+        longer = {str(p): table.pop(longer_name(p)) for p in self.longer}
+        return TargetScores.model_validate({**table, "longer_seasons": longer or None})
 
     def _mase(self, name: str, cols: slice) -> float | None:
         """This series' MASE over the ``cols`` targets (their mean), or the mean over the parts'."""
@@ -217,8 +228,14 @@ class Scores:
         return float(np.mean(values)) if values else None
 
 
-def evaluate_split(model: nn.Module, windows: Windows, ds: Dataset, name: str, season: int) -> SplitScores:
-    """Scores of the model and both baselines on every window of split ``name``.
+def longer_name(period: int) -> str:
+    """The name a longer season's seasonal naive baseline goes by among a Scores' forecasts."""
+    return f"seasonal_naive_{period}"
+
+
+def evaluate_split(model: nn.Module, windows: Windows, ds: Dataset, name: str, seasons: tuple[int, ...]) -> SplitScores:
+    """Scores of the model and the baselines on every window of split ``name``; ``seasons``: the
+    seasonal periods, s first (``DataConfig.seasons``).
 
     With several series: pooled over all of them, plus ``per_series`` (each with its own
     baselines, in its own units).
@@ -227,9 +244,9 @@ def evaluate_split(model: nn.Module, windows: Windows, ds: Dataset, name: str, s
     values = ds.table.values[:, :k]  # original units
     parts = []
     for s in ds.series:
-        scores = Scores(k, mase_scale(values[s.start : s.start + s.split.train_end], season))
+        scores = Scores(k, mase_scale(values[s.start : s.start + s.split.train_end], seasons[0]), seasons[1:])
         for origins, model_f in forecast_chunks(model, windows, s.scaler, s.origins(name)):
-            scores.add(*forecast_set(values, origins, s.split.horizon, season, model_f))
+            scores.add(*forecast_set(values, origins, s.split.horizon, seasons, model_f))
         parts.append(scores)
     result = Scores.pooled(parts).summary(targets)
     if len(ds.series) > 1:
@@ -239,13 +256,15 @@ def evaluate_split(model: nn.Module, windows: Windows, ds: Dataset, name: str, s
 
 
 def forecast_set(
-    values: np.ndarray, origins: np.ndarray, horizon: int, season: int, model_forecast: np.ndarray
+    values: np.ndarray, origins: np.ndarray, horizon: int, seasons: tuple[int, ...], model_forecast: np.ndarray
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Actuals (W, H, k) and the model's and both baselines' forecasts for ``origins``."""
+    """Actuals (W, H, k) and the model's and the baselines' forecasts for ``origins`` (``seasons``:
+    s, then the longer seasons, each a seasonal naive baseline)."""
     return actuals(values, origins, horizon), {
         "model": model_forecast,
         "naive": naive(values, origins, horizon),
-        "seasonal_naive": seasonal_naive(values, origins, horizon, season),
+        "seasonal_naive": seasonal_naive(values, origins, horizon, seasons[0]),
+        **{longer_name(p): seasonal_naive(values, origins, horizon, p) for p in seasons[1:]},
     }
 
 

@@ -150,3 +150,19 @@ def test_a_tilde_in_output_dir_and_data_path_means_the_home_directory(
 def test_seed_out_of_range_is_a_config_error(tiny_config: Path) -> None:
     result = runner.invoke(app, ["config", str(tiny_config), "--set", "train.seed=99999999999999999999999"])
     assert result.exit_code == 2 and "train.seed" in result.output
+
+
+@pytest.mark.parametrize(
+    ("season", "problem"), [([168, 24], "shortest first"), ([24, 24], "once"), ([], "1 or more"), (0, "1 or more")]
+)
+def test_seasons_are_listed_once_shortest_first(tmp_path: Path, season: object, problem: str) -> None:
+    path = write_config(tmp_path / "c.yaml", data={"season": season})
+    with pytest.raises(ConfigError, match=problem):
+        load_config(path)
+
+
+def test_a_list_of_seasons_gives_s_and_the_longer_ones(tmp_path: Path) -> None:
+    cfg = load_config(write_config(tmp_path / "c.yaml", data={"season": [24, 168]})).data
+    assert (cfg.s, cfg.seasons) == (24, (24, 168))
+    one = load_config(write_config(tmp_path / "d.yaml", data={"season": [12]})).data
+    assert one.season == 12 and one.seasons == (12,)

@@ -83,11 +83,8 @@ def metrics_table(scores: TargetScores, title: str) -> Table:
     table.add_column("forecast")
     for name in ("MAE", "RMSE", "sMAPE", "MASE", "relMAE"):
         table.add_column(name, justify="right")
-    rows: list[tuple[Text | str, ForecastScores]] = [
-        (Text("LSTM", style="bold"), scores.model),
-        ("naive", scores.naive),
-        ("seasonal naive", scores.seasonal_naive),
-    ]
+    baselines = sorted(scores.baselines(), key=lambda b: b[0] != "naive")  # naive, then each seasonal naive
+    rows: list[tuple[Text | str, ForecastScores]] = [(Text("LSTM", style="bold"), scores.model), *baselines]
     mae, rmse = column([row.MAE for _, row in rows]), column([row.RMSE for _, row in rows])
     for (label, row), a, r in zip(rows, mae, rmse, strict=True):
         table.add_row(label, a, r, _pct(row.sMAPE), _ratio(row.MASE), _ratio(row.relMAE))
@@ -171,11 +168,20 @@ def series_means_line(scores: SplitScores) -> str | None:
     means = scores.series_means
     if not means:
         return None
-    parts = [f"{label} {_ratio(means[key].MASE)} / {_pct(means[key].sMAPE)}" for key, label in _LABELS]
+    # a longer season's baseline is "seasonal_naive_168" (evaluate.longer_name), after the three
+    labels = [_LABELS.get(key, f"seasonal naive (s = {key.removeprefix('seasonal_naive_')})") for key in means]
+    parts = [f"{label} {_ratio(m.MASE)} / {_pct(m.sMAPE)}" for label, m in zip(labels, means.values(), strict=True)]
     return "mean over series (MASE / sMAPE): " + ", ".join(parts)
 
 
-_LABELS = (("model", "LSTM"), ("naive", "naive"), ("seasonal_naive", "seasonal naive"))
+_LABELS = {"model": "LSTM", "naive": "naive", "seasonal_naive": "seasonal naive"}
+
+
+def _seasons(season: int | list[int]) -> str:
+    """data.season in words: ``s = 12``, or ``s = 24 (and 168)`` with longer seasons."""
+    if isinstance(season, int):
+        return f"s = {season}"
+    return f"s = {season[0]} (and {', '.join(map(str, season[1:]))})"
 
 
 def train_summary(summary: TrainSummary) -> None:
@@ -486,7 +492,7 @@ def _run(r: RunSummary) -> None:
     out.print(f"[bold]Run[/] {escape(r.path)}: trained on {escape(r.data)} ({r.rows} rows{dates})", markup=True)
     if r.series:
         out.print(f"  {_series_line(r)}")
-    out.print(f"  target {', '.join(r.target)}{feats}; L = {r.lookback}, H = {r.horizon}, s = {r.season}")
+    out.print(f"  target {', '.join(r.target)}{feats}; L = {r.lookback}, H = {r.horizon}, {_seasons(r.season)}")
     if r.best_epoch is not None:
         stop = " (early stop)" if r.stopped_early else ""
         batch = f", batches of {r.batch_size}" if r.batch_size else ""

@@ -19,7 +19,7 @@ from lstmcli.config import ModelConfig, parse_yaml, validate_config
 from lstmcli.data.dataset import prepare
 from lstmcli.data.dates import COMMON_FORMATS, infer_frequency, parse_formatted, parse_iso
 from lstmcli.data.reader import MISSING_CELLS, csv_records, header_of, read_table
-from lstmcli.errors import ConfigError, DataError
+from lstmcli.errors import ConfigError, DataError, GapError
 from lstmcli.fsutil import atomic_write
 
 # Seasonal period per inferred frequency (infer_frequency's names; hourly is '3600s').
@@ -34,7 +34,8 @@ SEASONS = {
     "B": (5, "business-day"),
     "YS": (1, "yearly"),
 }
-# The second season of sub-daily and daily data: the baselines and init use the first.
+# The second season of sub-daily and daily data: init proposes it after the first (data.season:
+# [24, 168]) when the training rows hold two of them.
 LONGER_SEASONS = {"1800s": (336, "weekly"), "3600s": (168, "weekly"), "D": (365, "yearly")}
 # Calendar features init proposes (commented out) for a frequency: what its seasons are made of.
 CALENDAR_FOR = {
@@ -68,6 +69,7 @@ class Starter:
     rows: int
     missing: str
     transform: str = "none"
+    longer_season: int | None = None  # proposed after season: data.season: [season, longer_season]
     m: int = 64
     date_format: str | None = None
     series_column: str | None = None
@@ -240,7 +242,18 @@ def propose(
         reasons.append(f"missing: interpolate, because of empty cells in {holes}")
 
     # every cell and date checked as train will
-    table = read_table(path, columns, date_column, missing, series_column, date_format)
+    try:
+        table = read_table(path, columns, date_column, missing, series_column, date_format)
+    except GapError as gap:
+        if missing != "error":
+            raise
+        missing = "interpolate"
+        table = read_table(path, columns, date_column, missing, series_column, date_format)
+        where = "" if gap.where == path else f" of {gap.where.removeprefix(path + ': ')}"
+        reasons.append(
+            f"missing: interpolate, because the dates{where} skip {gap.count:,} timestamp(s) (the first "
+            f"{gap.first}); train fills them and counts them in its summary"
+        )
     parts = table.series_parts()
     lengths = np.array([stop - start for _, start, stop in parts])
     _, lo, hi = parts[int(np.argmax(lengths))]  # the longest series judges the frequency and the transform
@@ -273,6 +286,7 @@ def propose(
         season = 1
     transform = _choose_transform(table.values[lo:hi, 0], season, reasons)
     train_rows = lengths - 2 * count_split if count_split else (0.70 * lengths).astype(int)
+    longer_season = _choose_longer_season(frequency, season, int(np.median(train_rows)), reasons)
     m = choose_size(int(np.clip(train_rows - lookback - horizon + 1, 0, None).sum()), reasons)
 
     out_path = Path(out)
@@ -291,6 +305,7 @@ def propose(
         rows=table.n_rows,
         missing=missing,
         transform=transform,
+        longer_season=longer_season,
         m=m,
         reasons=reasons,
         date_format=date_format,
@@ -381,14 +396,27 @@ def _choose_season(date_column: str | None, frequency: str | None, reasons: list
         )
     else:
         season, why = 1, f"dates in {date_column} step by {frequency}, which has no standard seasonal period"
-    if frequency in LONGER_SEASONS:
-        longer, what = LONGER_SEASONS[frequency]
-        why += (
-            f" (a {what} season of {longer} steps exists too: set data.season: {longer} and a lookback of at "
-            "least that to judge against it)"
-        )
     reasons.append(f"s = {season}: {why}")
     return season
+
+
+def _choose_longer_season(frequency: str | None, season: int, train_rows: int, reasons: list[str]) -> int | None:
+    """The longer season of sub-daily and daily data (weekly, yearly), when the training rows hold
+    two of them: scored as a baseline of its own beside seasonal naive with s."""
+    if season == 1 or frequency not in LONGER_SEASONS:
+        return None
+    longer, what = LONGER_SEASONS[frequency]
+    if train_rows < 2 * longer:
+        reasons.append(
+            f"a {what} season of {longer} steps exists too, but the {train_rows:,} training rows hold fewer than "
+            f"two of them, so it is left out (set data.season: [{season}, {longer}] to score it anyway)"
+        )
+        return None
+    reasons.append(
+        f"season: [{season}, {longer}]: a {what} season of {longer} steps too (the {train_rows:,} training rows "
+        f"hold {train_rows // longer} of them); the summary scores seasonal naive with each"
+    )
+    return longer
 
 
 def _choose_transform(target: np.ndarray, season: int, reasons: list[str]) -> str:
@@ -492,7 +520,9 @@ def render(st: Starter, data_path: str, candidates: list[str]) -> str:
     lines += [
         f"  lookback: {st.lookback}       # L: input steps per window",
         f"  horizon: {st.horizon}        # H: forecast steps per window",
-        f"  season: {st.season}         # s: seasonal period for the seasonal-naive baseline (1 = none)",
+        f"  season: {st.season}         # s: seasonal period for the seasonal-naive baseline (1 = none)"
+        if st.longer_season is None
+        else f"  season: [{st.season}, {st.longer_season}]   # s, then a longer season: seasonal naive with each",
     ]
     suggested = CALENDAR_FOR.get(st.frequency or "")
     if suggested:

@@ -69,7 +69,7 @@ class RunSummary(BaseModel):
     holidays: str | None = None
     lookback: int
     horizon: int
-    season: int
+    season: int | list[int]  # data.season: s, or s and the longer seasons
     best_epoch: int | None = None
     epochs_run: int | None = None
     stopped_early: bool | None = None

@@ -311,8 +311,9 @@ def backtest(
     run = load_run(run_dir)
     calibrations = _calibrations(run) if levels else None
     cfg = run.cfg.data
-    L, H, s = cfg.lookback, cfg.horizon, cfg.season
-    # inputs need L rows before the origin (a global model pads a short series: one), seasonal naive s
+    L, H, s = cfg.lookback, cfg.horizon, cfg.seasons[-1]
+    # inputs need L rows before the origin (a global model pads a short series: one), seasonal naive
+    # its longest season
     first = max(1 if cfg.series_column else L, s)
     parts = read_series(
         run,
@@ -350,10 +351,10 @@ def _backtest_one(
     run: Run, series: Series, split: str, calibrations: dict[str, Calibration] | None, levels: list[int]
 ) -> Backtest:
     cfg = run.cfg.data
-    L, H, s, k = cfg.lookback, cfg.horizon, cfg.season, len(cfg.target)
+    L, H, s, k = cfg.lookback, cfg.horizon, cfg.s, len(cfg.target)
     table = series.table
     origins, source, rows = _origins(run, series, split)
-    first = max(rows.min_history or L, s)  # inputs (padded, for a short series) and one season
+    first = max(rows.min_history or L, cfg.seasons[-1])  # inputs (padded, for a short series), the longest season
     origins = origins[origins >= first]
     if origins.size == 0:
         raise DataError(f"{table.path}: the {split} split has no window with {first} rows before its origin")
@@ -365,7 +366,9 @@ def _backtest_one(
     )
     forecasts = np.concatenate([f for _, f in forecast_chunks(model, windows, series.scaler, origins)])
     values = table.values[:, :k]
-    scores = Scores(k, mase_scale(values[: rows.train_end], s)).add(*forecast_set(values, origins, H, s, forecasts))
+    scores = Scores(k, mase_scale(values[: rows.train_end], s), cfg.seasons[1:]).add(
+        *forecast_set(values, origins, H, cfg.seasons, forecasts)
+    )
     sums = None
     if calibrations is not None:
         sums = IntervalSums(levels).add(

@@ -77,7 +77,7 @@ def trace_run(run: Run, request: TraceRequest) -> Traced:
         last_date=dates[1] if dates else None,
         steps=L,
     )
-    facts = TraceFacts(window=window, lookback=L, season=cfg.season, check=result.check, layers=result.activity)
+    facts = TraceFacts(window=window, lookback=L, season=cfg.s, check=result.check, layers=result.activity)
     span = slice(last, last + L)
     return Traced(
         facts=facts,

@@ -289,12 +289,12 @@ def finish(opened: OpenRun, result: TrainResult, seconds: float, score_test: boo
     p, work = opened.prepared, opened.work
     assert work is not None
     cfg, ds, windows = p.cfg, p.ds, result.windows  # evaluated on the device it was trained on
-    calibration = calibrate(result.model, windows, ds, cfg.data.season)
+    calibration = calibrate(result.model, windows, ds, cfg.data.s)
     test = _test_scores(result.model, windows, ds, cfg, calibration) if score_test else None
     metrics = Metrics(
         format_version=METRICS_FORMAT_VERSION,
         test=None if test is None else test[0],
-        val=evaluate_split(result.model, windows, ds, "val", cfg.data.season),
+        val=evaluate_split(result.model, windows, ds, "val", cfg.data.seasons),
         windows=ds.counts(),
         best_epoch=result.state.best_epoch,
         epochs_run=result.state.epoch,
@@ -334,8 +334,8 @@ def _test_scores(
     model: LSTMForecaster, windows: Windows, ds: Dataset, cfg: Config, calibration: dict[str, Calibration]
 ) -> tuple[SplitScores, IntervalSums]:
     """The test split's point scores and its calibrated intervals' scores."""
-    uncertainty = interval_scores(model, windows, ds, "test", cfg.data.season, calibration)
-    return evaluate_split(model, windows, ds, "test", cfg.data.season), uncertainty
+    uncertainty = interval_scores(model, windows, ds, "test", cfg.data.s, calibration)
+    return evaluate_split(model, windows, ds, "test", cfg.data.seasons), uncertainty
 
 
 def score_test_split(run_dir: Path) -> Metrics:
@@ -360,7 +360,7 @@ def score_test_split(run_dir: Path) -> Metrics:
         None if starts is None else torch.as_tensor(starts),
         cfg.data.future_columns,
     )
-    calibration = stored.calibration or calibrate(run.model, windows, ds, cfg.data.season)
+    calibration = stored.calibration or calibrate(run.model, windows, ds, cfg.data.s)
     test, uncertainty = _test_scores(run.model, windows, ds, cfg, calibration)
     return stored.model_copy(
         update={"test": test, "intervals": uncertainty.table(), "quantiles": uncertainty.quantile_table()}
@@ -377,7 +377,7 @@ def losses_to_baselines(metrics: Metrics, cfg: Config) -> tuple[str, ...]:
         mae = scores.model.MAE
         worse = [
             f"{label} ({base.MAE:.4g})"
-            for label, base in (("seasonal naive", scores.seasonal_naive), ("naive", scores.naive))
+            for label, base in scores.baselines()
             if mae is not None and base.MAE is not None and mae > base.MAE
         ]
         if worse:

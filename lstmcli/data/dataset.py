@@ -299,9 +299,9 @@ def _layout(
             continue
         evaluated = split.origins("val") if split.origins("val").size else split.origins("test")
         first_eval = int(evaluated[0])
-        if cfg.season > first_eval:
+        if cfg.seasons[-1] > first_eval:
             no_season = DataError(
-                f"{source}: data.season {cfg.season} reaches before the first row from the first "
+                f"{source}: data.season {cfg.seasons[-1]} reaches before the first row from the first "
                 f"validation window (row {first_eval}); use a smaller season or a longer series"
             )
             if len(parts) == 1:

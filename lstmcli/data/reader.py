@@ -28,7 +28,7 @@ from lstmcli.data.dates import (
     parse_iso,
 )
 from lstmcli.data.fast import read_fast
-from lstmcli.errors import DataError
+from lstmcli.errors import DataError, GapError
 from lstmcli.fsutil import MiB, check_regular, open_regular
 
 
@@ -202,9 +202,13 @@ def regularize(
             )
         if absent.size:
             if missing == "error":
-                raise DataError(
-                    f"{where}: {absent.size} {name} timestamp(s) are missing, the first {format_dates(absent[:1], like=d)[0]}; "
-                    "add the rows, or set data.missing: interpolate, ffill or zero to fill them"
+                first = format_dates(absent[:1], like=d)[0]
+                raise GapError(
+                    f"{where}: {absent.size} {name} timestamp(s) are missing, the first {first}; "
+                    "add the rows, or set data.missing: interpolate, ffill or zero to fill them",
+                    where,
+                    int(absent.size),
+                    first,
                 )
             full = np.union1d(d.astype("datetime64[s]"), absent)
             rows = np.full((len(full), v.shape[1]), np.nan)

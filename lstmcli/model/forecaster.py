@@ -92,7 +92,7 @@ class LSTMForecaster(nn.Module):
             n_targets=len(cfg.data.target),
             dropout=cfg.model.dropout,
             normalize=cfg.model.normalize,
-            season=cfg.data.season,
+            season=cfg.data.s,
             lookback=cfg.data.lookback,
             window_scale=cfg.model.window_scale,
             quantiles=cfg.model.quantiles,

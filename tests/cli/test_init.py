@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import yaml
 from typer.testing import CliRunner
 
@@ -203,8 +204,12 @@ def test_counts_read_as_english() -> None:
     assert plural(1527, "training window") == "1,527 training windows"
 
 
-def test_init_proposes_the_text_columns_constant_within_each_series_as_static_categories(tmp_path: Path) -> None:
+def test_init_proposes_the_text_columns_constant_within_each_series_as_static_categories(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from tests.cli.test_future_features import _regional_series
+
+    monkeypatch.chdir(tmp_path)  # the run directory goes under the working directory
 
     data = _regional_series(tmp_path / "long.csv", {"a": "north", "b": "south", "c": "north"})
     out = tmp_path / "long.yaml"

@@ -107,13 +107,46 @@ def test_business_day_data_forecasts_no_weekend(tmp_path: Path) -> None:
     assert all(np.is_busday(np.array(index, dtype="datetime64[D]")))
 
 
-def test_init_gives_half_hourly_data_a_daily_season_of_48(tmp_path: Path) -> None:
-    stamps = np.datetime64("2024-01-01T00:00") + np.arange(24 * 48) * np.timedelta64(30, "m")
+def _init_half_hourly(tmp_path: Path, days: int) -> tuple[Path, str]:
+    """``lstm init`` on ``days`` of half-hourly data: the config written and what init printed."""
+    stamps = np.datetime64("2024-01-01T00:00") + np.arange(days * 48) * np.timedelta64(30, "m")
     _csv(tmp_path / "hh.csv", np.array([str(s) for s in stamps]), header="time,load")
     out = tmp_path / "hh.yaml"
     result = runner.invoke(app, ["init", str(tmp_path / "hh.csv"), "--out", str(out)])
     assert result.exit_code == 0, result.output
-    assert "season: 48 " in out.read_text() and "half-hourly" in result.output
+    return out, result.output
+
+
+def test_init_gives_half_hourly_data_a_daily_season_of_48(tmp_path: Path) -> None:
+    out, output = _init_half_hourly(tmp_path, 12)
+    assert "season: 48 " in out.read_text() and "half-hourly" in output
+    assert "fewer than two of them" in output  # 12 days: too short for the weekly season
+
+
+def test_init_adds_the_weekly_season_of_half_hourly_data_when_two_weeks_fit_the_training_rows(tmp_path: Path) -> None:
+    out, _ = _init_half_hourly(tmp_path, 24)
+    assert "season: [48, 336]" in out.read_text()
+    trained = runner.invoke(
+        app, ["train", str(out), "--set", "train.epochs=1", "--set", f"output.dir={tmp_path / 'run'}"]
+    )
+    assert trained.exit_code == 0, trained.output
+    assert "seasonal naive (s = 336)" in trained.output
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    longer = metrics["test"]["longer_seasons"]["336"]
+    assert longer["MAE"] > 0 and longer["relMAE"] == pytest.approx(
+        longer["MAE"] / metrics["test"]["seasonal_naive"]["MAE"]
+    )
+
+
+def test_init_fills_timestamps_missing_from_a_daylight_saving_change_and_says_so(tmp_path: Path) -> None:
+    stamps = np.datetime64("2010-03-01T00:00") + np.arange(20 * 24) * np.timedelta64(1, "h")
+    stamps = stamps[stamps != np.datetime64("2010-03-14T02:00")]  # local time skips 2 a.m.
+    _csv(tmp_path / "h.csv", np.array([str(s) for s in stamps]), header="time,temp")
+    out = tmp_path / "h.yaml"
+    result = runner.invoke(app, ["init", str(tmp_path / "h.csv"), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "missing: interpolate" in out.read_text()
+    assert "skip 1 timestamp(s) (the first 2010-03-14 02:00:00)" in " ".join(result.output.split())
 
 
 def test_a_gap_in_one_series_of_a_long_file_names_the_series(tmp_path: Path) -> None:
