@@ -153,6 +153,12 @@ class DataConfig(_Section):
         description="features computed from the dates, each a sin/cos pair known for the future (month, "
         "weekday, dayofmonth, dayofyear, hour, minute); needs date_column",
     )
+    lags: list[int] = Field(
+        default_factory=list,
+        description="known-future inputs: each target's value this many steps earlier, one input per target "
+        "and lag (counted in n), e.g. [336], last week, for half-hourly data; each at least H, so that it is "
+        "known for the whole horizon: the lookback stays short and the model still sees the longer season",
+    )
     lookback: int = Field(gt=0, description="L: input steps per window")
     horizon: int = Field(gt=0, description="H: forecast steps per window")
     season: int | list[int] = Field(
@@ -182,6 +188,22 @@ class DataConfig(_Section):
         if sorted(set(periods)) != periods:
             raise ValueError("list each seasonal period once, shortest first (e.g. [24, 168])")
         return periods[0] if len(periods) == 1 else periods
+
+    @field_validator("lags")
+    @classmethod
+    def _lags_once(cls, v: list[int]) -> list[int]:
+        if any(p < 1 for p in v) or sorted(set(v)) != v:
+            raise ValueError("list each lag once, in increasing order, as whole numbers of steps (1 or more)")
+        return v
+
+    @model_validator(mode="after")
+    def _lags_known_ahead(self) -> DataConfig:
+        if self.lags and self.lags[0] < self.horizon:
+            raise ValueError(
+                f"lags: {self.lags[0]} is shorter than the horizon H = {self.horizon}; a lag's values are known "
+                "for every step of the horizon only when it is H or more"
+            )
+        return self
 
     @property
     def seasons(self) -> tuple[int, ...]:
@@ -273,7 +295,7 @@ class DataConfig(_Section):
         """The input columns in model order: targets, features, static features and the categories'
         one-hot columns (``region=north``), future features, then the columns computed from the dates."""
         past = [*self.target, *self.features, *self.static_features, *self.category_columns]
-        return [*past, *self.future_features, *self.generated_columns]
+        return [*past, *self.future_features, *self.generated_columns, *self.lag_columns]
 
     @property
     def file_columns(self) -> list[str]:
@@ -296,6 +318,16 @@ class DataConfig(_Section):
         return [*calendar_columns(list(self.calendar)), *(["holiday"] if self.holidays else [])]
 
     @property
+    def lag_columns(self) -> list[str]:
+        """The lagged targets' names, ``demand_lag336``, lag by lag: the last input columns."""
+        return [f"{t}_lag{p}" for p in self.lags for t in self.target]
+
+    @property
+    def lag_targets(self) -> list[int]:
+        """The target each lag column lags (its position among the targets), in column order."""
+        return [j for _ in self.lags for j in range(len(self.target))]
+
+    @property
     def static_columns(self) -> list[int]:
         """Positions of the static features (numeric, then one-hot) among the input columns."""
         start = len(self.target) + len(self.features)
@@ -305,20 +337,24 @@ class DataConfig(_Section):
     def future_columns(self) -> list[int]:
         """Positions of the columns known for the horizon (future features, calendar: the last ones)."""
         n = len(self.columns)
-        return list(range(n - len(self.future_features) - len(self.generated_columns), n))
+        known = len(self.future_features) + len(self.generated_columns) + len(self.lag_columns)
+        return list(range(n - known, n))
 
     def source_of(self, j: int) -> tuple[str, int]:
         """Where model input ``j`` comes from: ("file", position in ``file_columns``), ("category",
-        position in ``category_columns``) or ("dates", position in ``generated_columns``)."""
+        position in ``category_columns``), ("dates", position in ``generated_columns``) or ("lag",
+        position in ``lag_columns``)."""
         a = len(self.target) + len(self.features) + len(self.static_features)
-        c, f = len(self.category_columns), len(self.file_columns)
+        c, f, g = len(self.category_columns), len(self.file_columns), len(self.generated_columns)
         if j < a:
             return "file", j
         if j < a + c:
             return "category", j - a
         if j < f + c:
             return "file", j - c
-        return "dates", j - f - c
+        if j < f + c + g:
+            return "dates", j - f - c
+        return "lag", j - f - c - g
 
 
 class TrainConfig(_Section):

@@ -70,6 +70,7 @@ class Starter:
     missing: str
     transform: str = "none"
     longer_season: int | None = None  # proposed after season: data.season: [season, longer_season]
+    lags: list[int] = field(default_factory=list)  # proposed data.lags
     m: int = 64
     date_format: str | None = None
     series_column: str | None = None
@@ -287,6 +288,7 @@ def propose(
     transform = _choose_transform(table.values[lo:hi, 0], season, reasons)
     train_rows = lengths - 2 * count_split if count_split else (0.70 * lengths).astype(int)
     longer_season = _choose_longer_season(frequency, season, int(np.median(train_rows)), reasons)
+    lags = _choose_lags(table.values[lo:hi, 0], season, longer_season, reasons)
     m = choose_size(int(np.clip(train_rows - lookback - horizon + 1, 0, None).sum()), reasons)
 
     out_path = Path(out)
@@ -306,6 +308,7 @@ def propose(
         missing=missing,
         transform=transform,
         longer_season=longer_season,
+        lags=lags,
         m=m,
         reasons=reasons,
         date_format=date_format,
@@ -419,6 +422,27 @@ def _choose_longer_season(frequency: str | None, season: int, train_rows: int, r
     return longer
 
 
+def _choose_lags(target: np.ndarray, season: int, longer: int | None, reasons: list[str]) -> list[int]:
+    """[longer] when copying the longer season beat copying s on the first 85% of the rows (never
+    the test rows): the model then reads the target one longer season back for each step ahead."""
+    if longer is None:
+        return []
+    values = target[: int(0.85 * len(target))]
+    short, long = (float(np.abs(values[p:] - values[:-p]).mean()) for p in (season, longer))
+    if long < short:
+        reasons.append(
+            f"lags: [{longer}]: the model reads the target {longer} steps back for each step ahead (1 input, known "
+            f"for the horizon), because copying that season was closer than copying s = {season} on the rows "
+            f"before the test split (mean absolute difference {long:.4g} against {short:.4g})"
+        )
+        return [longer]
+    reasons.append(
+        f"lags: none: copying the {longer}-step season was no closer than copying s = {season} on the rows before "
+        f"the test split ({long:.4g} against {short:.4g}); set lags: [{longer}] and add 1 to n to try it anyway"
+    )
+    return []
+
+
 def _choose_transform(target: np.ndarray, season: int, reasons: list[str]) -> str:
     """log for a positive series whose seasonal swing grows with its level (multiplicative
     seasonality, as AirPassengers'): judged on the first 85% of the rows, never the test rows."""
@@ -489,13 +513,14 @@ def _fit_length(rows: int, lookback: int, horizon: int, reasons: list[str]) -> t
 
 def render(st: Starter, data_path: str, candidates: list[str]) -> str:
     """The config as commented YAML; training settings are left at their defaults."""
-    n = 1 + len(st.features)
+    n = 1 + len(st.features) + len(st.lags)
     layers = ModelConfig.model_fields["layers"].default
+    lagged = f" and {len(st.lags)} lag" if st.lags else ""
     lines = [
         f"# Starter config written by `lstm init` for {Path(st.csv).name} ({st.rows} rows).",
         "# Train it with `lstm train` on this file; every key is documented in the README.",
         "model:",
-        f"  n: {n}            # inputs per time step: the target plus {len(st.features)} feature column(s)",
+        f"  n: {n}            # inputs per time step: the target plus {len(st.features)} feature column(s){lagged}",
         f"  m: {st.m}           # units per layer",
         f"  layers: {layers}",
         "data:",
@@ -524,6 +549,12 @@ def render(st: Starter, data_path: str, candidates: list[str]) -> str:
         if st.longer_season is None
         else f"  season: [{st.season}, {st.longer_season}]   # s, then a longer season: seasonal naive with each",
     ]
+    if st.lags:
+        lines.append(f"  lags: {st.lags}   # the target this many steps back, for each step ahead: 1 input each")
+    elif st.longer_season:
+        lines.append(
+            f"  # lags: [{st.longer_season}]   # the target a longer season back, for each step ahead: add 1 to n"
+        )
     suggested = CALENDAR_FOR.get(st.frequency or "")
     if suggested:
         lines.append(

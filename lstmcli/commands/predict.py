@@ -9,6 +9,7 @@ the training CSV's test origins reproduces ``metrics.json``.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -106,7 +107,8 @@ def _forecast_one(
     if len(window) < L:  # a short series of a global model: its first row repeated, as in training
         window = np.concatenate([np.repeat(window[:1], L - len(window), axis=0), window])
     first = torch.as_tensor(window, device=device)  # (L, n): the window the intervals are scaled by
-    chunks, first_call = _model_calls(model, first, future_scaled, calls, H, k, f_cols, cfg.static_columns)
+    lags = _Lags(cfg.lags, series.scaled[:, :k], len(cfg.columns) - k - len(cfg.lag_columns)) if cfg.lags else None
+    chunks, first_call = _model_calls(model, first, future_scaled, calls, H, k, f_cols, cfg.static_columns, lags)
     scaled = chunks[:K]  # (K, k)
     values = series.scaler.inverse(scaled, slice(0, k))  # (K, k) original units
     intervals = {}
@@ -144,6 +146,26 @@ def _forecast_one(
     )
 
 
+@dataclass(frozen=True)
+class _Lags:
+    """What the lag columns (data.lags) of the steps ahead are made from: the series' own scaled
+    targets, then the forecasts of the calls before (a lag of at least H never reaches further)."""
+
+    lags: list[int]
+    history: np.ndarray  # (N, k) the series' scaled targets
+    first: int  # the first lag column among the non-target columns
+
+    def fill(self, future_scaled: np.ndarray, call: int, H: int, chunks: list[np.ndarray]) -> None:
+        """Write call ``call``'s H rows of the lag columns into ``future_scaled`` (rows, n - k); a
+        step with no row that far back takes the series' first, as in training (data.dataset.lagged)."""
+        k = self.history.shape[1]
+        known = np.concatenate([self.history, *chunks]) if chunks else self.history
+        steps = len(self.history) + call * H + np.arange(H)
+        for i, lag in enumerate(self.lags):
+            cols = slice(self.first + i * k, self.first + (i + 1) * k)
+            future_scaled[call * H : (call + 1) * H, cols] = known[np.maximum(steps - lag, 0)]
+
+
 def _model_calls(
     model: LSTMForecaster,
     window: torch.Tensor,
@@ -153,15 +175,20 @@ def _model_calls(
     k: int,
     f_cols: list[int],
     static: list[int],
+    lags: _Lags | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """``calls`` model calls from the scaled ``window`` (L, n), each forecast fed back in as the
     next call's last rows, with the future values of the other columns (``static`` ones keep their
-    value): the point forecasts
+    value; ``lags``' made from the history and the forecasts): the point forecasts
     (calls * H, k) and the first call's quantiles (H, k, Q), scaled (Q = 1 for a point model)."""
     device = window.device
-    inputs, chunks, first_call = window, [], np.zeros(0)
+    inputs, first_call = window, np.zeros(0)
+    chunks: list[np.ndarray] = []
     with torch.no_grad():
         for c in range(calls):
+            if lags is not None:
+                assert future_scaled is not None
+                lags.fill(future_scaled, c, H, chunks)
             x = inputs
             if f_cols:  # H more rows holding the known-future columns' values alone, as data.Windows builds them
                 assert future_scaled is not None
@@ -197,10 +224,16 @@ def _future_values(
     wanted = [*(cfg.features if calls > 1 else []), *cfg.future_features]
     generated = cfg.generated_columns  # computed from the forecast's dates: the calendar, holidays
     if not wanted and future is not None:
-        why = "its calendar features come from the dates" if generated else "it has no known-future columns"
+        why = (
+            "its calendar features come from the dates"
+            if generated
+            else "its lag columns come from the series itself"
+            if cfg.lags
+            else "it has no known-future columns"
+        )
         extra = f", and --steps {K} is within H = {H}" if cfg.features else ""
         raise DataError(f"--future: run {run.path} needs no future values from a file ({why}{extra})")
-    if not wanted and not generated:
+    if not wanted and not generated and not cfg.lags:
         return None
     # columns the model reads for the horizon need every call's rows; past-only features only the fed-back ones
     need = calls * H if cfg.future_columns else (calls - 1) * H
@@ -219,11 +252,11 @@ def _future_values(
                 "the forecast's dates are unknown (no regular frequency)"
             )
         dates_ahead = continue_dates(table.dates[-1], frequency, need)
-        first = len(cfg.columns) - len(generated)  # the date columns are the last inputs
+        first = len(cfg.columns) - len(generated) - len(cfg.lag_columns)  # the date columns, then the lags
         for j in range(len(generated)):
             full[:, first + j] = generated_column(cfg, dates_ahead, j, [(None, 0, need)], frequency)
     scaled = series.scaler.to_float32(where, list(cfg.columns), full)[:, k:]  # refused beyond what training accepts
-    used = {*wanted, *generated}
+    used = {*wanted, *generated, *cfg.lag_columns}  # the lag columns: filled call by call (_Lags)
     scaled[:, [j - k for j, c in enumerate(cfg.columns) if j >= k and c not in used]] = 0.0
     return scaled
 

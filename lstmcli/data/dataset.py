@@ -147,9 +147,12 @@ class Scaler:
         )
 
 
-def _log_columns(n: int, n_targets: int, transform: str) -> np.ndarray:
+def _log_columns(n: int, n_targets: int, transform: str, lagged: int = 0) -> np.ndarray:
+    """The columns modelled as log(x): with transform log, the targets and the ``lagged`` lag columns
+    (the last ones), which are the targets shifted."""
     log = np.zeros(n, dtype=bool)
     log[:n_targets] = transform == "log"
+    log[n - lagged :] = transform == "log" and lagged > 0
     return log
 
 
@@ -343,9 +346,9 @@ def model_columns(
     n_rows: int,
 ) -> Callable[[int], np.ndarray]:
     """Model input ``j`` (``cfg.columns`` order) from ``column``, which reads the file's numeric
-    columns (``cfg.file_columns`` order): the one-hot columns of the static categories and the
-    columns computed from ``dates`` (calendar, holidays) are made here."""
-    if not cfg.generated_columns and not cfg.static_categories:
+    columns (``cfg.file_columns`` order): the one-hot columns of the static categories, the
+    columns computed from ``dates`` (calendar, holidays) and the lagged targets are made here."""
+    if not cfg.generated_columns and not cfg.static_categories and not cfg.lags:
         return column
 
     def read(j: int) -> np.ndarray:  # one column at a time: bounded memory on a long file
@@ -354,10 +357,22 @@ def model_columns(
             return column(i)
         if kind == "category":
             return one_hot(cfg, categories, i, parts, n_rows)
+        if kind == "lag":
+            k = len(cfg.target)
+            return lagged(column(i % k), cfg.lags[i // k], parts)
         assert dates is not None  # the config requires date_column with calendar features or holidays
         return generated_column(cfg, dates, i, parts)
 
     return read
+
+
+def lagged(values: np.ndarray, lag: int, parts: list[tuple[str | None, int, int]]) -> np.ndarray:
+    """``values[t - lag]`` within each series (``parts``); the first ``lag`` rows of a series, which
+    have no row that far back, take the series' first row (known before any window's origin)."""
+    out = np.empty_like(values)
+    for _, start, stop in parts:
+        out[start:stop] = values[np.maximum(np.arange(start, stop) - lag, start)]
+    return out
 
 
 def _prepare(
@@ -381,7 +396,7 @@ def _prepare(
     layout = _layout(path, cfg, whole.series_parts())
     for j in range(k):
         whole.values[:, j] = column(j)
-    log = _log_columns(n, k, cfg.transform)
+    log = _log_columns(n, k, cfg.transform, len(cfg.lag_columns))
     if log.any():
         for _, start, stop, source, _ in layout:
             check_log_positive(
@@ -394,6 +409,7 @@ def _prepare(
     scaled = np.empty((n_rows, n), dtype=np.float32)
     stats = np.empty((len(layout), n, 2))
     static = set(cfg.static_columns)
+    lag_of = dict(zip(range(n - len(cfg.lag_targets), n), cfg.lag_targets, strict=True))  # column: its target
     for j in range(n):
         values = whole.values[:, j] if j < k else column(j)
         if j in static:  # one value per series, scaled across the series: what tells them apart
@@ -401,7 +417,10 @@ def _prepare(
         for s, (_, start, stop, source, split) in enumerate(layout):
             check_magnitude(source, [cfg.columns[j]], values[start:stop, None])
             train = values[start : start + split.train_end]
-            mean, std = stats[s, j] = shared if j in static else _column_stats(train, bool(log[j]))
+            if j in lag_of:  # scaled exactly as its target: the scaled lag is the scaled target, shifted
+                mean, std = stats[s, j] = stats[s, lag_of[j]]
+            else:
+                mean, std = stats[s, j] = shared if j in static else _column_stats(train, bool(log[j]))
             # In row chunks: the transform's float64 temporaries stay small on a 10M-row series.
             for lo in range(start, stop, _CHUNK_ROWS):
                 chunk = values[lo : min(lo + _CHUNK_ROWS, stop)]

@@ -43,6 +43,7 @@ class LSTMForecaster(nn.Module):
         window_scale: bool = False,
         quantiles: list[float] | None = None,
         future: list[int] | None = None,
+        lag_targets: list[int] | None = None,
     ) -> None:
         super().__init__()
         if not 1 <= n_targets <= n:
@@ -62,6 +63,13 @@ class LSTMForecaster(nn.Module):
         self.past = lookback if self.future else None  # the rows the LSTM reads: all of them without
         self.future_index: torch.Tensor
         self.register_buffer("future_index", torch.tensor(self.future, dtype=torch.long), persistent=False)
+        # Lagged targets (data.lags): the last len(lag_targets) columns, each a target shifted by its
+        # lag and known for the horizon; normalised like the target it lags, with its level and scale.
+        self.lag_targets: tuple[int, ...] = tuple(lag_targets or ())
+        if self.lag_targets and len(self.future) < len(self.lag_targets):
+            raise ValueError("the lag columns are known-future columns: list them in future too")
+        self.lag_index: torch.Tensor
+        self.register_buffer("lag_index", torch.tensor(self.lag_targets, dtype=torch.long), persistent=False)
         # normalize "season": row L - s + (h mod s) of the window is the seasonal naive forecast of
         # step h; without a season that fits the lookback it is the last row, as "last".
         seasonal = normalize == "season" and season > 1 and lookback is not None and lookback >= season
@@ -81,6 +89,18 @@ class LSTMForecaster(nn.Module):
         self.head = nn.Linear(m + horizon * len(self.future), horizon * n_targets * self.outputs)
         with torch.no_grad():  # a known future value has no effect until training gives it one: a column
             self.head.weight[:, m:] = 0.0  # constant in the training rows (a law not yet in force) never gets one
+            if self.lag_targets and normalize != "none":
+                self._start_from_the_lags()
+
+    def _start_from_the_lags(self) -> None:
+        """Head weights that make step h's forecast its lag columns' value at step h (their mean, for
+        several lags of a target): the untrained model forecasts like seasonal naive with the lag,
+        which training then corrects, as normalize: season does for s."""
+        f, nl, k, Q = len(self.future), len(self.lag_targets), self.n_targets, self.outputs
+        for h in range(self.horizon):
+            for i, j in enumerate(self.lag_targets):
+                row = (h * k + j) * Q + self.median  # the median output of step h, target j
+                self.head.weight[row, self.m + h * f + f - nl + i] = 1.0 / self.lag_targets.count(j)
 
     @classmethod
     def from_config(cls, cfg: Config) -> LSTMForecaster:
@@ -97,6 +117,7 @@ class LSTMForecaster(nn.Module):
             window_scale=cfg.model.window_scale,
             quantiles=cfg.model.quantiles,
             future=cfg.data.future_columns,
+            lag_targets=cfg.data.lag_targets,
         )
 
     def level(self, x: torch.Tensor) -> torch.Tensor:
@@ -127,8 +148,15 @@ class LSTMForecaster(nn.Module):
     def _normalized(self, x: torch.Tensor, level: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
         if self.normalize == "none":
             return x
-        k = self.n_targets
-        return torch.cat([(x[:, :, :k] - level) / scale, x[:, :, k:]], dim=2)
+        k, nl = self.n_targets, len(self.lag_targets)
+        parts = [(x[:, :, :k] - level) / scale, x[:, :, k : x.shape[2] - nl]]
+        if nl:
+            parts.append(self._as_targets(x[:, :, -nl:], level, scale))
+        return torch.cat(parts, dim=2)
+
+    def _as_targets(self, lagged: torch.Tensor, level: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+        """Lag columns (B, T, nl) relative to the level and in the scale of the target each lags."""
+        return (lagged - level.index_select(2, self.lag_index)) / scale.index_select(2, self.lag_index)
 
     def forward(self, x: torch.Tensor, quantiles: bool = False) -> torch.Tensor:
         # x: (B, L, n) scaled inputs, targets in the first k columns; with known-future columns
@@ -138,13 +166,18 @@ class LSTMForecaster(nn.Module):
         if self.past is not None:  # known-future columns
             L = self.past
             known = x.index_select(2, self.future_index)  # (B, L + H, f)
-            ahead = known[:, L:]  # (B, H, f)
-            if self.normalize != "none":  # relative to the last observed value, as the forecast is to the level
-                ahead = ahead - known[:, L - 1 : L]
-            ahead = ahead.flatten(1)  # (B, H*f)
             x = x[:, :L]
         level = self.level(x)  # (B, 1, k)
         scale = self.scale(x)  # (B, 1, k)
+        if self.past is not None:
+            ahead = known[:, L:]  # (B, H, f)
+            if self.normalize != "none":  # relative to the last observed value, as the forecast is to the level
+                ahead = ahead - known[:, L - 1 : L]
+                if self.lag_targets:  # the lag columns (the last ones) instead as their targets
+                    nl = len(self.lag_targets)
+                    lagged = self._as_targets(known[:, L:, -nl:], level, scale)
+                    ahead = torch.cat([ahead[:, :, :-nl], lagged], dim=2)
+            ahead = ahead.flatten(1)  # (B, H*f)
         base = level  # (B, 1, k), or (B, H, k): the seasonal naive forecast read from the window
         if self.normalize == "season":
             base = x[:, self.base_rows, :k]

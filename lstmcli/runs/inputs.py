@@ -61,7 +61,7 @@ def read_series(run: Run, path: str | Path, min_rows: int, purpose: str, only: s
             f"{', '.join(generated)}"
         )
     table = read_table(path, cfg.file_columns, date_column, cfg.missing, cfg.series_column, cfg.date_format)
-    if generated or cfg.static_categories:
+    if generated or cfg.static_categories or cfg.lags:
         read = model_columns(
             table.column, cfg, table.dates, table.series_parts(), read_categories(path, cfg, only), table.n_rows
         )

@@ -227,3 +227,24 @@ def test_hourly_timestamps_keep_their_time_and_the_input_style_everywhere(tmp_pa
     old = runner.invoke(app, ["predict", str(tmp_path / "run"), "--data", str(data), "--backtest"])
     assert old.exit_code == 0, old.output
     assert "the run's stored test split" in old.stdout
+
+
+def test_init_feeds_the_weekly_season_to_the_model_when_copying_last_week_beats_copying_yesterday(
+    tmp_path: Path,
+) -> None:
+    stamps = np.datetime64("2024-01-01T00:00") + np.arange(28 * 48) * np.timedelta64(30, "m")
+    day = np.sin(2 * np.pi * np.arange(len(stamps)) / 48)
+    weekend = np.isin((stamps.astype("datetime64[D]").astype(int) + 3) % 7, [5, 6])  # 1970-01-01 was a Thursday
+    load = 10 + day - 3 * weekend
+    (tmp_path / "w.csv").write_text(
+        "time,load\n" + "".join(f"{s},{v:.4f}\n" for s, v in zip(stamps, load, strict=True))
+    )
+    out = tmp_path / "w.yaml"
+    result = runner.invoke(app, ["init", str(tmp_path / "w.csv"), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    text = out.read_text()
+    assert "lags: [336]" in text and "  n: 2 " in text
+    trained = runner.invoke(
+        app, ["train", str(out), "--set", "train.epochs=1", "--set", f"output.dir={tmp_path / 'run'}", "-q"]
+    )
+    assert trained.exit_code == 0, trained.output
