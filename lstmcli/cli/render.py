@@ -489,6 +489,8 @@ def _run(r: RunSummary) -> None:
         feats += f"; calendar {', '.join(r.calendar)} (sin/cos from the dates)"
     if r.holidays:
         feats += f"; {r.holidays} public holidays"
+    if r.lags:
+        feats += f"; lags {', '.join(map(str, r.lags))} (the targets that many steps back, known ahead)"
     out.print(f"[bold]Run[/] {escape(r.path)}: trained on {escape(r.data)} ({r.rows} rows{dates})", markup=True)
     if r.series:
         out.print(f"  {_series_line(r)}")

@@ -67,6 +67,7 @@ class RunSummary(BaseModel):
     future_features: list[str] = []
     calendar: list[str] = []
     holidays: str | None = None
+    lags: list[int] = []
     lookback: int
     horizon: int
     season: int | list[int]  # data.season: s, or s and the longer seasons
@@ -194,6 +195,7 @@ def run_summary(run: Run, metrics: Metrics | None) -> RunSummary:
         future_features=list(cfg.future_features),
         calendar=list(cfg.calendar),
         holidays=cfg.holidays,
+        lags=list(cfg.lags),
         lookback=cfg.lookback,
         horizon=cfg.horizon,
         season=cfg.season,

@@ -371,6 +371,7 @@ def losses_to_baselines(metrics: Metrics, cfg: Config) -> tuple[str, ...]:
     """Where the model's MAE is worse than a baseline's on the validation or the test split, in
     words, with what to try when there are few training windows for the model's size."""
     found = []
+    unused: set[int] = set()  # longer seasons that beat the model and that it does not read as lags
     for split, scores in (("validation", metrics.val), ("test", metrics.test)):
         if scores is None:
             continue
@@ -380,9 +381,21 @@ def losses_to_baselines(metrics: Metrics, cfg: Config) -> tuple[str, ...]:
             for label, base in scores.baselines()
             if mae is not None and base.MAE is not None and mae > base.MAE
         ]
+        unused |= {
+            int(p)
+            for p, base in (scores.longer_seasons or {}).items()
+            if mae is not None and base.MAE is not None and mae > base.MAE and int(p) not in cfg.data.lags
+        }
         if worse:
             found.append(f"on the {split} split the LSTM's MAE ({mae:.4g}) is worse than " + " and ".join(worse))
-    if found:
+    if unused:
+        lags = sorted({*cfg.data.lags, *unused})
+        n = cfg.model.n + len(unused) * len(cfg.data.target)
+        found.append(
+            f"the model sees only its lookback of {cfg.data.lookback} steps; give it the longer season as a lag: "
+            f"--set 'data.lags=[{', '.join(map(str, lags))}]' --set model.n={n}"
+        )
+    elif found:
         windows, params = metrics.windows["train"], cfg.parameters
         few = f"{windows:,} training windows for {params:,} parameters; " if params > 20 * windows else ""
         smaller = [

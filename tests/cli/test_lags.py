@@ -148,3 +148,15 @@ def test_an_untrained_lag_model_reads_the_lag_as_its_forecast(quantiles: list[fl
     x[:, L:, 0] = 0.0  # the future targets never reach the model
     expected = x[:, L:, 1:]  # the lag column's values for the steps ahead
     torch.testing.assert_close(model(x), expected)
+
+
+def test_a_model_that_loses_to_a_longer_season_is_told_to_read_it_as_a_lag(runs: dict[str, Path]) -> None:
+    from lstmcli.commands.train import losses_to_baselines
+    from lstmcli.runs.run import load_run
+
+    run = load_run(runs["plain"])
+    metrics = run.metrics()
+    assert metrics is not None
+    hints = losses_to_baselines(metrics, run.cfg)
+    assert any(f"seasonal naive (s = {PERIOD})" in h for h in hints), hints
+    assert hints[-1].endswith(f"--set 'data.lags=[{PERIOD}]' --set model.n=2"), hints
