@@ -179,6 +179,21 @@ class DataConfig(_Section):
     def _one_or_many(cls, value: Any) -> Any:
         return [value] if isinstance(value, str) else value
 
+    @field_validator("season", mode="before")
+    @classmethod
+    def _whole_periods(cls, v: Any) -> Any:
+        """One clear message for anything but a whole number or a list of them (a union's errors
+        would name each branch); a bare true or false is not a period."""
+        periods = v if isinstance(v, list) else [v]
+        for p in periods:
+            if isinstance(p, bool) or not isinstance(p, int | str) or (isinstance(p, str) and not p.strip().isdigit()):
+                held = f"the list holds {p!r}: " if isinstance(v, list) else ""
+                raise ValueError(
+                    f"{held}a seasonal period is a whole number of steps, or a list of them shortest first "
+                    "(e.g. 12, or [24, 168])"
+                )
+        return [int(p) for p in periods] if isinstance(v, list) else int(v)
+
     @field_validator("season")
     @classmethod
     def _periods(cls, v: int | list[int]) -> int | list[int]:
@@ -597,7 +612,8 @@ class Config(_Section):
                 f"{' + one per data.static_categories value' if self.data.static_categories else ''}"
                 f"{' + data.future_features' if self.data.future_features else ''}"
                 f"{' + 2 per data.calendar feature' if self.data.calendar else ''}"
-                f"{' + 1 for data.holidays' if self.data.holidays else ''} name {len(cols)} "
+                f"{' + 1 for data.holidays' if self.data.holidays else ''}"
+                f"{' + one per target and data.lags lag' if self.data.lags else ''} name {len(cols)} "
                 f"column(s) ({', '.join(cols)}); n must equal the number of input columns"
             )
         if self.model.quantiles is not None and self.train.loss != "quantile":

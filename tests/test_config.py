@@ -153,7 +153,16 @@ def test_seed_out_of_range_is_a_config_error(tiny_config: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("season", "problem"), [([168, 24], "shortest first"), ([24, 24], "once"), ([], "1 or more"), (0, "1 or more")]
+    ("season", "problem"),
+    [
+        ([168, 24], "shortest first"),
+        ([24, 24], "once"),
+        ([], "1 or more"),
+        (0, "1 or more"),
+        ("abc", "whole number of steps"),
+        ([12, "x"], "the list holds 'x'"),
+        (True, "whole number of steps"),
+    ],
 )
 def test_seasons_are_listed_once_shortest_first(tmp_path: Path, season: object, problem: str) -> None:
     path = write_config(tmp_path / "c.yaml", data={"season": season})
