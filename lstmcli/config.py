@@ -185,6 +185,7 @@ class DataConfig(_Section):
         """One clear message for anything but a whole number or a list of them (a union's errors
         would name each branch); a bare true or false is not a period."""
         periods = v if isinstance(v, list) else [v]
+        periods = [int(p) if isinstance(p, float) and p.is_integer() else p for p in periods]  # 24.0
         for p in periods:
             if isinstance(p, bool) or not isinstance(p, int | str) or (isinstance(p, str) and not p.strip().isdigit()):
                 held = f"the list holds {p!r}: " if isinstance(v, list) else ""
@@ -192,7 +193,7 @@ class DataConfig(_Section):
                     f"{held}a seasonal period is a whole number of steps, or a list of them shortest first "
                     "(e.g. 12, or [24, 168])"
                 )
-        return [int(p) for p in periods] if isinstance(v, list) else int(v)
+        return [int(p) for p in periods] if isinstance(v, list) else int(periods[0])
 
     @field_validator("season")
     @classmethod

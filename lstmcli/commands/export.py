@@ -188,6 +188,8 @@ def _metadata(run: Run, levels: list[int]) -> dict[str, object]:
         "columns": list(cfg.data.columns),
         "targets": list(cfg.data.target),
         "generated_columns": list(cfg.data.generated_columns),
+        "lag_columns": list(cfg.data.lag_columns),
+        "lags": list(cfg.data.lags),
         "future_columns": [cfg.data.columns[j] for j in cfg.data.future_columns],
         "lookback": cfg.data.lookback,
         "horizon": cfg.data.horizon,
@@ -200,6 +202,7 @@ def _metadata(run: Run, levels: list[int]) -> dict[str, object]:
         "levels": levels,
         "outputs": output_names(run.model, levels),
         "x": "raw values, one row per step, in the order of 'columns' (original units; 'generated_columns' "
-        "are the calendar and holiday inputs lstmcli computes from the dates)",
+        "are the calendar and holiday inputs lstmcli computes from the dates; each of 'lag_columns' is its "
+        "target 'lags' steps before the row, on every row, the future ones included)",
         "series_input": "each window's position in 'series' (0 for a single series)",
     }

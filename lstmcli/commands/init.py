@@ -246,7 +246,7 @@ def propose(
     try:
         table = read_table(path, columns, date_column, missing, series_column, date_format)
     except GapError as gap:
-        if missing != "error":
+        if missing != "error" or gap.count > max(1, cells.rows // 100):  # a few rows (a clock change), not weeks
             raise
         missing = "interpolate"
         table = read_table(path, columns, date_column, missing, series_column, date_format)
@@ -287,7 +287,8 @@ def propose(
         season = 1
     transform = _choose_transform(table.values[lo:hi, 0], season, reasons)
     train_rows = lengths - 2 * count_split if count_split else (0.70 * lengths).astype(int)
-    longer_season = _choose_longer_season(frequency, season, int(np.median(train_rows)), reasons)
+    # the shortest series: every series must hold the longer season before its validation split
+    longer_season = _choose_longer_season(frequency, season, int(np.min(train_rows)), reasons)
     lags = _choose_lags(table.values[lo:hi, 0], season, longer_season, reasons)
     m = choose_size(int(np.clip(train_rows - lookback - horizon + 1, 0, None).sum()), reasons)
 

@@ -82,10 +82,10 @@ def forecast(
                 f"model call, and fed-back forecasts would need more; use --steps {H} or fewer"
             )
     # A global model pads a short series' lookback with its first row, as it was trained to.
-    need = 1 if cfg.series_column else L
-    parts = read_series(
-        run, data, need, f"run {run.path} needs at least L = {L} rows (its lookback) to forecast", series
-    )
+    # A lag run reads the target max(lags) steps back; fewer rows would fill the lags with the first row.
+    need = 1 if cfg.series_column else max([L, *cfg.lags])
+    why = f"L = {L} rows (its lookback)" if need == L else f"{need} rows (its longest lag, data.lags)"
+    parts = read_series(run, data, need, f"run {run.path} needs at least {why} to forecast", series)
     items = [_forecast_one(run, s, K, future, calibration, levels or []) for s in parts]
     return Results(items=items, series_column=cfg.series_column)
 

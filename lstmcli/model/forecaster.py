@@ -89,7 +89,7 @@ class LSTMForecaster(nn.Module):
         self.head = nn.Linear(m + horizon * len(self.future), horizon * n_targets * self.outputs)
         with torch.no_grad():  # a known future value has no effect until training gives it one: a column
             self.head.weight[:, m:] = 0.0  # constant in the training rows (a law not yet in force) never gets one
-            if self.lag_targets and normalize != "none":
+            if self.lag_targets:
                 self._start_from_the_lags()
 
     def _start_from_the_lags(self) -> None:
@@ -155,7 +155,8 @@ class LSTMForecaster(nn.Module):
         return torch.cat(parts, dim=2)
 
     def _as_targets(self, lagged: torch.Tensor, level: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-        """Lag columns (B, T, nl) relative to the level and in the scale of the target each lags."""
+        """Lag columns (B, T, nl) relative to ``level`` (B, 1 or T, k) and in the scale of the target
+        each lags: the units of the head's output, so that a weight of 1 forecasts the lag."""
         return (lagged - level.index_select(2, self.lag_index)) / scale.index_select(2, self.lag_index)
 
     def forward(self, x: torch.Tensor, quantiles: bool = False) -> torch.Tensor:
@@ -169,18 +170,18 @@ class LSTMForecaster(nn.Module):
             x = x[:, :L]
         level = self.level(x)  # (B, 1, k)
         scale = self.scale(x)  # (B, 1, k)
+        base = level  # (B, 1, k), or (B, H, k): the seasonal naive forecast read from the window
+        if self.normalize == "season":
+            base = x[:, self.base_rows, :k]
         if self.past is not None:
             ahead = known[:, L:]  # (B, H, f)
             if self.normalize != "none":  # relative to the last observed value, as the forecast is to the level
                 ahead = ahead - known[:, L - 1 : L]
-                if self.lag_targets:  # the lag columns (the last ones) instead as their targets
+                if self.lag_targets:  # the lag columns (the last ones) as the forecast: relative to its base
                     nl = len(self.lag_targets)
-                    lagged = self._as_targets(known[:, L:, -nl:], level, scale)
+                    lagged = self._as_targets(known[:, L:, -nl:], base, scale)
                     ahead = torch.cat([ahead[:, :, :-nl], lagged], dim=2)
             ahead = ahead.flatten(1)  # (B, H*f)
-        base = level  # (B, 1, k), or (B, H, k): the seasonal naive forecast read from the window
-        if self.normalize == "season":
-            base = x[:, self.base_rows, :k]
         y, _ = self.lstm(self._normalized(x, level, scale))  # y: (B, L, m), every y_t of the last layer
         last = y[:, -1, :] if ahead is None else torch.cat([y[:, -1, :], ahead], dim=1)
         out = self.head(last)  # (B, H*k*Q) from the last step's y_t (and the known future)

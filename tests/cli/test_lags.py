@@ -133,13 +133,14 @@ def test_the_lag_column_is_the_target_shifted_within_each_series_and_scaled_alik
     assert (scaled[:PERIOD, 1] == scaled[0, 0]).all()
 
 
+@pytest.mark.parametrize("normalize", ["last", "mean", "season", "none"])
 @pytest.mark.parametrize("quantiles", [None, [0.1, 0.5, 0.9]])
-def test_an_untrained_lag_model_reads_the_lag_as_its_forecast(quantiles: list[float] | None) -> None:
+def test_an_untrained_lag_model_reads_the_lag_as_its_forecast(quantiles: list[float] | None, normalize: str) -> None:
     torch.manual_seed(0)
     L, H = 4, 3
     model = LSTMForecaster(
         n=2, m=8, layers=1, horizon=H, n_targets=1, lookback=L, window_scale=True, quantiles=quantiles,
-        future=[1], lag_targets=[0],
+        future=[1], lag_targets=[0], normalize=normalize, season=2,
     )  # fmt: skip
     with torch.no_grad():  # what the head makes of y_t, random at first, aside: the lags' part alone
         model.head.weight[:, : model.m] = 0.0
@@ -160,3 +161,11 @@ def test_a_model_that_loses_to_a_longer_season_is_told_to_read_it_as_a_lag(runs:
     hints = losses_to_baselines(metrics, run.cfg)
     assert any(f"seasonal naive (s = {PERIOD})" in h for h in hints), hints
     assert hints[-1].endswith(f"--set 'data.lags=[{PERIOD}]' --set model.n=2"), hints
+
+
+def test_predict_refuses_a_file_shorter_than_the_longest_lag(runs: dict[str, Path], tmp_path: Path) -> None:
+    data = runs["lagged"].parent / "periodic.csv"
+    short = tmp_path / "short.csv"
+    short.write_text("\n".join(data.read_text().splitlines()[:PERIOD]) + "\n")  # the header and PERIOD - 1 rows
+    text = one_line_error(runner.invoke(app, ["predict", str(runs["lagged"]), "--data", str(short)]))
+    assert f"needs at least {PERIOD} rows (its longest lag, data.lags)" in text

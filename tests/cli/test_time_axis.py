@@ -248,3 +248,15 @@ def test_init_feeds_the_weekly_season_to_the_model_when_copying_last_week_beats_
         app, ["train", str(out), "--set", "train.epochs=1", "--set", f"output.dir={tmp_path / 'run'}", "-q"]
     )
     assert trained.exit_code == 0, trained.output
+
+
+def test_init_leaves_the_longer_season_out_when_one_series_of_a_long_file_is_too_short_for_it(tmp_path: Path) -> None:
+    lines = ["id,time,load"]
+    for sid, rows in (("a", 1008), ("b", 1008), ("c", 200)):
+        stamps = np.datetime64("2024-01-01T00:00") + np.arange(rows) * np.timedelta64(1, "h")
+        lines += [f"{sid},{s},{10 + np.sin(i / 4):.4f}" for i, s in enumerate(stamps)]
+    (tmp_path / "long.csv").write_text("\n".join(lines) + "\n")
+    out = tmp_path / "long.yaml"
+    result = runner.invoke(app, ["init", str(tmp_path / "long.csv"), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "season: 24 " in out.read_text() and "fewer than two of them" in result.output
