@@ -181,9 +181,9 @@ class DataConfig(_Section):
 
     @field_validator("season", mode="before")
     @classmethod
-    def _whole_periods(cls, v: Any) -> Any:
-        """One clear message for anything but a whole number or a list of them (a union's errors
-        would name each branch); a bare true or false is not a period."""
+    def _periods(cls, v: Any) -> Any:
+        """A whole number of steps, or a list of them, each once, shortest first; one clear message
+        otherwise (a union's errors would name each branch), and a bare true or false is no period."""
         periods = v if isinstance(v, list) else [v]
         periods = [int(p) if isinstance(p, float) and p.is_integer() else p for p in periods]  # 24.0
         for p in periods:
@@ -193,17 +193,12 @@ class DataConfig(_Section):
                     f"{held}a seasonal period is a whole number of steps, or a list of them shortest first "
                     "(e.g. 12, or [24, 168])"
                 )
-        return [int(p) for p in periods] if isinstance(v, list) else int(periods[0])
-
-    @field_validator("season")
-    @classmethod
-    def _periods(cls, v: int | list[int]) -> int | list[int]:
-        periods = v if isinstance(v, list) else [v]
-        if not periods or any(p < 1 for p in periods):
+        whole = [int(p) for p in periods]
+        if not whole or any(p < 1 for p in whole):
             raise ValueError("each seasonal period is a whole number of steps, 1 or more")
-        if sorted(set(periods)) != periods:
+        if sorted(set(whole)) != whole:
             raise ValueError("list each seasonal period once, shortest first (e.g. [24, 168])")
-        return periods[0] if len(periods) == 1 else periods
+        return whole[0] if len(whole) == 1 else whole
 
     @field_validator("lags")
     @classmethod

@@ -50,7 +50,7 @@ class TargetScores(_Scores):
 
     def baselines(self) -> list[tuple[str, ForecastScores]]:
         """Each baseline with its label: seasonal naive, then at each longer season, then naive."""
-        longer = [(f"seasonal naive (s = {p})", f) for p, f in (self.longer_seasons or {}).items()]
+        longer = [(forecast_label(longer_name(int(p))), f) for p, f in (self.longer_seasons or {}).items()]
         return [("seasonal naive", self.seasonal_naive), *longer, ("naive", self.naive)]
 
 
@@ -68,6 +68,10 @@ class SplitScores(TargetScores):
     per_target: dict[str, TargetScores] | None = None
     per_series: dict[str, SplitScores] | None = None
     series_means: dict[str, SeriesMeans] | None = None
+
+    def series_mean_rows(self) -> list[tuple[str, SeriesMeans]]:
+        """``series_means`` labelled, in the order scored: LSTM, naive, seasonal naive, longer seasons."""
+        return [(forecast_label(name), m) for name, m in (self.series_means or {}).items()]
 
     def to_dict(self) -> dict[str, Any]:
         """As JSON, without the parts that a single target or series lacks."""
@@ -228,9 +232,18 @@ class Scores:
         return float(np.mean(values)) if values else None
 
 
+_LONGER = "seasonal_naive_"
+_LABELS = {"model": "LSTM", "naive": "naive", "seasonal_naive": "seasonal naive"}
+
+
 def longer_name(period: int) -> str:
     """The name a longer season's seasonal naive baseline goes by among a Scores' forecasts."""
-    return f"seasonal_naive_{period}"
+    return f"{_LONGER}{period}"
+
+
+def forecast_label(name: str) -> str:
+    """A Scores' forecast in words: LSTM, naive, seasonal naive, seasonal naive (s = 168)."""
+    return _LABELS.get(name) or f"seasonal naive (s = {name.removeprefix(_LONGER)})"
 
 
 def evaluate_split(model: nn.Module, windows: Windows, ds: Dataset, name: str, seasons: tuple[int, ...]) -> SplitScores:

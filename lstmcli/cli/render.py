@@ -165,16 +165,11 @@ def series_table(per_series: dict[str, SplitScores]) -> Table:
 
 def series_means_line(scores: SplitScores) -> str | None:
     """The per-series MASE and sMAPE averaged over series, model against baselines."""
-    means = scores.series_means
-    if not means:
+    rows = scores.series_mean_rows()
+    if not rows:
         return None
-    # a longer season's baseline is "seasonal_naive_168" (evaluate.longer_name), after the three
-    labels = [_LABELS.get(key, f"seasonal naive (s = {key.removeprefix('seasonal_naive_')})") for key in means]
-    parts = [f"{label} {_ratio(m.MASE)} / {_pct(m.sMAPE)}" for label, m in zip(labels, means.values(), strict=True)]
+    parts = [f"{label} {_ratio(m.MASE)} / {_pct(m.sMAPE)}" for label, m in rows]
     return "mean over series (MASE / sMAPE): " + ", ".join(parts)
-
-
-_LABELS = {"model": "LSTM", "naive": "naive", "seasonal_naive": "seasonal naive"}
 
 
 def _seasons(season: int | list[int]) -> str:

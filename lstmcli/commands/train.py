@@ -30,7 +30,15 @@ from lstmcli.config import Config, load_yaml, parse_yaml, read_config_text, vali
 from lstmcli.data.dataset import Dataset, load_dataset
 from lstmcli.data.windows import Windows
 from lstmcli.errors import CheckpointError, DataError, Interrupted, ResourceError, TrainingError
-from lstmcli.evaluate import Calibration, IntervalSums, SplitScores, calibrate, evaluate_split, interval_scores
+from lstmcli.evaluate import (
+    Calibration,
+    ForecastScores,
+    IntervalSums,
+    SplitScores,
+    calibrate,
+    evaluate_split,
+    interval_scores,
+)
 from lstmcli.fsutil import atomic_write, check_regular, sha256, sha256_file
 from lstmcli.model.forecaster import LSTMForecaster
 from lstmcli.plots import loss_curve
@@ -367,6 +375,12 @@ def score_test_split(run_dir: Path) -> Metrics:
     )
 
 
+def _loses_to(scores: SplitScores, base: ForecastScores) -> bool:
+    """Whether the model's MAE is worse than the baseline's (neither undefined)."""
+    mae = scores.model.MAE
+    return mae is not None and base.MAE is not None and mae > base.MAE
+
+
 def losses_to_baselines(metrics: Metrics, cfg: Config) -> tuple[str, ...]:
     """Where the model's MAE is worse than a baseline's on the validation or the test split, in
     words, with what to try when there are few training windows for the model's size."""
@@ -376,16 +390,9 @@ def losses_to_baselines(metrics: Metrics, cfg: Config) -> tuple[str, ...]:
         if scores is None:
             continue
         mae = scores.model.MAE
-        worse = [
-            f"{label} ({base.MAE:.4g})"
-            for label, base in scores.baselines()
-            if mae is not None and base.MAE is not None and mae > base.MAE
-        ]
-        unused |= {
-            int(p)
-            for p, base in (scores.longer_seasons or {}).items()
-            if mae is not None and base.MAE is not None and mae > base.MAE and int(p) not in cfg.data.lags
-        }
+        worse = [f"{label} ({base.MAE:.4g})" for label, base in scores.baselines() if _loses_to(scores, base)]
+        longer = (scores.longer_seasons or {}).items()
+        unused |= {int(p) for p, base in longer if _loses_to(scores, base) and int(p) not in cfg.data.lags}
         if worse:
             found.append(f"on the {split} split the LSTM's MAE ({mae:.4g}) is worse than " + " and ".join(worse))
     if unused:
