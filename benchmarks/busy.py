@@ -5,7 +5,8 @@ PyTorch reference, with and without one CPU-bound neighbour process, runs altern
     python benchmarks/busy.py                       # configs/co2.yaml and configs/sunspots.yaml, 5 epochs, 3 rounds
     python benchmarks/busy.py --configs co2 --rounds 5
 
-Each run is `lstm train configs/<name>.yaml -q --set train.epochs=5 --set train.patience=50` in a
+Each run is `lstm train configs/<name>.yaml -q --set train.epochs=5 --set train.patience=50
+--set train.refit=false` in a
 fresh process, timed whole. "libgomp default" sets OMP_WAIT_POLICY to an empty value, which
 libgomp ignores: its own spin-then-sleep policy, what lstm ran with before it chose passive
 waiting. "bare reference" is `benchmarks/reference.py` on the same data, model size, batch and 5
@@ -53,7 +54,8 @@ def timed(config: Path, extra: list[str], env: dict[str, str]) -> float:
         args = [sys.executable, *reference_args(config)]
     else:
         args = [sys.executable, "-m", "lstmcli", "train", str(config), "-q", "--overwrite"]
-        args += ["--set", "train.epochs=5", "--set", "train.patience=50", "--set", f"output.dir={WORK / 'run'}", *extra]
+        args += ["--set", "train.epochs=5", "--set", "train.patience=50", "--set", "train.refit=false"]
+        args += ["--set", f"output.dir={WORK / 'run'}", *extra]
     start = time.perf_counter()
     proc = subprocess.run(args, env={**os.environ, **env}, capture_output=True, text=True, timeout=600)
     if proc.returncode:

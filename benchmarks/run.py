@@ -237,6 +237,7 @@ def bench_process(case: Case, repeats: int, threads: int, long_repeats: int | No
             *[f"--set={o}" for o in case.overrides],
             f"--set=train.epochs={e}",
             f"--set=train.patience={e}",
+            "--set=train.refit=false",  # the reference trains e epochs and no refit: like for like
             f"--set=train.threads={threads}",
             f"--set=output.dir={tmp}/run",
         ]

@@ -394,6 +394,12 @@ class TrainConfig(_Section):
         description="epochs without a better val loss before stopping; auto: enough epochs for 400 optimiser "
         "steps, 20 to 100 (a short series' epochs are a few steps each)",
     )
+    refit: bool = Field(
+        True,
+        description="once early stopping has chosen the epoch, train a fresh model on the training and validation "
+        "windows for as many epochs: the saved model, scored on test (validation scores and the intervals' "
+        "calibration stay the early-stopped model's)",
+    )
     seed: int = Field(0, ge=0, le=2**63 - 1)
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     precision: Literal["fp32", "bf16", "fp16"] = Field("fp32", description="autocast dtype on CUDA")

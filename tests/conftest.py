@@ -38,6 +38,16 @@ class OnEpoch(Hooks):
         self.fn(report)
 
 
+class OnRefit(Hooks):
+    """Hooks that call ``fn((epoch, epochs))`` after every epoch of the refit."""
+
+    def __init__(self, fn) -> None:  # noqa: ANN001
+        self.fn = fn
+
+    def on_refit_epoch(self, epoch: int, epochs: int, train_loss: float, seconds: float) -> None:
+        self.fn((epoch, epochs))
+
+
 def crash_after(epoch: int) -> Hooks:
     """Hooks that raise Crash once ``epoch`` is reported."""
 

@@ -105,6 +105,7 @@ class Progress(Hooks):
         self.epoch_start = time.perf_counter()
         self.drawn = 0.0
         self.epoch = 1
+        self.refit = 0  # the refit's epochs, once it has started
 
     def __enter__(self) -> Progress:
         if self.live:
@@ -168,7 +169,37 @@ class Progress(Hooks):
         self.epoch_start = time.perf_counter()
 
     def _label(self) -> str:
+        if self.refit:
+            return f"refit {self.epoch}/{self.refit}"
         return f"epoch {self.epoch}/{self.eta.epochs}" if self.eta.epochs else f"epoch {self.epoch}"
+
+    def on_refit_start(self, epochs: int, done: int = 0) -> None:
+        self.refit, self.epoch = epochs, done + 1
+        times = self.eta.times
+        self.eta = Eta(epochs, epochs, done)  # every refit epoch runs: no early stop to bound
+        self.eta.times = times  # its epochs take about as long as the last ones (a few more windows)
+        if not self.quiet:
+            text = (
+                f"resuming the refit after its epoch {done} of {epochs}"
+                if done
+                else f"refit: a fresh model trains {plural(epochs, 'epoch')} (the best epoch's count) on the "
+                "training and validation windows"
+            )
+            self.console.print(text, soft_wrap=not self.live)
+        self.epoch_start = time.perf_counter()
+        if self.bar is not None:
+            self.bar.update(self.task, description=self._label(), completed=0, batches="", eta=self.eta.text(0.0, 0, 1))
+
+    def on_refit_epoch(self, epoch: int, epochs: int, train_loss: float, seconds: float) -> None:
+        self.eta.times = [*self.eta.times[-(RECENT - 1) :], seconds]
+        self.eta.most = self.eta.unless_better = epochs - epoch
+        self.epoch = epoch + 1
+        self.epoch_start = time.perf_counter()
+        if self.bar is not None:
+            self.bar.update(self.task, description=self._label(), completed=0, batches="", eta=self.eta.text(0.0, 0, 1))
+        elif not self.quiet:
+            eta = f"  {self.eta.text(0.0, 0, 1)}" if epoch < epochs else ""
+            self.console.print(f"refit {epoch}/{epochs}  train {train_loss:.4g}  {seconds:.2f}s{eta}", soft_wrap=True)
 
     def status_line(self, done: int, total: int) -> tuple[str, str]:
         """The live bar's words: the epoch counter, and the ETA for ``done`` of ``total`` batches."""

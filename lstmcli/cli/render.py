@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from lstmcli.model.gate_trace import LayerActivity, UnitActivity
     from lstmcli.model.gates import LayerFacts
     from lstmcli.results import Backtest, Forecast, Results, TraceFacts
+    from lstmcli.runs.schema import Metrics
 
 out = Console(markup=False, highlight=False)
 err = Console(stderr=True, markup=False, highlight=False)
@@ -179,19 +180,31 @@ def _seasons(season: int | list[int]) -> str:
     return f"s = {season[0]} (and {', '.join(map(str, season[1:]))})"
 
 
-def train_summary(summary: TrainSummary) -> None:
-    m = summary.metrics
-    if m is None:
-        return
+def _how_it_trained(m: Metrics) -> list[str]:
+    """The summary's lines on training: the best epoch, time, device, batch; the refit."""
     stop = " (early stop)" if m.stopped_early else ""
     if m.stopped_early and m.patience:
         stop = f" (early stop: {plural(m.patience, 'epoch')} without a better validation loss)"
     batch = f", batches of {m.batch_size}" if m.batch_size else ""
     threads = f" ({m.threads} thread{'s' if m.threads > 1 else ''}: {m.threads_reason})" if m.threads else ""
-    out.print(
+    lines = [
         f"best epoch {m.best_epoch} of {m.epochs_run}{stop}, {m.train_seconds:.1f} s on {m.device}{threads}{batch} "
         f"({plural(m.windows['train'], 'training window')})"
-    )
+    ]
+    if m.refit_epochs:
+        lines.append(
+            f"refit: a fresh model trained {plural(m.refit_epochs, 'epoch')} on the training and validation windows "
+            "is the saved model, scored on test; validation is the early-stopped model's"
+        )
+    return lines
+
+
+def train_summary(summary: TrainSummary) -> None:
+    m = summary.metrics
+    if m is None:
+        return
+    for line in _how_it_trained(m):
+        out.print(line)
     if m.test is not None:
         out.print(metrics_table(m.test, f"Test split: {plural(m.windows['test'], 'window')}, original units"))
         if m.test.per_series:
@@ -501,6 +514,10 @@ def _run(r: RunSummary) -> None:
             f"  loss {loss}{scaled}{batch}; best epoch {r.best_epoch} of {r.epochs_run}{stop}, "
             f"best val loss {r.best_val_loss:.4g}, {r.train_seconds:.1f} s on {r.device} ({r.precision})"
         )
+        if r.refit_epochs:
+            out.print(
+                f"  refit {plural(r.refit_epochs, 'epoch')} on the training and validation windows (the saved model)"
+            )
         if r.interval_levels:
             out.print(
                 f"  prediction intervals: {_conformal(r.interval_bands)} on {r.calibration_windows} validation windows, "

@@ -74,6 +74,7 @@ class RunSummary(BaseModel):
     best_epoch: int | None = None
     epochs_run: int | None = None
     stopped_early: bool | None = None
+    refit_epochs: int = 0
     best_val_loss: float | None = None
     train_seconds: float | None = None
     device: str | None = None
@@ -163,6 +164,7 @@ def run_summary(run: Run, metrics: Metrics | None) -> RunSummary:
             "best_epoch": metrics.best_epoch,
             "epochs_run": metrics.epochs_run,
             "stopped_early": metrics.stopped_early,
+            "refit_epochs": metrics.refit_epochs,
             "best_val_loss": metrics.best_val_loss,
             "train_seconds": metrics.train_seconds,
             "device": metrics.device,

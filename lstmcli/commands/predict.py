@@ -459,8 +459,16 @@ def _origins(run: Run, series: Series, split: str) -> tuple[np.ndarray, str, Spl
             else ""
         )
     if split == "all":
-        return np.arange(L, N - H + 1, dtype=np.int64), "every origin of the file", rows
-    return rows.origins(split), source, rows
+        origins, source = np.arange(L, N - H + 1, dtype=np.int64), "every origin of the file"
+    else:
+        origins = rows.origins(split)
+    metrics = run.metrics() if training_data and split in ("val", "all") else None
+    if metrics is not None and metrics.refit_epochs:
+        source += (
+            "; the saved model was refit on the validation rows too, so their windows are in-sample here "
+            "(metrics.json's validation scores are the early-stopped model's)"
+        )
+    return origins, source, rows
 
 
 def _rows(split: Split, name: str) -> str:

@@ -185,6 +185,17 @@ class _RunHooks(Hooks):
         self.outer, self.trainer, self.opened, self.stop = outer, trainer, opened, stop
 
     def on_epoch_end(self, report: EpochReport) -> None:
+        self._checkpoint()
+        self.outer.on_epoch_end(report)
+
+    def on_refit_start(self, epochs: int, done: int = 0) -> None:
+        self.outer.on_refit_start(epochs, done)
+
+    def on_refit_epoch(self, epoch: int, epochs: int, train_loss: float, seconds: float) -> None:
+        self._checkpoint()
+        self.outer.on_refit_epoch(epoch, epochs, train_loss, seconds)
+
+    def _checkpoint(self) -> None:
         work = self.opened.work
         if work is not None:
             tensors, info = snapshot(self.trainer)
@@ -193,7 +204,6 @@ class _RunHooks(Hooks):
             save_train_state(work, tensors, info)
             self.opened.run.epoch_saved()
             preload_plotting()  # matplotlib loads on a side thread while the next epochs train
-        self.outer.on_epoch_end(report)
 
     def on_batch(self, done: int, total: int) -> None:
         self.outer.on_batch(done, total)
@@ -297,12 +307,14 @@ def finish(opened: OpenRun, result: TrainResult, seconds: float, score_test: boo
     p, work = opened.prepared, opened.work
     assert work is not None
     cfg, ds, windows = p.cfg, p.ds, result.windows  # evaluated on the device it was trained on
-    calibration = calibrate(result.model, windows, ds, cfg.data.s)
+    # Validation is scored, and the intervals calibrated, by the model that never saw it (with a
+    # refit, the early-stopped one); the test split and every later forecast by the saved model.
+    calibration = calibrate(result.scored_model, windows, ds, cfg.data.s)
     test = _test_scores(result.model, windows, ds, cfg, calibration) if score_test else None
     metrics = Metrics(
         format_version=METRICS_FORMAT_VERSION,
         test=None if test is None else test[0],
-        val=evaluate_split(result.model, windows, ds, "val", cfg.data.seasons),
+        val=evaluate_split(result.scored_model, windows, ds, "val", cfg.data.seasons),
         windows=ds.counts(),
         best_epoch=result.state.best_epoch,
         epochs_run=result.state.epoch,
@@ -314,6 +326,7 @@ def finish(opened: OpenRun, result: TrainResult, seconds: float, score_test: boo
         processes=p.dist.world,
         batch_size=result.batch_size,
         patience=result.patience,
+        refit_epochs=result.refit_epochs,
         threads=None if result.threads is None else result.threads.threads,
         threads_reason=None if result.threads is None else result.threads.why,
         calibration=calibration,

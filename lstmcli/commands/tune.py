@@ -4,6 +4,7 @@ Layout of the study directory (``--out``, default ``<run directory>-tune``)::
 
     study.db          the Optuna study (SQLite; --storage names any other RDB URL instead)
     .lock             held by the one ``lstm tune`` that drives this directory
+    .turn.lock        taken in turn by its --jobs workers, each to count the trials and start one
     trials/<number>/  one ordinary run directory per trial, trained with score_test=False
     best/             a copy of the best trial's run, its test split scored once, here
     best.yaml         the best trial's config: ``lstm train best.yaml`` trains it again
@@ -24,6 +25,7 @@ scored on it once (:func:`lstmcli.commands.train.score_test_split`) and the resu
 from __future__ import annotations
 
 import csv
+import fcntl
 import io
 import json
 import math
@@ -279,6 +281,26 @@ def _fail_stale(study: Any) -> int:
     return len(stale)
 
 
+class _Turn:
+    """The workers of one study directory take turns from counting the trials to starting one:
+    two that counted at once could both see a trial missing and both start it. An flock on
+    ``.turn.lock``, released by the kernel if its holder dies. (Machines sharing a --storage study
+    each have their own directory, so they can still overshoot the count by a trial.)"""
+
+    def __init__(self, out: Path) -> None:
+        self.path = out / ".turn.lock"
+        self.fd: int | None = None
+
+    def take(self) -> None:
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)  # closing the only descriptor drops the flock
+            self.fd = None
+
+
 def _counts(study: Any) -> tuple[int, int]:
     """Finished (complete or pruned) and running trials."""
     TrialState = _optuna().trial.TrialState
@@ -398,19 +420,28 @@ def run_trials(study: Any, base: Config, out: Path, opts: TuneOptions, hooks: Tu
     from lstmcli.training.interrupts import StopSignals
 
     started: list[int] = []  # the numbers of this process's trials
-    objective = _objective(base, out, opts.worker_threads, str(opts.config_path), _prunes(study), started)
+    train_one = _objective(base, out, opts.worker_threads, str(opts.config_path), _prunes(study), started)
+    turn = _Turn(out)
+
+    def objective(trial: Any) -> float:
+        turn.release()  # the trial is in the storage, running: the other workers count it from now
+        return float(train_one(trial))
+
     ran = failures = 0
     with StopSignals() as stop:
         while True:
-            done, running = _counts(study)
-            if done + running >= opts.trials:
-                return ran
-            if stop.signum:
-                raise Interrupted(stop.name, stop.exit_code)
+            turn.take()
             try:
+                done, running = _counts(study)
+                if done + running >= opts.trials:
+                    return ran
+                if stop.signum:
+                    raise Interrupted(stop.name, stop.exit_code)
                 study.optimize(objective, n_trials=1, catch=(LstmcliError,))
             except _Stop as exc:
                 raise exc.interrupted from None
+            finally:
+                turn.release()
             mine = [t for t in study.get_trials(deepcopy=False) if started and t.number == started[-1]]
             row = _row(mine[0]) if mine else None
             if row is not None:

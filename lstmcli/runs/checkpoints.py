@@ -48,7 +48,7 @@ def from_json_safe(obj: Any) -> Any:
 
 
 # ---------------------------------------------------------------------------------------------
-# Training checkpoints: checkpoint/state-<epoch>.safetensors (tensors) + checkpoint/state.json
+# Training checkpoints: checkpoint/state-<generation>.safetensors (tensors) + checkpoint/state.json
 #
 # The JSON is the pointer: it names the tensors file of its generation and that file's sha256,
 # and it is replaced last (atomic rename), so a kill at any moment leaves either the old pair or
@@ -71,7 +71,10 @@ def save_train_state(run_dir: Path, tensors: dict[str, torch.Tensor], info: dict
     """Write one checkpoint generation atomically; return the pointer's path."""
     ck_dir = run_dir / CHECKPOINT_DIR
     ck_dir.mkdir(exist_ok=True)
-    name = f"state-{int(info['epoch']):06d}.safetensors"
+    # A generation is named by the epochs trained, the refit's after early stopping's, so that a
+    # new generation never overwrites the file of the one the pointer still names.
+    generation = int(info["epoch"]) + int(info.get("trainer", {}).get("refit_epoch") or 0)
+    name = f"state-{generation:06d}.safetensors"
     digest = save_tensors(ck_dir / name, tensors, {"format": STATE_FORMAT})
     pointer = {
         "format": STATE_FORMAT,

@@ -106,6 +106,7 @@ class Metrics(_Schema):
     threads_reason: str | None = None
     batch_size: int | None = None  # the batch trained with (train.batch_size: auto chooses it); None before 0.2.0
     patience: int | None = None  # the early-stopping patience trained with (train.patience: auto chooses it)
+    refit_epochs: int = 0  # epochs of train.refit on the training and validation windows (0: no refit)
     calibration: dict[str, Calibration] | None = None  # model, seasonal_naive: conformal radii (None before 0.2.0)
     intervals: dict[str, IntervalTable] | None = None  # test split, per level: the calibrated intervals' scores
     quantiles: dict[str, QuantileScores] | None = None  # test split, a quantile run's quantiles

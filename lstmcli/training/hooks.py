@@ -55,6 +55,13 @@ class Hooks:
     def on_epoch_end(self, report: EpochReport) -> None:
         """An epoch has finished (and, in a run, been checkpointed)."""
 
+    def on_refit_start(self, epochs: int, done: int = 0) -> None:
+        """Early stopping is over; a fresh model trains ``epochs`` epochs on the training and
+        validation windows (``done`` of them already, in a resumed run)."""
+
+    def on_refit_epoch(self, epoch: int, epochs: int, train_loss: float, seconds: float) -> None:
+        """Epoch ``epoch`` of the refit's ``epochs`` has finished (and, in a run, been checkpointed)."""
+
     def on_evaluate(self) -> None:
         """Training is over; the run is being scored on its validation and test windows."""
 

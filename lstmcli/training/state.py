@@ -50,6 +50,7 @@ def snapshot(tr: Trainer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
             "bad_epochs": st.bad_epochs,
             "stopped_early": st.stopped_early,
             "history": st.history,
+            "refit_epoch": st.refit_epoch,
         },
         "optimizer": {"param_groups": opt["param_groups"], "scalars": scalars},
         "scheduler": tr.scheduler.state_dict() if tr.scheduler is not None else None,
@@ -65,6 +66,8 @@ def snapshot(tr: Trainer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
 def restore(tr: Trainer, tensors: dict[str, torch.Tensor], info: dict[str, Any]) -> None:
     """Load a ``snapshot`` back; the next epoch then runs exactly as it would have."""
     tr.static_step = None  # a captured graph holds the old state's addresses
+    if info["trainer"].get("refit_epoch") is not None:
+        tr.begin_refit()  # the checkpoint holds the refit's model and optimizer
 
     def group(prefix: str) -> dict[str, torch.Tensor]:
         return {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
@@ -101,4 +104,5 @@ def restore(tr: Trainer, tensors: dict[str, torch.Tensor], info: dict[str, Any])
         history=list(t["history"]),
         best_weights={k: v.to(tr.device) for k, v in best.items()} or None,
         stopped_early=bool(t["stopped_early"]),
+        refit_epoch=None if t.get("refit_epoch") is None else int(t["refit_epoch"]),
     )

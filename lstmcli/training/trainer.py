@@ -38,6 +38,7 @@ class TrainState:
     history: list[dict[str, float]] = field(default_factory=list)
     best_weights: dict[str, torch.Tensor] | None = None
     stopped_early: bool = False
+    refit_epoch: int | None = None  # epochs of the refit done (None: not refitting, or not yet)
 
 
 @dataclass
@@ -50,6 +51,15 @@ class TrainResult:
     batch_size: int
     threads: ThreadChoice | None = None
     patience: int = 0  # the early-stopping patience trained with (train.patience: auto chooses it)
+    # The model as early stopping chose it, which never saw the validation windows: it gives the
+    # validation scores and the intervals' calibration. The same object as ``model`` without a refit.
+    holdout_model: LSTMForecaster | None = None
+    refit_epochs: int = 0  # epochs of the refit on the training and validation windows (0: none)
+
+    @property
+    def scored_model(self) -> LSTMForecaster:
+        """The model that has not seen the validation windows."""
+        return self.holdout_model or self.model
 
 
 def pinball_sum(pred: torch.Tensor, y: torch.Tensor, taus: torch.Tensor) -> torch.Tensor:
@@ -125,12 +135,7 @@ class Trainer:
         seed_everything(self.tc.seed)  # every rank builds the same initial weights
         self.model = LSTMForecaster.from_config(cfg).to(self.device)
         # The module that trains: DDP averages gradients across ranks; evaluation uses self.model.
-        self.net: nn.Module = self.model
-        if self.dist.enabled:
-            from torch.nn.parallel import DistributedDataParallel
-
-            ids = [self.device.index] if self.device.type == "cuda" else None
-            self.net = DistributedDataParallel(self.model, device_ids=ids)
+        self.net: nn.Module = self._wrapped(self.model)
         series = torch.as_tensor(ds.scaled, device=self.device)  # (N, n): the only copy of the data
         starts = ds.row_starts()
         starts_t = None if starts is None else torch.as_tensor(starts, device=self.device)
@@ -161,6 +166,14 @@ class Trainer:
         self.shuffle = torch.Generator().manual_seed(self.tc.seed)
         self.state = TrainState()
         self._taus = torch.tensor(self.model.quantiles or (0.5,), device=self.device)
+
+    def _wrapped(self, model: LSTMForecaster) -> nn.Module:
+        if not self.dist.enabled:
+            return model
+        from torch.nn.parallel import DistributedDataParallel
+
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        return DistributedDataParallel(model, device_ids=ids)
 
     @property
     def precision(self) -> str:
@@ -319,6 +332,55 @@ class Trainer:
         if self.state.best_weights is not None:
             self.model.load_state_dict(self.state.best_weights)
 
+    # -----------------------------------------------------------------------------------------
+    # The refit (train.refit): once early stopping has chosen the epoch, a fresh model trains on
+    # the training and validation windows for that many epochs, at the learning rate each of
+    # those epochs had. It has seen the latest rows before the test split, as ETS and Theta fitted
+    # to them have; the early-stopped model keeps the validation scores, which it never saw.
+
+    @property
+    def refit_epochs(self) -> int:
+        """Epochs the refit runs: the best epoch's number (0: no refit, or nothing to refit on)."""
+        if not self.tc.refit or len(self.val_origins) == 0:
+            return 0
+        return self.state.best_epoch
+
+    def begin_refit(self) -> None:
+        """The fresh model, built from the same seed, its optimizer, and the windows it trains on.
+        Called at the end of early stopping, or before a refit's checkpoint is restored."""
+        seed_everything(self.tc.seed)
+        self.model = LSTMForecaster.from_config(self.cfg).to(self.device)
+        self.net = self._wrapped(self.model)
+        self.optimizer = make_optimizer(self.model, self.tc)
+        self.scheduler = None  # the rates are the early-stopped run's, epoch by epoch
+        self.static_step, self.static_lr = None, None
+        self.train_origins = torch.cat([self.train_origins, self.val_origins])
+        self.shuffle = torch.Generator().manual_seed(self.tc.seed)
+        if self.state.refit_epoch is None:
+            self.state.refit_epoch = 0
+
+    def refit_epoch(self, hooks: Hooks | None = None) -> float:
+        """One epoch of the refit at the rate that epoch had before; returns its training loss."""
+        st = self.state
+        assert st.refit_epoch is not None
+        self.optimizer.param_groups[0]["lr"] = st.history[st.refit_epoch]["lr"]
+        loss = self.train_epoch(hooks)
+        if not math.isfinite(loss):
+            raise TrainingError(
+                f"the refit on the training and validation windows diverged at its epoch {st.refit_epoch + 1} "
+                f"(train loss {loss}); set train.refit: false to keep the early-stopped model, or try a lower "
+                f"train.lr (now {self.tc.lr:g})"
+            )
+        st.refit_epoch += 1
+        return loss
+
+    def holdout_model(self) -> LSTMForecaster:
+        """The early-stopped model (best validation weights), beside the refit one."""
+        model = LSTMForecaster.from_config(self.cfg).to(self.device)
+        if self.state.best_weights is not None:
+            model.load_state_dict(self.state.best_weights)
+        return model.eval()
+
 
 def fit(trainer: Trainer, hooks: Hooks | None = None) -> TrainResult:
     """Train until ``epochs`` or early stopping, then restore the best validation weights.
@@ -327,14 +389,28 @@ def fit(trainer: Trainer, hooks: Hooks | None = None) -> TrainResult:
     from a checkpoint (``training.state.restore``) to resume.
     """
     tr, hooks = trainer, hooks or Hooks()
-    while not tr.done:
+    while not tr.done and tr.state.refit_epoch is None:
         if hooks.should_stop():
             raise Stopped
         start = time.perf_counter()
         train_loss = tr.train_epoch(hooks)
         val_loss = tr.val_loss() if math.isfinite(train_loss) else math.nan
         hooks.on_epoch_end(tr.end_epoch(train_loss, val_loss, time.perf_counter() - start))
-    tr.restore_best()
+    epochs = tr.refit_epochs
+    holdout = None
+    if epochs:
+        if tr.state.refit_epoch is None:
+            tr.begin_refit()
+        hooks.on_refit_start(epochs, tr.state.refit_epoch or 0)
+        while (tr.state.refit_epoch or 0) < epochs:
+            if hooks.should_stop():
+                raise Stopped
+            start = time.perf_counter()
+            loss = tr.refit_epoch(hooks)
+            hooks.on_refit_epoch(tr.state.refit_epoch or 0, epochs, loss, time.perf_counter() - start)
+        holdout = tr.holdout_model()
+    else:
+        tr.restore_best()
     tr.model.eval()
     tr.net = tr.model  # training is over: drop the DDP wrapper before the process group goes
     return TrainResult(
@@ -346,6 +422,8 @@ def fit(trainer: Trainer, hooks: Hooks | None = None) -> TrainResult:
         batch_size=tr.batch_size,
         threads=tr.threads,
         patience=tr.patience,
+        holdout_model=holdout,
+        refit_epochs=epochs,
     )
 
 

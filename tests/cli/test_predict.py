@@ -77,17 +77,36 @@ def test_json_forecast_ignores_column_order_and_extra_columns(run_dir: Path, tmp
     assert base["index"] == ["2006-09-01", "2006-10-01", "2006-11-01"] and base["recursive"] is False
 
 
-@pytest.mark.parametrize("split", ["test", "val"])
-def test_backtest_over_split_origins_matches_metrics_json(run_dir: Path, split: str) -> None:
-    result = _invoke(run_dir, "--data", _csv_of(run_dir), "--backtest", "--split", split, "--json")
+@pytest.fixture(scope="module")
+def early_stopped_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _train(tmp_path_factory.mktemp("norefit"), train={"refit": False})
+
+
+@pytest.mark.parametrize(("split", "refit"), [("test", True), ("test", False), ("val", False)])
+def test_backtest_over_split_origins_matches_metrics_json(
+    run_dir: Path, early_stopped_run: Path, split: str, refit: bool
+) -> None:
+    run = run_dir if refit else early_stopped_run
+    result = _invoke(run, "--data", _csv_of(run), "--backtest", "--split", split, "--json")
     assert result.exit_code == 0, result.output
     got = json.loads(result.stdout)
-    saved = json.loads((run_dir / "metrics.json").read_text())
+    saved = json.loads((run / "metrics.json").read_text())
     assert got["windows"] == saved["windows"][split]
-    assert "stored" in got["split_source"]
+    assert "stored" in got["split_source"] and "in-sample" not in got["split_source"]
     for forecaster in ("model", "naive", "seasonal_naive"):
         for metric in ("MAE", "RMSE", "sMAPE", "MASE", "relMAE"):
             assert abs(got["metrics"][forecaster][metric] - saved[split][forecaster][metric]) <= 1e-6
+
+
+def test_a_backtest_of_a_refit_run_on_validation_says_those_windows_are_in_sample(run_dir: Path) -> None:
+    """The saved model of a refit run trained on the validation windows; metrics.json's validation
+    scores are the early-stopped model's, which never saw them."""
+    result = _invoke(run_dir, "--data", _csv_of(run_dir), "--backtest", "--split", "val", "--json")
+    assert result.exit_code == 0, result.output
+    got = json.loads(result.stdout)
+    saved = json.loads((run_dir / "metrics.json").read_text())
+    assert saved["refit_epochs"] > 0 and "in-sample" in got["split_source"]
+    assert got["metrics"]["model"]["MAE"] != pytest.approx(saved["val"]["model"]["MAE"])
 
 
 def test_backtest_all_origins_and_out_csv(run_dir: Path, tmp_path: Path) -> None:

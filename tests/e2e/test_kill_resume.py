@@ -102,3 +102,22 @@ def test_sigterm_and_sigint_exit_with_a_resume_hint_and_resume_identically(
     assert resumed.p.returncode == 0, out
     assert f"resuming from the checkpoint of epoch {saved.epoch}" in out
     assert_same_tensors(uninterrupted(config, tmp_path), load_file(run / WEIGHTS))
+
+
+def test_a_run_stopped_in_its_refit_resumes_the_refit_identically(tmp_path: Path, tiny_csv: Path) -> None:
+    config = write_config(
+        tmp_path / "c.yaml",
+        model={"m": 8, "dropout": 0.2},
+        train={"epochs": 12, "batch_size": 4, "patience": 100, "threads": 1},
+    )
+    run = tmp_path / "run"
+    proc = Proc(["train", str(config)], tmp_path)
+    assert proc.wait_for("refit 2/")
+    proc.p.send_signal(signal.SIGTERM)
+    out = proc.finish()
+    assert proc.p.returncode == 143, out
+    resumed = Proc(["resume", str(run)], tmp_path)
+    out = resumed.finish()
+    assert resumed.p.returncode == 0, out
+    assert "resuming the refit after its epoch" in out
+    assert_same_tensors(uninterrupted(config, tmp_path), load_file(run / WEIGHTS))

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
@@ -57,6 +58,20 @@ def test_resume_after_a_crash_is_bit_identical(tmp_path: Path, tiny_csv: Path, o
     assert resumed.metrics.calibration == ref.metrics.calibration and resumed.metrics.intervals == ref.metrics.intervals
     assert resumed.metrics.quantiles == ref.metrics.quantiles
     assert not (tmp_path / "cut" / "partial").exists()  # moved into place once the run finished
+
+
+def test_each_refit_epoch_is_a_new_checkpoint_generation(tmp_path: Path) -> None:
+    # The refit's epochs keep early stopping's epoch count: were the generations named by it alone,
+    # each would overwrite the file the pointer still names.
+    run = tmp_path / "partial"
+    run.mkdir()
+    for refit in (1, 2):
+        info = {"epoch": 7, "trainer": {"refit_epoch": refit}, "config_sha256": "x", "optimizer": {}, "rng": {}}
+        ck.save_train_state(run, {"w": torch.full((2,), float(refit))}, info)
+        saved = ck.load_train_state(run, 10)
+        assert saved is not None and saved.info["trainer"]["refit_epoch"] == refit
+        assert torch.equal(saved.tensors["w"], torch.full((2,), float(refit)))
+    assert sorted(p.name for p in (run / "checkpoint").iterdir()) == ["state-000009.safetensors", "state.json"]
 
 
 def test_checkpoint_holds_every_part_of_the_state(tmp_path: Path, tiny_csv: Path) -> None:

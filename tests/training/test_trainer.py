@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from lstmcli.config import load_config
 from lstmcli.data.dataset import load_dataset
 from lstmcli.training.trainer import Trainer, fit
-from tests.conftest import OnEpoch
+from tests.conftest import OnEpoch, OnRefit, assert_same_tensors
 
 runner = CliRunner()
 
@@ -40,7 +40,8 @@ def test_same_seed_same_losses_on_cpu(tiny_config: Path) -> None:
 
 def test_early_stopping_restores_the_best_weights(tiny_config: Path) -> None:
     # A large learning rate makes the validation loss bounce, so the last epoch is not the best.
-    cfg = load_config(tiny_config, ["train.epochs=40", "train.patience=3", "train.lr=0.05", "train.schedule=none"])
+    over = ["train.epochs=40", "train.patience=3", "train.lr=0.05", "train.schedule=none"]
+    cfg = load_config(tiny_config, over)
     ds = load_dataset(cfg.data)
     result = fit(Trainer(cfg, ds))
     st = result.state
@@ -48,9 +49,35 @@ def test_early_stopping_restores_the_best_weights(tiny_config: Path) -> None:
     assert st.best_val == min(vals) and st.best_epoch == vals.index(min(vals)) + 1
     assert st.stopped_early and st.epoch == st.best_epoch + 3
     probe = Trainer(cfg, ds)
-    probe.model.load_state_dict(result.model.state_dict())
+    probe.model.load_state_dict(result.scored_model.state_dict())
     assert probe.val_loss() == pytest.approx(st.best_val, rel=1e-6)
     assert vals[-1] != pytest.approx(st.best_val)
+    # Without the refit, the early-stopped model is the one kept.
+    kept = fit(Trainer(load_config(tiny_config, [*over, "train.refit=false"]), ds))
+    assert kept.holdout_model is None and kept.refit_epochs == 0
+    assert_same_tensors(kept.model.state_dict(), result.scored_model.state_dict())
+
+
+def test_the_refit_trains_a_fresh_model_on_the_training_and_validation_windows(tiny_config: Path) -> None:
+    cfg = load_config(tiny_config, ["train.epochs=30", "train.patience=4", "train.lr=0.02"])
+    ds = load_dataset(cfg.data)
+    trainer = Trainer(cfg, ds)
+    seen: list[tuple[int, int]] = []
+    result = fit(trainer, OnRefit(seen.append))
+    best = result.state.best_epoch
+    assert result.refit_epochs == best > 0 and seen == [(e, best) for e in range(1, best + 1)]
+    assert len(trainer.train_origins) == len(ds.origins("train")) + len(ds.origins("val"))
+    # It fits the validation windows it trained on better than the early-stopped model, which never saw them.
+    probe = Trainer(cfg, ds)
+    assert probe.val_loss() != pytest.approx(result.state.best_val)  # untrained
+    probe.model.load_state_dict(result.scored_model.state_dict())
+    assert probe.val_loss() == pytest.approx(result.state.best_val, rel=1e-6)
+    probe.model.load_state_dict(result.model.state_dict())
+    assert probe.val_loss() < 0.9 * result.state.best_val
+    # train.refit: false does without.
+    off = Trainer(load_config(tiny_config, ["train.refit=false"]), ds)
+    off.state.best_epoch = best
+    assert off.refit_epochs == 0
 
 
 def test_torch_threads_respected(tiny_config: Path) -> None:
