@@ -87,6 +87,7 @@ def test_bad_overrides(tiny_config: Path, override: str, needle: str) -> None:
         ({"data": {"split": {"train": 0.9, "val": 0.2}}}, "train + val must be below 1"),
         ({"data": {"features": ["y"]}}, "column 'y' is listed twice"),
         ({"train": {"device": "tpu"}}, "train.device: input should be 'auto', 'cpu', 'cuda' or 'mps'"),
+        ({"train": {"ensemble": 0}}, "train.ensemble: input should be greater than or equal to 1, got 0"),
     ],
 )
 def test_bad_values_name_the_key(tmp_path: Path, sections: dict, needle: str) -> None:

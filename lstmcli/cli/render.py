@@ -269,6 +269,11 @@ def inspect_facts(f: InspectFacts) -> None:
         markup=True,
     )
     out.print(f"{sizes} → head ({f.head.output[0]})\n")
+    if f.members > 1:
+        out.print(
+            f"An ensemble of {f.members} members (train.ensemble), each with these shapes and its own weights; "
+            "the forecast is their mean. The first member's gates are shown.\n"
+        )
     for lay in f.layers:
         _layer(lay, m)
     h = f.head
@@ -277,8 +282,9 @@ def inspect_facts(f: InspectFacts) -> None:
         f"+ bias {h.bias[0]} = {h.parameters:,} parameters"
     )
     out.print(
-        f"[bold]Total parameters: {f.total_parameters:,}[/] (sum of the model's tensors; textbook count "
-        f"{f.textbook_parameters:,} without the duplicate biases)",
+        f"[bold]Total parameters: {f.total_parameters:,}[/] (sum of the model's tensors"
+        + (f", {f.members} members" if f.members > 1 else "")
+        + f"; textbook count {f.textbook_parameters:,} without the duplicate biases)",
         markup=True,
     )
     if f.units is not None and f.trace is None:  # with --trace, --units shows the most and least active units

@@ -416,7 +416,7 @@ def losses_to_baselines(metrics: Metrics, cfg: Config) -> tuple[str, ...]:
             f"--set 'data.lags=[{', '.join(map(str, lags))}]' --set model.n={n}"
         )
     elif found:
-        windows, params = metrics.windows["train"], cfg.parameters
+        windows, params = metrics.windows["train"], cfg.parameters // cfg.train.ensemble  # one member's
         few = f"{windows:,} training windows for {params:,} parameters; " if params > 20 * windows else ""
         smaller = [
             *([f"--set model.m={max(4, cfg.model.m // 4)}"] if cfg.model.m > 8 else []),

@@ -10,6 +10,14 @@ from lstmcli.config import Config
 SCALE_FLOOR = 0.1  # in units of the series' training standard deviation
 
 
+class Member(nn.Module):
+    """One more member of an ensemble (``train.ensemble``): its own LSTM and head weights."""
+
+    def __init__(self, lstm: nn.LSTM, head: nn.Linear) -> None:
+        super().__init__()
+        self.lstm, self.head = lstm, head
+
+
 class LSTMForecaster(nn.Module):
     """Map a window of L input steps (B, L, n) to H forecast steps of k targets (B, H, k).
 
@@ -27,6 +35,13 @@ class LSTMForecaster(nn.Module):
     window's scale, the scaler, exp of a log transform, all increasing) can make them.
     ``forward(x)`` returns the median, the point forecast; ``forward(x, quantiles=True)`` all Q,
     (B, H, k, Q) (Q = 1, the point forecast, for a point model).
+
+    With ``members`` K > 1 (an ensemble) there are K sets of LSTM and head weights, initialised one
+    after the other from the one seed (the first as a single model's); they read the same
+    normalised window, and the forecast is the mean of theirs (each member's quantiles are ordered,
+    so their mean is too). ``forward(x, members=True)`` gives each member's, (K, ...): training
+    minimises the sum of the members' losses, so each learns as it would alone. ``lstm`` and
+    ``head`` are the first member's, the one ``lstm inspect`` shows gate by gate.
     """
 
     def __init__(
@@ -44,6 +59,7 @@ class LSTMForecaster(nn.Module):
         quantiles: list[float] | None = None,
         future: list[int] | None = None,
         lag_targets: list[int] | None = None,
+        members: int = 1,
     ) -> None:
         super().__init__()
         if not 1 <= n_targets <= n:
@@ -76,23 +92,45 @@ class LSTMForecaster(nn.Module):
         rows = [lookback - season + (h % season) for h in range(horizon)] if seasonal and lookback else [-1] * horizon
         self.base_rows: torch.Tensor
         self.register_buffer("base_rows", torch.tensor(rows, dtype=torch.long), persistent=False)
+        if members < 1:
+            raise ValueError(f"members must be at least 1, got {members}")
+        self.lstm, self.head = self._member(dropout)
+        self.others = nn.ModuleList([Member(*self._member(dropout)) for _ in range(members - 1)])
+
+    def _member(self, dropout: float) -> tuple[nn.LSTM, nn.Linear]:
+        """One member's LSTM and head, freshly initialised."""
+        n, m, k, H = self.n, self.m, self.n_targets, self.horizon
         # The textbook's n, m, layers become torch's names here and nowhere else.
-        self.lstm = nn.LSTM(
+        lstm = nn.LSTM(
             input_size=n,
             hidden_size=m,
-            num_layers=layers,
+            num_layers=self.layers,
             batch_first=True,
-            dropout=dropout if layers > 1 else 0.0,
+            dropout=dropout if self.layers > 1 else 0.0,
         )
         # The head reads the last y_t and, with known-future columns, their H values: a linear
         # effect of each known future value on each forecast step (BENCHMARKS.md measures it).
-        self.head = nn.Linear(m + horizon * len(self.future), horizon * n_targets * self.outputs)
+        head = nn.Linear(m + H * len(self.future), H * k * self.outputs)
         with torch.no_grad():  # a known future value has no effect until training gives it one: a column
-            self.head.weight[:, m:] = 0.0  # constant in the training rows (a law not yet in force) never gets one
+            head.weight[:, m:] = 0.0  # constant in the training rows (a law not yet in force) never gets one
             if self.lag_targets:
-                self._start_from_the_lags()
+                self._start_from_the_lags(head)
+        return lstm, head
 
-    def _start_from_the_lags(self) -> None:
+    @property
+    def members(self) -> int:
+        return 1 + len(self.others)
+
+    def cores(self) -> list[tuple[nn.LSTM, nn.Linear]]:
+        """Every member's LSTM and head, the first member's first."""
+        others = [(o.lstm, o.head) for o in self.others if isinstance(o, Member)]
+        return [(self.lstm, self.head), *others]
+
+    def member_parameters(self) -> list[list[nn.Parameter]]:
+        """Each member's parameters (gradient clipping is per member, as for a model alone)."""
+        return [[*lstm.parameters(), *head.parameters()] for lstm, head in self.cores()]
+
+    def _start_from_the_lags(self, head: nn.Linear) -> None:
         """Head weights that make step h's forecast its lag columns' value at step h (their mean, for
         several lags of a target): the untrained model forecasts like seasonal naive with the lag,
         which training then corrects, as normalize: season does for s."""
@@ -100,7 +138,7 @@ class LSTMForecaster(nn.Module):
         for h in range(self.horizon):
             for i, j in enumerate(self.lag_targets):
                 row = (h * k + j) * Q + self.median  # the median output of step h, target j
-                self.head.weight[row, self.m + h * f + f - nl + i] = 1.0 / self.lag_targets.count(j)
+                head.weight[row, self.m + h * f + f - nl + i] = 1.0 / self.lag_targets.count(j)
 
     @classmethod
     def from_config(cls, cfg: Config) -> LSTMForecaster:
@@ -118,6 +156,7 @@ class LSTMForecaster(nn.Module):
             quantiles=cfg.model.quantiles,
             future=cfg.data.future_columns,
             lag_targets=cfg.data.lag_targets,
+            members=cfg.train.ensemble,
         )
 
     def level(self, x: torch.Tensor) -> torch.Tensor:
@@ -159,7 +198,7 @@ class LSTMForecaster(nn.Module):
         each lags: the units of the head's output, so that a weight of 1 forecasts the lag."""
         return (lagged - level.index_select(2, self.lag_index)) / scale.index_select(2, self.lag_index)
 
-    def forward(self, x: torch.Tensor, quantiles: bool = False) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, quantiles: bool = False, members: bool = False) -> torch.Tensor:
         # x: (B, L, n) scaled inputs, targets in the first k columns; with known-future columns
         # (B, L + H, n), the last H rows holding those columns' values
         k = self.n_targets
@@ -182,9 +221,19 @@ class LSTMForecaster(nn.Module):
                     lagged = self._as_targets(known[:, L:, -nl:], base, scale)
                     ahead = torch.cat([ahead[:, :, :-nl], lagged], dim=2)
             ahead = ahead.flatten(1)  # (B, H*f)
-        y, _ = self.lstm(self._normalized(x, level, scale))  # y: (B, L, m), every y_t of the last layer
-        last = y[:, -1, :] if ahead is None else torch.cat([y[:, -1, :], ahead], dim=1)
-        out = self.head(last)  # (B, H*k*Q) from the last step's y_t (and the known future)
+        z = self._normalized(x, level, scale)
+        outs = []
+        for lstm, head in self.cores():
+            y, _ = lstm(z)  # y: (B, L, m), every y_t of the last layer
+            last = y[:, -1, :] if ahead is None else torch.cat([y[:, -1, :], ahead], dim=1)
+            outs.append(self._forecast(head(last), scale, base, quantiles))  # from the last y_t (and the known future)
+        if members:
+            return torch.stack(outs)  # (K, ...)
+        return outs[0] if len(outs) == 1 else torch.stack(outs).mean(dim=0)
+
+    def _forecast(self, out: torch.Tensor, scale: torch.Tensor, base: torch.Tensor, quantiles: bool) -> torch.Tensor:
+        """A head's output (B, H*k*Q) as the forecast: (B, H, k), or (B, H, k, Q) with ``quantiles``."""
+        k = self.n_targets
         if not self.quantiles:
             point = out.view(-1, self.horizon, k) * scale + base  # (B, H, k)
             return point.unsqueeze(-1) if quantiles else point

@@ -211,10 +211,11 @@ class ModelFacts(_Facts):
     layers: list[LayerFacts]
     head: HeadFacts
     total_parameters: int
+    members: int = 1  # an ensemble's (train.ensemble): the shapes above are each member's
 
     @property
     def textbook_parameters(self) -> int:
-        return sum(layer.parameters_textbook for layer in self.layers) + self.head.parameters
+        return (sum(layer.parameters_textbook for layer in self.layers) + self.head.parameters) * self.members
 
 
 class UnitFacts(_Facts):
@@ -293,6 +294,7 @@ def describe(model: LSTMForecaster, *, stats: bool = False) -> ModelFacts:
             parameters=sum(p.numel() for p in head.parameters()),
         ),
         total_parameters=sum(p.numel() for p in model.parameters()),
+        members=model.members,
     )
 
 

@@ -185,19 +185,23 @@ class Trainer:
         x = self.windows.inputs(origins)  # (B, L, n)
         y = self.windows.targets(origins)  # (B, H, k)
         quantile = self.tc.loss == "quantile"
+        # Training an ensemble: each member's forecast, (K, B, H, k[, Q]), its loss summed over them,
+        # so that each member's gradient is the one it would have alone. Validation: their mean.
+        members = net.training and self.model.members > 1
         with torch.autocast(
             self.device.type,
             dtype=self.autocast_dtype or torch.float32,
             enabled=self.autocast_dtype is not None,
             cache_enabled=not self.use_graph,  # autocast's weight cache cannot live across graph replays
         ):
-            pred = net(x, quantiles=True) if quantile else net(x)  # (B, H, k, Q) or (B, H, k)
+            pred = net(x, quantiles=quantile, members=members)  # (B, H, k, Q) or (B, H, k)
         pred = pred.float()
         if self.model.window_scale:  # errors in each window's own scale, as its inputs are
             scale = self.model.scale(x)
             pred, y = pred / (scale.unsqueeze(-1) if quantile else scale), y / scale
         if quantile:
             return pinball_sum(pred, y, self._taus)
+        y = y.expand_as(pred)  # an ensemble's members, each against the same targets
         if self.tc.loss == "mae":
             return nn.functional.l1_loss(pred, y, reduction="sum")
         if self.tc.loss == "huber":
@@ -232,7 +236,8 @@ class Trainer:
         return float(self.dist.sum(total)) / (seen * self.windows.values_per_window)
 
     def _step(self, origins: torch.Tensor, global_batch: int) -> torch.Tensor:
-        """Forward, backward, clip, update for this rank's ``origins``; returns their summed squared error.
+        """Forward, backward, clip, update for this rank's ``origins``; returns their summed loss (an
+        ensemble's: the mean over its members).
 
         The loss is the mean over the global batch; with K ranks each differentiates its share
         times K, so DDP's gradient average is that mean's gradient.
@@ -251,7 +256,7 @@ class Trainer:
             loss.backward()
             self._clip()
             self.optimizer.step()
-        return sq.detach()
+        return sq.detach() / self.model.members
 
     def _graphed(self, batch: torch.Tensor) -> StaticStep:
         """The captured full-batch step, captured again when the learning rate has changed
@@ -267,7 +272,8 @@ class Trainer:
 
     def _clip(self) -> None:
         if self.tc.grad_clip:
-            nn.utils.clip_grad_norm_(self.model.parameters(), self.tc.grad_clip)
+            for params in self.model.member_parameters():  # each member's norm, as it would be alone
+                nn.utils.clip_grad_norm_(params, self.tc.grad_clip)
 
     @torch.no_grad()
     def val_loss(self) -> float:
