@@ -78,15 +78,15 @@ def test_json_forecast_ignores_column_order_and_extra_columns(run_dir: Path, tmp
 
 
 @pytest.fixture(scope="module")
-def early_stopped_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _train(tmp_path_factory.mktemp("norefit"), train={"refit": False})
+def refit_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _train(tmp_path_factory.mktemp("refit"), train={"refit": True})
 
 
 @pytest.mark.parametrize(("split", "refit"), [("test", True), ("test", False), ("val", False)])
 def test_backtest_over_split_origins_matches_metrics_json(
-    run_dir: Path, early_stopped_run: Path, split: str, refit: bool
+    run_dir: Path, refit_run: Path, split: str, refit: bool
 ) -> None:
-    run = run_dir if refit else early_stopped_run
+    run = refit_run if refit else run_dir
     result = _invoke(run, "--data", _csv_of(run), "--backtest", "--split", split, "--json")
     assert result.exit_code == 0, result.output
     got = json.loads(result.stdout)
@@ -98,13 +98,13 @@ def test_backtest_over_split_origins_matches_metrics_json(
             assert abs(got["metrics"][forecaster][metric] - saved[split][forecaster][metric]) <= 1e-6
 
 
-def test_a_backtest_of_a_refit_run_on_validation_says_those_windows_are_in_sample(run_dir: Path) -> None:
+def test_a_backtest_of_a_refit_run_on_validation_says_those_windows_are_in_sample(refit_run: Path) -> None:
     """The saved model of a refit run trained on the validation windows; metrics.json's validation
     scores are the early-stopped model's, which never saw them."""
-    result = _invoke(run_dir, "--data", _csv_of(run_dir), "--backtest", "--split", "val", "--json")
+    result = _invoke(refit_run, "--data", _csv_of(refit_run), "--backtest", "--split", "val", "--json")
     assert result.exit_code == 0, result.output
     got = json.loads(result.stdout)
-    saved = json.loads((run_dir / "metrics.json").read_text())
+    saved = json.loads((refit_run / "metrics.json").read_text())
     assert saved["refit_epochs"] > 0 and "in-sample" in got["split_source"]
     assert got["metrics"]["model"]["MAE"] != pytest.approx(saved["val"]["model"]["MAE"])
 

@@ -108,7 +108,7 @@ def test_a_run_stopped_in_its_refit_resumes_the_refit_identically(tmp_path: Path
     config = write_config(
         tmp_path / "c.yaml",
         model={"m": 8, "dropout": 0.2},
-        train={"epochs": 12, "batch_size": 4, "patience": 100, "threads": 1},
+        train={"epochs": 12, "batch_size": 4, "patience": 100, "threads": 1, "refit": True},
     )
     run = tmp_path / "run"
     proc = Proc(["train", str(config)], tmp_path)

@@ -45,7 +45,7 @@ def test_the_forecast_is_the_mean_of_the_members_and_the_first_member_is_a_singl
 
 def test_each_member_trains_exactly_as_it_would_alone(tiny_config: Path) -> None:
     # No early stop, no schedule, no dropout: nothing the members share but the batches.
-    over = ["train.epochs=4", "train.patience=50", "train.schedule=none", "train.refit=false", "train.grad_clip=0.05"]
+    over = ["train.epochs=4", "train.patience=50", "train.schedule=none", "train.grad_clip=0.05"]
     cfg1 = load_config(tiny_config, over)
     cfg3 = load_config(tiny_config, [*over, "train.ensemble=3"])
     ds = load_dataset(cfg1.data)

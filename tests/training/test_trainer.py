@@ -40,7 +40,7 @@ def test_same_seed_same_losses_on_cpu(tiny_config: Path) -> None:
 
 def test_early_stopping_restores_the_best_weights(tiny_config: Path) -> None:
     # A large learning rate makes the validation loss bounce, so the last epoch is not the best.
-    over = ["train.epochs=40", "train.patience=3", "train.lr=0.05", "train.schedule=none"]
+    over = ["train.epochs=40", "train.patience=3", "train.lr=0.05", "train.schedule=none", "train.refit=true"]
     cfg = load_config(tiny_config, over)
     ds = load_dataset(cfg.data)
     result = fit(Trainer(cfg, ds))
@@ -59,7 +59,7 @@ def test_early_stopping_restores_the_best_weights(tiny_config: Path) -> None:
 
 
 def test_the_refit_trains_a_fresh_model_on_the_training_and_validation_windows(tiny_config: Path) -> None:
-    cfg = load_config(tiny_config, ["train.epochs=30", "train.patience=4", "train.lr=0.02"])
+    cfg = load_config(tiny_config, ["train.epochs=30", "train.patience=4", "train.lr=0.02", "train.refit=true"])
     ds = load_dataset(cfg.data)
     trainer = Trainer(cfg, ds)
     seen: list[tuple[int, int]] = []
@@ -74,8 +74,8 @@ def test_the_refit_trains_a_fresh_model_on_the_training_and_validation_windows(t
     assert probe.val_loss() == pytest.approx(result.state.best_val, rel=1e-6)
     probe.model.load_state_dict(result.model.state_dict())
     assert probe.val_loss() < 0.9 * result.state.best_val
-    # train.refit: false does without.
-    off = Trainer(load_config(tiny_config, ["train.refit=false"]), ds)
+    # Without train.refit (the default) there is none.
+    off = Trainer(load_config(tiny_config), ds)
     off.state.best_epoch = best
     assert off.refit_epochs == 0
 
