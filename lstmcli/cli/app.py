@@ -181,8 +181,7 @@ def train(
 ) -> None:
     """Train a stacked LSTM on the config's CSV, evaluate it on the test split, save a run directory.
 
-    Early stopping on the validation split chooses the epoch and keeps its weights; with train.refit a
-    fresh model then trains as many epochs on the training and validation windows and is the one saved.
+    Early stopping on the validation split chooses the epoch and keeps its weights (train.refit: retrain on train + val).
     Every epoch is checkpointed; after Ctrl-C, SIGTERM or a crash, continue with --resume (or lstm resume RUN).
     """
     if resume and overwrite:
