@@ -25,7 +25,6 @@ scored on it once (:func:`lstmcli.commands.train.score_test_split`) and the resu
 from __future__ import annotations
 
 import csv
-import fcntl
 import io
 import json
 import math
@@ -70,6 +69,7 @@ BEST = "best"
 BEST_CONFIG = "best.yaml"
 TRIALS_CSV = "trials.csv"
 PLOT = "tune.png"
+TURN_LOCK = ".turn.lock"  # taken in turn by the --jobs workers (RunLock, waiting)
 WORKER_ENV = "LSTMCLI_TUNE_WORKER"  # set in --jobs worker processes
 # Keys whose value changes the units of the per-epoch validation loss: with one of them in the
 # search space, trials' losses cannot be compared epoch by epoch, so nothing is pruned.
@@ -281,26 +281,6 @@ def _fail_stale(study: Any) -> int:
     return len(stale)
 
 
-class _Turn:
-    """The workers of one study directory take turns from counting the trials to starting one:
-    two that counted at once could both see a trial missing and both start it. An flock on
-    ``.turn.lock``, released by the kernel if its holder dies. (Machines sharing a --storage study
-    each have their own directory, so they can still overshoot the count by a trial.)"""
-
-    def __init__(self, out: Path) -> None:
-        self.path = out / ".turn.lock"
-        self.fd: int | None = None
-
-    def take(self) -> None:
-        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        fcntl.flock(self.fd, fcntl.LOCK_EX)
-
-    def release(self) -> None:
-        if self.fd is not None:
-            os.close(self.fd)  # closing the only descriptor drops the flock
-            self.fd = None
-
-
 def _counts(study: Any) -> tuple[int, int]:
     """Finished (complete or pruned) and running trials."""
     TrialState = _optuna().trial.TrialState
@@ -421,7 +401,10 @@ def run_trials(study: Any, base: Config, out: Path, opts: TuneOptions, hooks: Tu
 
     started: list[int] = []  # the numbers of this process's trials
     train_one = _objective(base, out, opts.worker_threads, str(opts.config_path), _prunes(study), started)
-    turn = _Turn(out)
+    # The workers of one study directory take turns from counting the trials to starting one: two
+    # that counted at once could both see a trial missing and both start it. (Machines sharing a
+    # --storage study each have their own directory, so they can still overshoot by a trial.)
+    turn = RunLock(out, TURN_LOCK, wait=True)
 
     def objective(trial: Any) -> float:
         turn.release()  # the trial is in the storage, running: the other workers count it from now
@@ -430,7 +413,7 @@ def run_trials(study: Any, base: Config, out: Path, opts: TuneOptions, hooks: Tu
     ran = failures = 0
     with StopSignals() as stop:
         while True:
-            turn.take()
+            turn.acquire()
             try:
                 done, running = _counts(study)
                 if done + running >= opts.trials:

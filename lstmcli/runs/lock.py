@@ -30,11 +30,15 @@ LOCK_ENV = "LSTMCLI_LOCK"
 
 
 class RunLock:
-    """Hold ``run_dir/.lock`` exclusively (a context manager; ``run_dir`` must exist)."""
+    """Hold ``run_dir/.lock`` exclusively (a context manager; ``run_dir`` must exist).
 
-    def __init__(self, run_dir: Path) -> None:
+    With ``wait``, a lock that processes take in turn (``name`` another file of the directory):
+    ``acquire`` waits for the holder instead of refusing."""
+
+    def __init__(self, run_dir: Path, name: str = LOCK, wait: bool = False) -> None:
         self.run_dir = run_dir
-        self.path = run_dir / LOCK
+        self.path = run_dir / name
+        self.wait = wait
         self.fd: int | None = None
         self.held = False
 
@@ -49,10 +53,12 @@ class RunLock:
         if os.environ.get(LOCK_ENV, "").strip().lower() in {"off", "0", "no", "false"}:
             self.held = True
             return
-        for _ in range(20):
+        attempts = 0
+        while self.wait or attempts < 20:  # a waiter retries once per holder that released before it
+            attempts += 1
             fd = self._open()
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(fd, fcntl.LOCK_EX if self.wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 holder = _read_holder(fd)
                 os.close(fd)

@@ -352,3 +352,24 @@ def test_overwrite_never_deletes_a_folder_that_is_not_a_run(tmp_path: Path, tiny
     assert result.exit_code == 2, result.output
     assert "not an lstm run directory" in result.output and "notes.txt" in result.output
     assert (tmp_path / "notes.txt").read_text() == "mine" and tiny_csv.exists() and cfg.exists()
+
+
+def test_a_waiting_lock_is_taken_in_turn(tmp_path: Path) -> None:
+    """lstm tune's --jobs workers take turns on one (RunLock with wait): the second waits for the first."""
+    import threading
+
+    from lstmcli.runs.lock import RunLock
+
+    first, second = RunLock(tmp_path, ".turn.lock", wait=True), RunLock(tmp_path, ".turn.lock", wait=True)
+    first.acquire()
+    order: list[str] = []
+    waiter = threading.Thread(target=lambda: (second.acquire(), order.append("second")))
+    waiter.start()
+    waiter.join(0.3)
+    assert waiter.is_alive() and order == []  # still waiting for the first
+    order.append("first released")
+    first.release()
+    waiter.join(5)
+    assert order == ["first released", "second"] and second.held
+    second.release()
+    assert not (tmp_path / ".turn.lock").exists()
