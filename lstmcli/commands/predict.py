@@ -26,7 +26,7 @@ from lstmcli.model.forecaster import LSTMForecaster
 from lstmcli.results import Backtest, Forecast, Results
 from lstmcli.runs.inputs import Series, read_series
 from lstmcli.runs.run import Run, load_run
-from lstmcli.runs.schema import SeriesMeta
+from lstmcli.runs.schema import Metrics, SeriesMeta
 from lstmcli.training.device import resolve_device
 
 BACKTEST_SPLITS = ("all", "train", "val", "test")
@@ -75,7 +75,7 @@ def forecast(
         raise DataError(f"--steps must be between 1 and {MAX_STEPS:,}, got {K:,}")
     calibration = None
     if levels:
-        calibration = _calibrations(run)["model"]
+        calibration = _calibrations(run, run.metrics())["model"]
         if K > H:
             raise DataError(
                 f"--level with --steps {K} > H = {H}: the intervals are calibrated for the H steps of one "
@@ -342,7 +342,9 @@ def backtest(
     if split not in BACKTEST_SPLITS:
         raise DataError(f"--split must be one of {', '.join(BACKTEST_SPLITS)}, got {split!r}")
     run = load_run(run_dir)
-    calibrations = _calibrations(run) if levels else None
+    metrics = run.metrics()  # read once, not once per series
+    calibrations = _calibrations(run, metrics) if levels else None
+    refit = metrics is not None and metrics.refit_epochs > 0
     cfg = run.cfg.data
     L, H, s = cfg.lookback, cfg.horizon, cfg.seasons[-1]
     # inputs need L rows before the origin (a global model pads a short series: one), seasonal naive
@@ -355,7 +357,7 @@ def backtest(
         f"one backtest window of run {run.path} needs {first + H} rows (max(L = {L}, s = {s}) + H = {H})",
         series,
     )
-    items = [_backtest_one(run, p, split, calibrations, levels or []) for p in parts]
+    items = [_backtest_one(run, p, split, calibrations, levels or [], refit) for p in parts]
     pooled = None
     pooled_intervals = None
     if cfg.series_column:  # pooled over the series exactly as training's evaluation pools them
@@ -369,9 +371,9 @@ def backtest(
     return Results(items=items, series_column=cfg.series_column, metrics=pooled, intervals=pooled_intervals)
 
 
-def _calibrations(run: Run) -> dict[str, Calibration]:
-    """The run's interval calibration (model and seasonal naive), or one line saying it has none."""
-    metrics = run.metrics()
+def _calibrations(run: Run, metrics: Metrics | None) -> dict[str, Calibration]:
+    """The run's interval calibration (model and seasonal naive) from its ``metrics``, or one line
+    saying it has none."""
     if metrics is None or not metrics.calibration:
         raise DataError(
             f"--level: run {run.path} has no interval calibration (it was trained by lstmcli 0.1.0); "
@@ -381,12 +383,12 @@ def _calibrations(run: Run) -> dict[str, Calibration]:
 
 
 def _backtest_one(
-    run: Run, series: Series, split: str, calibrations: dict[str, Calibration] | None, levels: list[int]
+    run: Run, series: Series, split: str, calibrations: dict[str, Calibration] | None, levels: list[int], refit: bool
 ) -> Backtest:
     cfg = run.cfg.data
     L, H, s, k = cfg.lookback, cfg.horizon, cfg.s, len(cfg.target)
     table = series.table
-    origins, source, rows = _origins(run, series, split)
+    origins, source, rows = _origins(run, series, split, refit)
     first = max(rows.min_history or L, cfg.seasons[-1])  # inputs (padded, for a short series), the longest season
     origins = origins[origins >= first]
     if origins.size == 0:
@@ -435,10 +437,11 @@ def _backtest_one(
     )
 
 
-def _origins(run: Run, series: Series, split: str) -> tuple[np.ndarray, str, Split]:
+def _origins(run: Run, series: Series, split: str, refit: bool) -> tuple[np.ndarray, str, Split]:
     """The backtest's origins, how they were chosen (in words), and the file's split rows (whose
     training rows give the MASE its scale): the run's stored split on the training data, else the
-    config's fractions applied to the file."""
+    config's fractions applied to the file. ``refit``: the run's saved model trained on the
+    validation rows too."""
     cfg = run.cfg.data
     table = series.table
     L, H, N = cfg.lookback, cfg.horizon, table.n_rows
@@ -447,23 +450,22 @@ def _origins(run: Run, series: Series, split: str) -> tuple[np.ndarray, str, Spl
     if training_data:
         assert stored is not None
         rows = Split(N, stored.split.train_end, stored.split.val_end, L, H, stored.split.min_history)
-        source = (
-            f"the run's stored {split} split, rows {_rows(rows, split)} of the training data" if split != "all" else ""
-        )
     else:
         rows = split_rows(N, cfg)
+    if split == "all":
+        origins, source = np.arange(L, N - H + 1, dtype=np.int64), "every origin of the file"
+    elif training_data:
+        origins, source = (
+            rows.origins(split),
+            f"the run's stored {split} split, rows {_rows(rows, split)} of the training data",
+        )
+    else:
+        origins = rows.origins(split)
         source = (
             f"not the training data, so the config's split fractions are applied to its {N} rows "
             f"({split} rows {_rows(rows, split)})"
-            if split != "all"
-            else ""
         )
-    if split == "all":
-        origins, source = np.arange(L, N - H + 1, dtype=np.int64), "every origin of the file"
-    else:
-        origins = rows.origins(split)
-    metrics = run.metrics() if training_data and split in ("val", "all") else None
-    if metrics is not None and metrics.refit_epochs:
+    if refit and training_data and split in ("val", "all"):
         source += (
             "; the saved model was refit on the validation rows too, so their windows are in-sample here "
             "(metrics.json's validation scores are the early-stopped model's)"
