@@ -71,6 +71,11 @@ class Eta:
         self.times = [*self.times[-(RECENT - 1) :], report.seconds]
         self.epochs, self.most, self.unless_better = report.epochs, report.epochs_left, report.epochs_left_unless_better
 
+    def add_fixed(self, seconds: float, left: int) -> None:
+        """An epoch of a run with no early stop (the refit) took ``seconds``; ``left`` epochs follow."""
+        self.times = [*self.times[-(RECENT - 1) :], seconds]
+        self.most = self.unless_better = left
+
     def left(self, epoch_elapsed: float, batches_done: int, batches: int) -> tuple[float, float] | None:
         """Seconds left (if val stops improving, at most), with the epoch in progress counted;
         None before the first batches have given a speed."""
@@ -186,20 +191,21 @@ class Progress(Hooks):
                 "training and validation windows"
             )
             self.console.print(text, soft_wrap=not self.live)
-        self.epoch_start = time.perf_counter()
-        if self.bar is not None:
-            self.bar.update(self.task, description=self._label(), completed=0, batches="", eta=self.eta.text(0.0, 0, 1))
+        self._next_epoch()
 
     def on_refit_epoch(self, epoch: int, epochs: int, train_loss: float, seconds: float) -> None:
-        self.eta.times = [*self.eta.times[-(RECENT - 1) :], seconds]
-        self.eta.most = self.eta.unless_better = epochs - epoch
+        self.eta.add_fixed(seconds, epochs - epoch)
         self.epoch = epoch + 1
+        self._next_epoch()
+        if self.bar is None and not self.quiet:
+            eta = f"  {self.eta.text(0.0, 0, 1)}" if epoch < epochs else ""
+            self.console.print(f"refit {epoch}/{epochs}  train {train_loss:.4g}  {seconds:.2f}s{eta}", soft_wrap=True)
+
+    def _next_epoch(self) -> None:
+        """The next epoch starts now: its clock, and the live bar back to none of its batches."""
         self.epoch_start = time.perf_counter()
         if self.bar is not None:
             self.bar.update(self.task, description=self._label(), completed=0, batches="", eta=self.eta.text(0.0, 0, 1))
-        elif not self.quiet:
-            eta = f"  {self.eta.text(0.0, 0, 1)}" if epoch < epochs else ""
-            self.console.print(f"refit {epoch}/{epochs}  train {train_loss:.4g}  {seconds:.2f}s{eta}", soft_wrap=True)
 
     def status_line(self, done: int, total: int) -> tuple[str, str]:
         """The live bar's words: the epoch counter, and the ETA for ``done`` of ``total`` batches."""
@@ -221,14 +227,13 @@ class Progress(Hooks):
         r = report
         self.eta.add(r)
         self.epoch = r.epoch + 1
-        self.epoch_start = time.perf_counter()
         stop = stop_line(r)
         if self.bar is not None:
             self.console.print(epoch_row(r))
             if stop:
                 self.console.print(stop)
-            self.bar.update(self.task, description=self._label(), completed=0, batches="", eta=self.eta.text(0.0, 0, 1))
-        elif not self.quiet:
+        self._next_epoch()
+        if self.bar is None and not self.quiet:
             more = r.epochs_left_unless_better > 0  # another epoch follows this one
             self.console.print(plain_line(r, self.eta.text(0.0, 0, 1) if more else ""), soft_wrap=True)
             if stop:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 from torch import nn
 
@@ -123,8 +125,8 @@ class LSTMForecaster(nn.Module):
 
     def cores(self) -> list[tuple[nn.LSTM, nn.Linear]]:
         """Every member's LSTM and head, the first member's first."""
-        others = [(o.lstm, o.head) for o in self.others if isinstance(o, Member)]
-        return [(self.lstm, self.head), *others]
+        others = [cast(Member, o) for o in self.others]  # a ModuleList's items are typed Module
+        return [(self.lstm, self.head), *((o.lstm, o.head) for o in others)]
 
     def member_parameters(self) -> list[list[nn.Parameter]]:
         """Each member's parameters (gradient clipping is per member, as for a model alone)."""
