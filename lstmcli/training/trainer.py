@@ -380,7 +380,7 @@ class Trainer:
         st.refit_epoch += 1
         return loss
 
-    def holdout_model(self) -> LSTMForecaster:
+    def early_stopped_model(self) -> LSTMForecaster:
         """The early-stopped model (best validation weights), beside the refit one."""
         model = LSTMForecaster.from_config(self.cfg).to(self.device)
         if self.state.best_weights is not None:
@@ -414,7 +414,7 @@ def fit(trainer: Trainer, hooks: Hooks | None = None) -> TrainResult:
             start = time.perf_counter()
             loss = tr.refit_epoch(hooks)
             hooks.on_refit_epoch(tr.state.refit_epoch or 0, epochs, loss, time.perf_counter() - start)
-        holdout = tr.holdout_model()
+        holdout = tr.early_stopped_model()
     else:
         tr.restore_best()
     tr.model.eval()
