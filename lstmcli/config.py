@@ -50,6 +50,11 @@ class ModelConfig(_Section):
         "from its target inputs and add it back to the forecast; season: add the network's output "
         "to the window's seasonal naive forecast instead (it learns the correction to last season)",
     )
+    drift: bool = Field(
+        False,
+        description="with normalize last or season: the forecast's base also continues the window's trend "
+        "(its mean change over a season, or a step), so the network learns the correction to a drifting forecast",
+    )
     window_scale: bool = Field(
         True,
         description="divide each window's target inputs (less their level) by the window's mean absolute step, "
@@ -75,6 +80,14 @@ class ModelConfig(_Section):
         if len(v) > MAX_QUANTILES:
             raise ValueError(f"at most {MAX_QUANTILES} quantiles")
         return v
+
+    @model_validator(mode="after")
+    def _drift_needs_a_base(self) -> ModelConfig:
+        if self.drift and self.normalize not in ("last", "season"):
+            raise ValueError(
+                f"drift continues the trend from normalize's last or season base; normalize is {self.normalize!r}"
+            )
+        return self
 
     @property
     def outputs_per_value(self) -> int:
@@ -851,7 +864,13 @@ def describe_validation_error(exc: ValidationError) -> str:
         return f"{msg}{more}"
     got = err.get("input")
     shown = (
-        ", got a mapping" if isinstance(got, dict) else ", got a list" if isinstance(got, list) else f", got {got!r}"
+        ""  # a section's own check (split, drift): its message names the values; the input is the section
+        if isinstance(got, dict) and kind == "value_error"
+        else ", got a mapping"
+        if isinstance(got, dict)
+        else ", got a list"
+        if isinstance(got, list)
+        else f", got {got!r}"
     )
     return f"{key}{index}: {msg[0].lower()}{msg[1:]}{shown}{more}"
 

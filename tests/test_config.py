@@ -84,7 +84,10 @@ def test_bad_overrides(tiny_config: Path, override: str, needle: str) -> None:
         ({"model": {"n": 2}}, "model.n is 2 but data.target + data.features name 1 column(s) (y)"),
         ({"model": {"dropout": 1.5}}, "model.dropout: input should be less than 1"),
         ({"data": {"lookback": None}}, "missing required key 'data.lookback'"),
-        ({"data": {"split": {"train": 0.9, "val": 0.2}}}, "train + val must be below 1"),
+        (
+            {"data": {"split": {"train": 0.9, "val": 0.2}}},
+            "train + val must be below 1 to leave a test split, got 0.9 + 0.2",
+        ),
         ({"data": {"features": ["y"]}}, "column 'y' is listed twice"),
         ({"train": {"device": "tpu"}}, "train.device: input should be 'auto', 'cpu', 'cuda' or 'mps'"),
         ({"train": {"ensemble": 0}}, "train.ensemble: input should be greater than or equal to 1, got 0"),
@@ -97,7 +100,7 @@ def test_bad_values_name_the_key(tmp_path: Path, sections: dict, needle: str) ->
     msg = str(info.value)
     assert msg.startswith(str(path)), msg
     assert needle in msg, msg
-    assert "\n" not in msg
+    assert "\n" not in msg and "got a mapping" not in msg, msg  # a section's check names its values
 
 
 def test_unknown_top_level_section(tmp_path: Path) -> None:
@@ -176,3 +179,12 @@ def test_a_list_of_seasons_gives_s_and_the_longer_ones(tmp_path: Path) -> None:
     assert (cfg.s, cfg.seasons) == (24, (24, 168))
     one = load_config(write_config(tmp_path / "d.yaml", data={"season": [12]})).data
     assert one.season == 12 and one.seasons == (12,)
+
+
+def test_drift_without_a_base_to_continue_names_the_key(tmp_path: Path) -> None:
+    path = write_config(tmp_path / "c.yaml", model={"normalize": "mean", "drift": True})
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(info.value).endswith(
+        ": model: drift continues the trend from normalize's last or season base; normalize is 'mean'"
+    )

@@ -62,6 +62,7 @@ class LSTMForecaster(nn.Module):
         future: list[int] | None = None,
         lag_targets: list[int] | None = None,
         members: int = 1,
+        drift: bool = False,
     ) -> None:
         super().__init__()
         if not 1 <= n_targets <= n:
@@ -94,6 +95,19 @@ class LSTMForecaster(nn.Module):
         rows = [lookback - season + (h % season) for h in range(horizon)] if seasonal and lookback else [-1] * horizon
         self.base_rows: torch.Tensor
         self.register_buffer("base_rows", torch.tensor(rows, dtype=torch.long), persistent=False)
+        # drift: the base continues the window's trend, its mean step over a season (a step, without
+        # one that fits the lookback) times the steps from the base row to the forecast step.
+        if drift and normalize not in ("last", "season"):
+            raise ValueError(f"drift needs normalize 'last' or 'season', got {normalize!r}")
+        self.drift_lag = season if lookback is not None and 1 < season < lookback else 1
+        gaps = (
+            [lookback + h - r if lookback else h + 1 for h, r in enumerate(rows)] if seasonal else range(1, horizon + 1)
+        )
+        self.drift = drift
+        self.drift_steps: torch.Tensor
+        self.register_buffer(
+            "drift_steps", torch.tensor(list(gaps), dtype=torch.float32).view(1, horizon, 1), persistent=False
+        )
         if members < 1:
             raise ValueError(f"members must be at least 1, got {members}")
         self.lstm, self.head = self._member(dropout)
@@ -159,6 +173,7 @@ class LSTMForecaster(nn.Module):
             future=cfg.data.future_columns,
             lag_targets=cfg.data.lag_targets,
             members=cfg.train.ensemble,
+            drift=cfg.model.drift,
         )
 
     def level(self, x: torch.Tensor) -> torch.Tensor:
@@ -169,6 +184,17 @@ class LSTMForecaster(nn.Module):
         if self.normalize == "mean":
             return targets.mean(dim=1, keepdim=True)
         return torch.zeros_like(targets[:, -1:, :])
+
+    def base(self, x: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
+        """What the network's output is added to: the level (B, 1, k), or (B, H, k) with normalize
+        season (the seasonal naive forecast read from the window) or drift (plus the window's trend)."""
+        targets = x[:, : self.past, : self.n_targets]
+        base = targets[:, self.base_rows] if self.normalize == "season" else level
+        if not self.drift:
+            return base
+        d = self.drift_lag  # the window's mean change over d steps, per step
+        slope = (targets[:, d:].mean(dim=1, keepdim=True) - targets[:, :-d].mean(dim=1, keepdim=True)) / d
+        return base + slope * self.drift_steps  # (B, H, k)
 
     def scale(self, x: torch.Tensor) -> torch.Tensor:
         """Per-window scale of the targets, (B, 1, k): the mean absolute step of the window's target
@@ -203,7 +229,6 @@ class LSTMForecaster(nn.Module):
     def forward(self, x: torch.Tensor, quantiles: bool = False, members: bool = False) -> torch.Tensor:
         # x: (B, L, n) scaled inputs, targets in the first k columns; with known-future columns
         # (B, L + H, n), the last H rows holding those columns' values
-        k = self.n_targets
         ahead = None
         if self.past is not None:  # known-future columns
             L = self.past
@@ -211,9 +236,7 @@ class LSTMForecaster(nn.Module):
             x = x[:, :L]
         level = self.level(x)  # (B, 1, k)
         scale = self.scale(x)  # (B, 1, k)
-        base = level  # (B, 1, k), or (B, H, k): the seasonal naive forecast read from the window
-        if self.normalize == "season":
-            base = x[:, self.base_rows, :k]
+        base = self.base(x, level)  # (B, 1, k), or (B, H, k)
         if self.past is not None:
             ahead = known[:, L:]  # (B, H, f)
             if self.normalize != "none":  # relative to the last observed value, as the forecast is to the level

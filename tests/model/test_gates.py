@@ -102,6 +102,27 @@ def test_season_normalisation_starts_from_the_seasonal_naive_forecast() -> None:
     assert "base_rows" not in model.state_dict()  # nothing new in the weights file
 
 
+@pytest.mark.parametrize(("normalize", "season"), [("last", 1), ("season", 3), ("last", 3), ("season", 12)])
+def test_drift_continues_a_trend_and_its_season_exactly(normalize: str, season: int) -> None:
+    # A straight line plus a pattern repeating every 3 steps: with the head at zero, the drifting
+    # base is its exact continuation when it reads the season (and a line's, without a pattern).
+    model = LSTMForecaster(
+        n=1, m=4, layers=1, horizon=7, n_targets=1, normalize=normalize, season=season, lookback=9, drift=True
+    )
+    nn.init.zeros_(model.head.weight)
+    nn.init.zeros_(model.head.bias)
+    pattern = torch.tensor([0.0, 3.0, -1.0] * 6) if (normalize, season) == ("season", 3) else torch.zeros(18)
+    series = 2.0 + 0.5 * torch.arange(18.0) + pattern
+    with torch.no_grad():
+        forecast = model(series[:9].view(1, 9, 1)).flatten()
+    assert torch.allclose(forecast, series[9:16], atol=1e-5)
+
+
+def test_drift_needs_a_base_to_continue() -> None:
+    with pytest.raises(ValueError, match="drift needs"):
+        LSTMForecaster(n=1, m=4, layers=1, horizon=2, n_targets=1, normalize="mean", drift=True)
+
+
 def test_window_scale_makes_the_model_scale_invariant() -> None:
     # Stretch a window about its last value: the forecast's offset from that value stretches alike.
     torch.manual_seed(0)
