@@ -190,7 +190,7 @@ class LSTMForecaster(nn.Module):
         season (the seasonal naive forecast read from the window) or drift (plus the window's trend)."""
         targets = x[:, : self.past, : self.n_targets]
         base = targets[:, self.base_rows] if self.normalize == "season" else level
-        if not self.drift:
+        if not self.drift or targets.shape[1] < 2:  # a one-row window shows no trend
             return base
         d = self.drift_lag  # the window's mean change over d steps, per step
         slope = (targets[:, d:].mean(dim=1, keepdim=True) - targets[:, :-d].mean(dim=1, keepdim=True)) / d
@@ -199,9 +199,9 @@ class LSTMForecaster(nn.Module):
     def scale(self, x: torch.Tensor) -> torch.Tensor:
         """Per-window scale of the targets, (B, 1, k): the mean absolute step of the window's target
         inputs (a tenth of the series' training standard deviation at least), or ones without
-        ``window_scale``. Training divides its errors by it too, so every window weighs alike."""
+        ``window_scale`` or a second row. Training divides its errors by it too, so every window weighs alike."""
         targets = x[:, : self.past, : self.n_targets]
-        if not self.window_scale:
+        if not self.window_scale or targets.shape[1] < 2:  # a one-row window has no step to measure
             return torch.ones_like(targets[:, -1:, :])
         steps = (targets[:, 1:, :] - targets[:, :-1, :]).abs().mean(dim=1, keepdim=True)
         return steps.clamp_min(SCALE_FLOOR)

@@ -118,6 +118,15 @@ def test_drift_continues_a_trend_and_its_season_exactly(normalize: str, season: 
     assert torch.allclose(forecast, series[9:16], atol=1e-5)
 
 
+def test_a_one_row_window_has_a_unit_scale_and_no_drift() -> None:
+    # A lookback of 1 has no step to measure: the scale is the series' own (1), the base its last value.
+    model = LSTMForecaster(n=1, m=4, layers=1, horizon=3, n_targets=1, lookback=1, window_scale=True, drift=True)
+    x = torch.full((2, 1, 1), 3.0)
+    assert model.scale(x).flatten().tolist() == [1.0, 1.0]
+    assert torch.equal(model.base(x, model.level(x)), x)
+    assert torch.isfinite(model(x)).all()
+
+
 def test_drift_needs_a_base_to_continue() -> None:
     with pytest.raises(ValueError, match="drift needs"):
         LSTMForecaster(n=1, m=4, layers=1, horizon=2, n_targets=1, normalize="mean", drift=True)
