@@ -509,6 +509,7 @@ def _run(r: RunSummary) -> None:
     if r.series:
         out.print(f"  {_series_line(r)}")
     out.print(f"  target {', '.join(r.target)}{feats}; L = {r.lookback}, H = {r.horizon}, {_seasons(r.season)}")
+    out.print(f"  {_base(r)}")
     if r.best_epoch is not None:
         stop = " (early stop)" if r.stopped_early else ""
         batch = f", batches of {r.batch_size}" if r.batch_size else ""
@@ -530,6 +531,21 @@ def _run(r: RunSummary) -> None:
                 f"predict --level {r.interval_levels[0]}…{r.interval_levels[-1]}"
             )
         out.print()
+
+
+BASES = {
+    "last": "each window's last value",
+    "mean": "each window's mean",
+    "season": "each window's seasonal naive forecast (the value one season before)",
+}
+
+
+def _base(r: RunSummary) -> str:
+    """What the network's output corrects (model.normalize, model.drift)."""
+    if r.normalize not in BASES:
+        return "forecast: the network's output alone, in the scaled units (normalize: none)"
+    trend = ", continued by the window's trend (drift)" if r.drift else ""
+    return f"forecast: {BASES[r.normalize]}{trend}, plus the network's correction"
 
 
 SERIES_SHOWN = 5  # a multi-series run's summary names this many series, then counts the rest

@@ -83,6 +83,8 @@ class RunSummary(BaseModel):
     loss: str = "mse"
     quantiles: list[float] | None = None  # a quantile run's (train.loss: quantile)
     window_scale: bool = False
+    normalize: str = "last"  # what the network's output is added to (model.normalize)
+    drift: bool = False  # and whether that base continues the window's trend (model.drift)
     batch_size: int | None = None
     calibration_windows: int | None = None  # validation windows behind the prediction intervals
     interval_levels: list[int] | None = None  # the levels predict --level takes
@@ -204,5 +206,7 @@ def run_summary(run: Run, metrics: Metrics | None) -> RunSummary:
         loss=run.cfg.train.loss,
         quantiles=run.cfg.model.quantiles,
         window_scale=run.cfg.model.window_scale,
+        normalize=run.cfg.model.normalize,
+        drift=run.cfg.model.drift,
         **trained,
     )

@@ -48,6 +48,19 @@ def test_inspect_check_passes_and_reports_difference(tiny_config: Path) -> None:
     assert check["max_abs_diff"] < 1e-10
 
 
+def test_inspect_run_says_what_the_network_corrects(tiny_config: Path) -> None:
+    sets = ["--set", "model.normalize=season", "--set", "model.drift=true", "--set", "train.epochs=1"]
+    assert runner.invoke(app, ["train", str(tiny_config), "-q", *sets]).exit_code == 0
+    result = runner.invoke(app, ["inspect", str(tiny_config.parent / "run")])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert (
+        "forecast: each window's seasonal naive forecast (the value one season before), continued by the window's trend (drift)"
+        in text
+    )
+    assert json.loads(runner.invoke(app, ["inspect", str(tiny_config.parent / "run"), "--json"]).output)["run"]["drift"]
+
+
 def test_inspect_units(tiny_config: Path) -> None:
     result = runner.invoke(app, ["inspect", str(tiny_config), "--units"])
     assert result.exit_code == 0, result.output

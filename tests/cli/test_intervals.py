@@ -102,6 +102,7 @@ def test_inspect_run_names_the_loss_and_the_interval_calibration(run_dir: Path) 
     assert result.exit_code == 0, result.output
     text = " ".join(result.output.split())
     assert "loss mae, each window divided by its mean absolute step" in text
+    assert "forecast: each window's last value, plus the network's correction" in text
     assert "prediction intervals: split conformal on" in text and "predict --level 50…99" in text
     js = json.loads(runner.invoke(app, ["inspect", str(run_dir), "--json"]).output)
     assert js["run"]["loss"] == "mae" and js["run"]["interval_levels"][0] == 50
