@@ -64,6 +64,8 @@ def one(sid: str) -> dict[str, float] | None:
     cfg = yaml.safe_load((SINGLE / f"{sid}.yaml").read_text())
     source, target, s = SINGLE / f"{sid}.csv", cfg["data"]["target"], cfg["data"].get("season", 1)
     log = cfg["data"].get("transform") == "log"
+    if s < 2:
+        return None  # nothing to deseasonalise
     with source.open() as f:
         rows = list(csv.DictReader(f))
     y = np.array([float(r[target]) for r in rows])
@@ -81,12 +83,13 @@ def one(sid: str) -> dict[str, float] | None:
         for r, value in zip(rows, np.exp(v - season) if log else v - season, strict=True):
             writer.writerow({**r, target: repr(float(value))})
     _, deseasonalised = train_and_backtest(f"{sid}_deseasonalised", cfg, adjusted)
-    position = {r[cfg["data"]["date_column"]]: i for i, r in enumerate(rows)}
+    date = cfg["data"]["date_column"]  # the backtest CSV names its date columns after it too
+    position = {r[date]: i for i, r in enumerate(rows)}
 
     def mae(backtest: list[dict[str, str]], restore: bool) -> float:
         errors = []
         for r in backtest:
-            i, forecast = position[r["date"]], float(r[target])
+            i, forecast = position[r[date]], float(r[target])
             if restore:
                 forecast = float(np.exp(np.log(forecast) + season[i])) if log else forecast + season[i]
             errors.append(abs(forecast - y[i]))

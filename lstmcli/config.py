@@ -53,7 +53,8 @@ class ModelConfig(_Section):
     drift: bool = Field(
         False,
         description="with normalize last or season: the forecast's base also continues the window's trend "
-        "(its mean change over a season, or a step), so the network learns the correction to a drifting forecast",
+        "(its mean change over a season, over a step for s = 1; the lookback must be longer than s), so the "
+        "network learns the correction to a drifting forecast",
     )
     window_scale: bool = Field(
         True,
@@ -80,14 +81,6 @@ class ModelConfig(_Section):
         if len(v) > MAX_QUANTILES:
             raise ValueError(f"at most {MAX_QUANTILES} quantiles")
         return v
-
-    @model_validator(mode="after")
-    def _drift_needs_a_base(self) -> ModelConfig:
-        if self.drift and self.normalize not in ("last", "season"):
-            raise ValueError(
-                f"drift continues the trend from normalize's last or season base; normalize is {self.normalize!r}"
-            )
-        return self
 
     @property
     def outputs_per_value(self) -> int:
@@ -649,6 +642,23 @@ class Config(_Section):
                 f"{self.model.layers}, horizon = {self.data.horizon}"
                 + (f", {self.train.ensemble} members" if self.train.ensemble > 1 else "")
                 + f"); lstm trains at most {MAX_PARAMETERS:,}"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _drift_has_a_trend_to_read(self) -> Config:
+        if not self.model.drift:
+            return self
+        if self.model.normalize not in ("last", "season"):
+            raise ValueError(
+                f"model.drift continues model.normalize's base, so it needs normalize last or season, "
+                f"got {self.model.normalize!r}"
+            )
+        s, L = self.data.s, self.data.lookback
+        if L <= s:
+            raise ValueError(
+                f"model.drift reads the trend as the change over a whole season (s = {s}), so it needs "
+                f"data.lookback longer than {s}, got {L}"
             )
         return self
 

@@ -181,10 +181,26 @@ def test_a_list_of_seasons_gives_s_and_the_longer_ones(tmp_path: Path) -> None:
     assert one.season == 12 and one.seasons == (12,)
 
 
-def test_drift_without_a_base_to_continue_names_the_key(tmp_path: Path) -> None:
-    path = write_config(tmp_path / "c.yaml", model={"normalize": "mean", "drift": True})
+@pytest.mark.parametrize(
+    ("model", "data", "problem"),
+    [
+        (
+            {"normalize": "mean"},
+            {"lookback": 24},
+            "model.drift continues model.normalize's base, so it needs normalize last or season, got 'mean'",
+        ),
+        (
+            {"normalize": "season"},
+            {"lookback": 12},
+            "model.drift reads the trend as the change over a whole season (s = 12), so it needs data.lookback "
+            "longer than 12, got 12",
+        ),
+    ],
+)
+def test_drift_without_a_trend_to_read_is_refused_naming_the_keys(
+    tmp_path: Path, model: dict, data: dict, problem: str
+) -> None:
+    path = write_config(tmp_path / "c.yaml", model={**model, "drift": True}, data=data)
     with pytest.raises(ConfigError) as info:
         load_config(path)
-    assert str(info.value).endswith(
-        ": model: drift continues the trend from normalize's last or season base; normalize is 'mean'"
-    )
+    assert str(info.value) == f"{path}: {problem}"

@@ -544,8 +544,11 @@ def _base(r: RunSummary) -> str:
     """What the network's output corrects (model.normalize, model.drift)."""
     if r.normalize not in BASES:
         return "forecast: the network's output alone, in the scaled units (normalize: none)"
+    base = BASES[r.normalize]
+    if r.normalize == "season" and not r.seasonal_base:  # the model falls back to the last value
+        base = f"{BASES['last']} (normalize: season, but s = {r.season} does not fit L = {r.lookback})"
     trend = ", continued by the window's trend (drift)" if r.drift else ""
-    return f"forecast: {BASES[r.normalize]}{trend}, plus the network's correction"
+    return f"forecast: {base}{trend}, plus the network's correction"
 
 
 SERIES_SHOWN = 5  # a multi-series run's summary names this many series, then counts the rest

@@ -84,6 +84,7 @@ class RunSummary(BaseModel):
     quantiles: list[float] | None = None  # a quantile run's (train.loss: quantile)
     window_scale: bool = False
     normalize: str = "last"  # what the network's output is added to (model.normalize)
+    seasonal_base: bool = False  # normalize season with a season that fits the lookback
     drift: bool = False  # and whether that base continues the window's trend (model.drift)
     batch_size: int | None = None
     calibration_windows: int | None = None  # validation windows behind the prediction intervals
@@ -207,6 +208,7 @@ def run_summary(run: Run, metrics: Metrics | None) -> RunSummary:
         quantiles=run.cfg.model.quantiles,
         window_scale=run.cfg.model.window_scale,
         normalize=run.cfg.model.normalize,
+        seasonal_base=run.model.seasonal_base,
         drift=run.cfg.model.drift,
         **trained,
     )

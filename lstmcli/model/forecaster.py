@@ -92,14 +92,18 @@ class LSTMForecaster(nn.Module):
         # normalize "season": row L - s + (h mod s) of the window is the seasonal naive forecast of
         # step h; without a season that fits the lookback it is the last row, as "last".
         seasonal = normalize == "season" and season > 1 and lookback is not None and lookback >= season
+        self.seasonal_base = seasonal  # False for "season" too when the season does not fit the lookback
         rows = [lookback - season + (h % season) for h in range(horizon)] if seasonal and lookback else [-1] * horizon
         self.base_rows: torch.Tensor
         self.register_buffer("base_rows", torch.tensor(rows, dtype=torch.long), persistent=False)
-        # drift: the base continues the window's trend, its mean step over a season (a step, without
-        # one that fits the lookback) times the steps from the base row to the forecast step.
+        # drift: the base continues the window's trend, its mean change over a season (over a step
+        # for s = 1) per step, times the steps from the base row to the forecast step. A window no
+        # longer than the season has no whole season's change to read: it would read the pattern.
         if drift and normalize not in ("last", "season"):
             raise ValueError(f"drift needs normalize 'last' or 'season', got {normalize!r}")
-        self.drift_lag = season if lookback is not None and 1 < season < lookback else 1
+        if drift and lookback is not None and lookback <= season:
+            raise ValueError(f"drift needs a lookback longer than the season {season}, got {lookback}")
+        self.drift_lag = season
         gaps = (
             [lookback + h - r if lookback else h + 1 for h, r in enumerate(rows)] if seasonal else range(1, horizon + 1)
         )
@@ -190,7 +194,7 @@ class LSTMForecaster(nn.Module):
         season (the seasonal naive forecast read from the window) or drift (plus the window's trend)."""
         targets = x[:, : self.past, : self.n_targets]
         base = targets[:, self.base_rows] if self.normalize == "season" else level
-        if not self.drift or targets.shape[1] < 2:  # a one-row window shows no trend
+        if not self.drift:
             return base
         d = self.drift_lag  # the window's mean change over d steps, per step
         slope = (targets[:, d:].mean(dim=1, keepdim=True) - targets[:, :-d].mean(dim=1, keepdim=True)) / d
