@@ -30,6 +30,10 @@ def calendar_columns(features: list[str]) -> list[str]:
 
 DEFAULT_QUANTILES = [0.1, 0.5, 0.9]
 MAX_PARAMETERS = 1_000_000_000  # 24 GB of weights, gradients, Adam moments and best weights in fp32
+# Fewer training windows than SMALL_DATA_WINDOWS: `lstm init` gives SMALL_DATA_UNITS units per layer
+# (BENCHMARKS.md: on 32 single M3 series, 8 or 32 units or one layer did no better).
+SMALL_DATA_WINDOWS = 256
+SMALL_DATA_UNITS = 16
 
 
 class _Section(BaseModel):

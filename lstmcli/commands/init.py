@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from lstmcli.config import ModelConfig, parse_yaml, validate_config
+from lstmcli.config import SMALL_DATA_UNITS, SMALL_DATA_WINDOWS, ModelConfig, parse_yaml, validate_config
 from lstmcli.data.dataset import prepare
 from lstmcli.data.dates import COMMON_FORMATS, infer_frequency, parse_formatted, parse_iso
 from lstmcli.data.reader import MISSING_CELLS, csv_records, header_of, read_table
@@ -465,16 +465,13 @@ def _choose_transform(target: np.ndarray, season: int, reasons: list[str]) -> st
     return "log"
 
 
-SMALL_DATA_WINDOWS = 256  # fewer training windows than this: a model of 16 units per layer
-
-
 def choose_size(windows: int, reasons: list[str] | None = None) -> int:
     """m for ``windows`` training windows. The default (64 units, 51,000 parameters for one input)
     suits thousands of windows; a short series gets 16 units (about 3,500 parameters), which it can
     fit. (The batch follows the windows at training time: train.batch_size: auto.)"""
     m = ModelConfig.model_fields["m"].default
     if windows < SMALL_DATA_WINDOWS:
-        m = 16
+        m = SMALL_DATA_UNITS
         if reasons is not None:
             reasons.append(
                 f"m = {m}: about {max(windows, 0):,} training windows, too few for the default m = 64 "

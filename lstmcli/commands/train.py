@@ -26,7 +26,15 @@ from typing import Any, Literal
 
 import torch
 
-from lstmcli.config import Config, load_yaml, parse_yaml, read_config_text, validate_config
+from lstmcli.config import (
+    SMALL_DATA_UNITS,
+    SMALL_DATA_WINDOWS,
+    Config,
+    load_yaml,
+    parse_yaml,
+    read_config_text,
+    validate_config,
+)
 from lstmcli.data.dataset import Dataset, load_dataset
 from lstmcli.data.windows import Windows
 from lstmcli.errors import CheckpointError, DataError, Interrupted, ResourceError, TrainingError
@@ -418,14 +426,13 @@ def losses_to_baselines(metrics: Metrics, cfg: Config) -> tuple[str, ...]:
     elif found:
         windows, params = metrics.windows["train"], cfg.parameters // cfg.train.ensemble  # one member's
         few = f"{windows:,} training windows for {params:,} parameters; " if params > 20 * windows else ""
-        smaller = [
-            *([f"--set model.m={max(4, cfg.model.m // 4)}"] if cfg.model.m > 8 else []),
-            *(["--set model.layers=1"] if cfg.model.layers > 1 else []),
-        ]
-        model = f"a smaller model ({' '.join(smaller)}), " if smaller else ""  # never the size it already has
+        # Smaller than init's small-data size measured no better (BENCHMARKS.md), so only down to it.
+        small = windows < SMALL_DATA_WINDOWS and cfg.model.m > SMALL_DATA_UNITS
+        model = f"init's size for so few windows (--set model.m={SMALL_DATA_UNITS}), " if small else ""
         found.append(
-            f"{few}try {model}more data, or another data.lookback; a forecast that loses to a baseline is not "
-            "worth using"
+            f"{few}try {model}more data (a longer history, or related series in one long file with "
+            "data.series_column, for one model of them all) or another data.lookback; a forecast that loses to "
+            "a baseline is not worth using"
         )
     return tuple(found)
 

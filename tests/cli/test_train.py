@@ -108,7 +108,16 @@ def test_the_summary_warns_when_the_model_loses_to_a_baseline(tiny_config: Path)
     assert any("on the test split the LSTM's MAE" in w and "seasonal naive" in w for w in warnings), result.output
     assert any("42 training windows for 955 parameters" in w for w in warnings)
     hint = " ".join(result.output.split())
-    assert "a smaller model (--set model.layers=1)" in hint and "model.m=" not in hint  # m = 8 is small already
+    assert "related series in one long file with data.series_column, for one model of them all" in hint
+    assert "model.m=" not in hint  # m = 8 is below init's small-data size already
+    # A model larger than init's size for so few windows is pointed back to it (and only then).
+    from lstmcli.commands.train import losses_to_baselines
+    from lstmcli.config import load_config
+    from lstmcli.runs.schema import Metrics, read_model
+
+    lost = read_model(tiny_config.parent / "run" / "metrics.json", Metrics)
+    bigger = " ".join(losses_to_baselines(lost, load_config(tiny_config, ["model.m=32"])))
+    assert "try init's size for so few windows (--set model.m=16)" in bigger
 
 
 def test_no_warning_when_the_model_beats_the_baselines(tiny_config: Path) -> None:
