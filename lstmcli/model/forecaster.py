@@ -103,14 +103,12 @@ class LSTMForecaster(nn.Module):
             raise ValueError(f"drift needs normalize 'last' or 'season', got {normalize!r}")
         if drift and lookback is not None and lookback <= season:
             raise ValueError(f"drift needs a lookback longer than the season {season}, got {lookback}")
-        self.drift_lag = season
-        gaps = (
-            [lookback + h - r if lookback else h + 1 for h, r in enumerate(rows)] if seasonal else range(1, horizon + 1)
-        )
-        self.drift = drift
+        self.drift, self.drift_lag = drift, season
+        # Steps from step h's base row to step h: s·(h // s + 1) from a season before, h + 1 from the last row.
+        gaps = [season * (h // season + 1) if seasonal else h + 1 for h in range(horizon)]
         self.drift_steps: torch.Tensor
         self.register_buffer(
-            "drift_steps", torch.tensor(list(gaps), dtype=torch.float32).view(1, horizon, 1), persistent=False
+            "drift_steps", torch.tensor(gaps, dtype=torch.float32).view(1, horizon, 1), persistent=False
         )
         if members < 1:
             raise ValueError(f"members must be at least 1, got {members}")
