@@ -70,6 +70,12 @@ class ModelConfig(_Section):
         description="with train.loss: quantile, the quantiles forecast per step and target (they include 0.5, "
         "the point forecast); default [0.1, 0.5, 0.9]",
     )
+    combine: Literal["auto", "theta", "none"] = Field(
+        "auto",
+        description="average the network's forecast with the Theta method's (fitted to each window's own history): "
+        "auto does when that lowers the validation MAE and the run has no data.future_features (whose effect the "
+        "average would halve), theta always, none never",
+    )
 
     @field_validator("quantiles")
     @classmethod
@@ -837,6 +843,7 @@ BEFORE_DEFAULT_CHANGED: dict[tuple[str, str], Any] = {
     ("model", "window_scale"): False,  # default true since 0.2.0
     ("train", "loss"): "mse",  # default mae since 0.2.0
     ("train", "batch_size"): 64,  # default auto since 0.2.0
+    ("model", "combine"): "none",  # default auto since the average with Theta came; runs before never averaged
 }
 
 

@@ -15,6 +15,7 @@ from lstmcli.data.dataset import Dataset, Scaler
 from lstmcli.data.windows import Windows
 from lstmcli.intervals import band, conformal_radius, conformity, pinball_loss, windows_needed
 from lstmcli.model.forecaster import LSTMForecaster
+from lstmcli.model.theta import theta_forecast
 
 METRICS = ("MAE", "RMSE", "sMAPE", "MASE", "relMAE")
 
@@ -89,10 +90,16 @@ def mase_scale(train: np.ndarray, season: int) -> np.ndarray:
 
 @torch.no_grad()
 def forecast_scaled(
-    model: nn.Module, windows: Windows, origins: np.ndarray, batch_size: int | None = None, quantiles: bool = False
+    model: nn.Module,
+    windows: Windows,
+    origins: np.ndarray,
+    batch_size: int | None = None,
+    quantiles: bool = False,
+    theta: ThetaCombination | None = None,
 ) -> np.ndarray:
     """Model forecasts for ``origins`` in scaled units, shape (W, H, k), float64; with
-    ``quantiles``, every forecast quantile, (W, H, k, Q) (Q = 1 for a point model)."""
+    ``quantiles``, every forecast quantile, (W, H, k, Q) (Q = 1 for a point model). With
+    ``theta``, the forecast is the network's averaged with Theta's (:func:`combined`)."""
     batch_size = batch_size or windows.eval_chunk()
     was_training = model.training
     model.eval()
@@ -106,7 +113,83 @@ def forecast_scaled(
     if not out:
         shape = (0, windows.out_offsets.numel(), windows.n_targets)
         return np.zeros((*shape, getattr(model, "outputs", 1)) if quantiles else shape)
-    return torch.cat(out).double().numpy()
+    net = torch.cat(out).double().numpy()
+    if theta is None:
+        return net
+    return combined(net, theta.scaled(origins), getattr(model, "median", 0) if quantiles else None)
+
+
+def combined(net: np.ndarray, theta: np.ndarray, median: int | None = None) -> np.ndarray:
+    """The network's forecast (W, H, k) averaged with Theta's (W, H, k), both in the model's
+    units; a quantile forecast (W, H, k, Q) (``median``: the point forecast's index) has every
+    quantile moved by half of Theta's distance from its median. Where Theta has no forecast
+    (NaN), the network's stands alone."""
+    point = net if median is None else net[..., median]
+    shift = np.where(np.isfinite(theta), 0.5 * (theta - point), 0.0)
+    return net + (shift if median is None else shift[..., None])
+
+
+# Theta reads at most this many seasons of each window's history (and at least THETA_MIN_ROWS
+# rows): enough for its decomposition and trend, and it bounds the cost of a long series' windows.
+THETA_SEASONS = 10
+THETA_MIN_ROWS = 100
+THETA_BATCH = 4096  # histories per theta_forecast call: its SES holds (batch, 100) levels
+
+
+class ThetaCombination:
+    """Theta's forecasts (for ``model.combine``) from window origins, in the model's units: each
+    origin's history is the rows of its own series before it (the last ``rows`` of them), in
+    original units, each target alone; the forecast is then scaled as its series' scaler scales
+    the targets (a log run's Theta forecast that is not positive has no scaled value: NaN)."""
+
+    def __init__(
+        self, values: np.ndarray, starts: np.ndarray, scalers: list[Scaler], horizon: int, season: int
+    ) -> None:
+        """``values`` (N, k) the targets in original units; ``starts`` (S,) the first row of each
+        series, increasing, and ``scalers`` theirs."""
+        self.values = np.asarray(values, dtype=np.float64)
+        self.starts = np.asarray(starts, dtype=np.int64)
+        k = self.values.shape[1]
+        self.mean = np.stack([sc.mean[:k] for sc in scalers])  # (S, k)
+        self.std = np.stack([sc.std[:k] for sc in scalers])
+        self.log = np.stack([sc.log[:k] for sc in scalers])
+        self.horizon, self.season = horizon, season
+        self.rows = max(THETA_SEASONS * season, THETA_MIN_ROWS)
+
+    @classmethod
+    def of(cls, ds: Dataset, horizon: int, season: int) -> ThetaCombination:
+        starts = np.array([s.start for s in ds.series], dtype=np.int64)
+        return cls(ds.table.values[:, : ds.n_targets], starts, [s.scaler for s in ds.series], horizon, season)
+
+    def forecast(self, origins: np.ndarray) -> np.ndarray:
+        """(W, H, k) Theta's forecasts from ``origins`` in original units (NaN: no history, or
+        one that is not finite)."""
+        H, k = self.horizon, self.values.shape[1]
+        which = np.searchsorted(self.starts, origins, side="right") - 1
+        length = np.minimum(origins - self.starts[which], self.rows)
+        out = np.full((len(origins), H, k), np.nan)
+        for n in np.unique(length[length > 0]):  # histories of one length form one batch
+            sel = np.flatnonzero(length == n)
+            for lo in range(0, len(sel), THETA_BATCH):
+                part = sel[lo : lo + THETA_BATCH]
+                hist = self.values[origins[part, None] - n + np.arange(n)]  # (w, n, k)
+                flat = hist.transpose(0, 2, 1).reshape(-1, n)  # (w * k, n)
+                ok = np.isfinite(flat).all(axis=1)
+                f = np.full((len(flat), H), np.nan)
+                with np.errstate(all="ignore"):  # a runaway fit is not finite, and left out below
+                    f[ok] = theta_forecast(flat[ok], H, self.season)
+                out[part] = f.reshape(len(part), k, H).transpose(0, 2, 1)
+        return out
+
+    def scaled(self, origins: np.ndarray) -> np.ndarray:
+        """(W, H, k) Theta's forecasts from ``origins`` in the model's units (NaN where none)."""
+        f = self.forecast(origins)
+        which = np.searchsorted(self.starts, origins, side="right") - 1
+        mean, std, log = (a[which][:, None, :] for a in (self.mean, self.std, self.log))
+        with np.errstate(all="ignore"):
+            t = np.where(log, np.log(np.where(log & (f > 0), f, np.nan)), f)
+            z = (t - mean) / std
+        return np.where(np.isfinite(z), z, np.nan)
 
 
 def actuals(values: np.ndarray, origins: np.ndarray, horizon: int) -> np.ndarray:
@@ -133,13 +216,14 @@ SCORE_CHUNK = 4096  # windows per forecast and partial sum: training and backtes
 
 
 def forecast_chunks(
-    model: nn.Module, windows: Windows, scaler: Scaler, origins: np.ndarray
+    model: nn.Module, windows: Windows, scaler: Scaler, origins: np.ndarray, theta: ThetaCombination | None = None
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """(origins, model forecast (W, H, k) in original units) in chunks of ``SCORE_CHUNK`` windows,
     so that scoring a split of millions of windows never holds all its forecasts."""
     for lo in range(0, len(origins), SCORE_CHUNK):
         chunk = origins[lo : lo + SCORE_CHUNK]
-        yield chunk, scaler.inverse(forecast_scaled(model, windows, chunk), slice(0, windows.n_targets))
+        forecast = forecast_scaled(model, windows, chunk, theta=theta)
+        yield chunk, scaler.inverse(forecast, slice(0, windows.n_targets))
 
 
 class Scores:
@@ -246,9 +330,16 @@ def forecast_label(name: str) -> str:
     return _LABELS.get(name) or f"seasonal naive (s = {name.removeprefix(_LONGER)})"
 
 
-def evaluate_split(model: nn.Module, windows: Windows, ds: Dataset, name: str, seasons: tuple[int, ...]) -> SplitScores:
-    """Scores of the model and the baselines on every window of split ``name``; ``seasons``: the
-    seasonal periods, s first (``DataConfig.seasons``).
+def evaluate_split(
+    model: nn.Module,
+    windows: Windows,
+    ds: Dataset,
+    name: str,
+    seasons: tuple[int, ...],
+    theta: ThetaCombination | None = None,
+) -> SplitScores:
+    """Scores of the model (averaged with ``theta``'s forecasts, if given) and the baselines on
+    every window of split ``name``; ``seasons``: the seasonal periods, s first (``DataConfig.seasons``).
 
     With several series: pooled over all of them, plus ``per_series`` (each with its own
     baselines, in its own units).
@@ -258,7 +349,7 @@ def evaluate_split(model: nn.Module, windows: Windows, ds: Dataset, name: str, s
     parts = []
     for s in ds.series:
         scores = Scores(k, mase_scale(values[s.start : s.start + s.split.train_end], seasons[0]), seasons[1:])
-        for origins, model_f in forecast_chunks(model, windows, s.scaler, s.origins(name)):
+        for origins, model_f in forecast_chunks(model, windows, s.scaler, s.origins(name), theta):
             scores.add(*forecast_set(values, origins, s.split.horizon, seasons, model_f))
         parts.append(scores)
     result = Scores.pooled(parts).summary(targets)
@@ -378,7 +469,7 @@ class IntervalTable(_Scores):
 
 
 def _scaled_windows(
-    model: LSTMForecaster, windows: Windows, origins: np.ndarray, season: int
+    model: LSTMForecaster, windows: Windows, origins: np.ndarray, season: int, theta: ThetaCombination | None
 ) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
     """For ``origins``, in the model's (scaled) units: actuals (W, H, k), the model's and seasonal
     naive's forecasts as quantiles (W, H, k, Q) (Q = 1: a point forecast), and each window's scale
@@ -396,7 +487,7 @@ def _scaled_windows(
     return (
         windows.targets(o).double().cpu().numpy(),
         {
-            "model": forecast_scaled(model, windows, origins, quantiles=True),
+            "model": forecast_scaled(model, windows, origins, quantiles=True, theta=theta),
             "seasonal_naive": snaive.double().cpu().numpy()[..., None],
         },
         scale,
@@ -414,6 +505,48 @@ def _spread(origins: np.ndarray, at_most: int) -> np.ndarray:
     if len(origins) <= at_most:
         return origins
     return origins[np.linspace(0, len(origins) - 1, at_most).round().astype(np.int64)]
+
+
+COMBINE_WINDOWS = 2_000  # validation windows (spread over every series) that decide model.combine: auto
+
+
+class CombinationChoice(_Scores):
+    """Whether the forecast is the network's averaged with the Theta method's (``model.combine``),
+    and why: the MAE on ``windows`` validation windows, in the model's units (each series
+    standardised), of the network alone and of the average. ``auto`` combines when the average's
+    is lower; ``theta`` always does (``chosen_by: config``)."""
+
+    method: Literal["theta"] = "theta"
+    used: bool
+    chosen_by: Literal["validation", "config"]
+    windows: int
+    network_mae: float | None
+    combined_mae: float | None
+
+
+def choose_combination(
+    model: nn.Module, windows: Windows, ds: Dataset, theta: ThetaCombination, always: bool = False
+) -> CombinationChoice:
+    """Score the network alone and averaged with ``theta`` on validation windows, and choose
+    (``always``: the average, whatever the scores)."""
+    per = [_spread(s.origins("val"), COMBINE_WINDOWS) for s in ds.series]
+    origins = _spread(np.concatenate(per), COMBINE_WINDOWS) if per else np.zeros(0, dtype=np.int64)
+    if not len(origins):
+        return CombinationChoice(
+            used=always, chosen_by="config" if always else "validation", windows=0, network_mae=None, combined_mae=None
+        )
+    net = forecast_scaled(model, windows, origins)
+    actual = windows.targets(torch.as_tensor(origins, device=windows.series.device)).double().cpu().numpy()
+    both = combined(net, theta.scaled(origins))
+    with np.errstate(invalid="ignore", over="ignore"):
+        alone, averaged = float(np.mean(np.abs(net - actual))), float(np.mean(np.abs(both - actual)))
+    return CombinationChoice(
+        used=always or averaged < alone,
+        chosen_by="config" if always else "validation",
+        windows=len(origins),
+        network_mae=_finite(alone),
+        combined_mae=_finite(averaged),
+    )
 
 
 def _calibration(
@@ -436,7 +569,9 @@ def _calibration(
     )
 
 
-def calibrate(model: LSTMForecaster, windows: Windows, ds: Dataset, season: int) -> dict[str, Calibration]:
+def calibrate(
+    model: LSTMForecaster, windows: Windows, ds: Dataset, season: int, theta: ThetaCombination | None = None
+) -> dict[str, Calibration]:
     """Conformal radii of the model and of seasonal naive from the validation windows: pooled over
     every series, and per series for each series of a multi-series run with PER_SERIES_WINDOWS
     validation windows or more."""
@@ -444,7 +579,7 @@ def calibrate(model: LSTMForecaster, windows: Windows, ds: Dataset, season: int)
     if sum(len(o) for o in per) > MAX_CALIBRATION_WINDOWS:  # many series: thin each alike
         per = [_spread(o, max(PER_SERIES_WINDOWS, MAX_CALIBRATION_WINDOWS // len(per))) for o in per]
     origins = np.concatenate(per) if per else np.zeros(0, dtype=np.int64)
-    actual, forecasts, scale = _scaled_windows(model, windows, origins, season)
+    actual, forecasts, scale = _scaled_windows(model, windows, origins, season, theta)
     bounds = np.cumsum([0, *(len(o) for o in per)])
     out = {}
     for name, f in forecasts.items():
@@ -487,6 +622,7 @@ class IntervalSums:
         season: int,
         calibrations: dict[str, Calibration],
         series: str | None,
+        theta: ThetaCombination | None = None,
     ) -> IntervalSums:
         """One series' windows at ``origins``: ``values`` (N, k) its targets in original units,
         ``in_sample`` (k,) its MSIS scale."""
@@ -497,7 +633,7 @@ class IntervalSums:
         per_target: dict[tuple[int, str], np.ndarray] = {}  # its interval score summed per target
         for c in range(0, len(origins), SCORE_CHUNK):  # bounded memory, whatever the split's size
             chunk = origins[c : c + SCORE_CHUNK]
-            _, forecasts, scale = _scaled_windows(model, windows, chunk, season)
+            _, forecasts, scale = _scaled_windows(model, windows, chunk, season, theta)
             actual = actuals(values, chunk, windows.out_offsets.numel())
             for j, tau in enumerate(model.quantiles):
                 with np.errstate(invalid="ignore", over="ignore"):
@@ -565,7 +701,13 @@ class IntervalSums:
 
 
 def interval_scores(
-    model: LSTMForecaster, windows: Windows, ds: Dataset, name: str, season: int, calibrations: dict[str, Calibration]
+    model: LSTMForecaster,
+    windows: Windows,
+    ds: Dataset,
+    name: str,
+    season: int,
+    calibrations: dict[str, Calibration],
+    theta: ThetaCombination | None = None,
 ) -> IntervalSums:
     """The sums behind the coverage, width, interval score and MSIS of the calibrated intervals on
     split ``name``, per level in ``SCORED_LEVELS``, for the model and for seasonal naive, pooled
@@ -574,7 +716,7 @@ def interval_scores(
     sums = IntervalSums()
     for s in ds.series:
         in_sample = mase_scale(values[s.start : s.start + s.split.train_end], season)
-        sums.add(model, windows, s.scaler, s.origins(name), values, in_sample, season, calibrations, str(s.id))
+        sums.add(model, windows, s.scaler, s.origins(name), values, in_sample, season, calibrations, str(s.id), theta)
     return sums
 
 

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from lstmcli.commands.tune import TrialRow, TuneSummary
     from lstmcli.evaluate import (
         Calibration,
+        CombinationChoice,
         ForecastScores,
         IntervalTable,
         QuantileScores,
@@ -199,6 +200,38 @@ def _how_it_trained(m: Metrics) -> list[str]:
     return lines
 
 
+def combination_line(c: CombinationChoice | None) -> str | None:
+    """How the forecast was averaged with Theta's, and why (None when it was not)."""
+    if c is None or not c.used:
+        return None
+    why = "model.combine: theta"
+    if c.chosen_by == "validation" and c.network_mae and c.combined_mae is not None:
+        lower = 100 * (1 - c.combined_mae / c.network_mae)
+        why = f"its MAE on {plural(c.windows, 'validation window')} is {lower:.0f}% below the LSTM's alone"
+    return (
+        f"forecast: the LSTM's averaged with the Theta method's, fitted to each window's own history ({why}; "
+        "model.combine: none turns it off)"
+    )
+
+
+def _notes(m: Metrics) -> list[str]:
+    """The summary's lines after the test tables: the means over series, the combination with
+    Theta, the timestamps filled and the series padded."""
+    lines = [series_means_line(m.test) if m.test is not None else None, combination_line(m.combination)]
+    if m.filled_timestamps:
+        lines.append(f"{m.filled_timestamps} missing timestamp(s) were inserted and filled, as data.missing says")
+    if m.padded_series:
+        none = (
+            f", {m.series_without_training_windows} of them with no training window at all"
+            if m.series_without_training_windows
+            else ""
+        )
+        lines.append(
+            f"{m.padded_series} series were too short for a full lookback: their windows were padded with their first row{none}"
+        )
+    return [line for line in lines if line]
+
+
 def train_summary(summary: TrainSummary) -> None:
     m = summary.metrics
     if m is None:
@@ -209,20 +242,8 @@ def train_summary(summary: TrainSummary) -> None:
         out.print(metrics_table(m.test, f"Test split: {plural(m.windows['test'], 'window')}, original units"))
         if m.test.per_series:
             out.print(series_table(m.test.per_series))
-        means = series_means_line(m.test)
-        if means:
-            out.print(means)
-    if m.filled_timestamps:
-        out.print(f"{m.filled_timestamps} missing timestamp(s) were inserted and filled, as data.missing says")
-    if m.padded_series:
-        none = (
-            f", {m.series_without_training_windows} of them with no training window at all"
-            if m.series_without_training_windows
-            else ""
-        )
-        out.print(
-            f"{m.padded_series} series were too short for a full lookback: their windows were padded with their first row{none}"
-        )
+    for line in _notes(m):
+        out.print(line)
     if m.quantiles:
         out.print(quantiles_table(m.quantiles))
     if m.intervals and m.calibration:
@@ -490,8 +511,8 @@ def _layer(lay: LayerFacts, m: int) -> None:
     )
 
 
-def _run(r: RunSummary) -> None:
-    dates = f", {r.first_date} … {r.last_date} ({r.frequency})" if r.first_date else ""
+def _features(r: RunSummary) -> str:
+    """The inputs besides the target, in words (empty for none)."""
     feats = f"; features {', '.join(r.features)}" if r.features else ""
     if r.static_features:
         feats += f"; static features {', '.join(r.static_features)}"
@@ -505,11 +526,20 @@ def _run(r: RunSummary) -> None:
         feats += f"; {r.holidays} public holidays"
     if r.lags:
         feats += f"; lags {', '.join(map(str, r.lags))} (the targets that many steps back, known ahead)"
+    return feats
+
+
+def _run(r: RunSummary) -> None:
+    dates = f", {r.first_date} … {r.last_date} ({r.frequency})" if r.first_date else ""
+    feats = _features(r)
     out.print(f"[bold]Run[/] {escape(r.path)}: trained on {escape(r.data)} ({r.rows} rows{dates})", markup=True)
     if r.series:
         out.print(f"  {_series_line(r)}")
     out.print(f"  target {', '.join(r.target)}{feats}; L = {r.lookback}, H = {r.horizon}, {_seasons(r.season)}")
     out.print(f"  {_base(r)}")
+    combination = combination_line(r.combination)
+    if combination:
+        out.print(f"  {combination.removeprefix('forecast: ')}")
     if r.best_epoch is not None:
         stop = " (early stop)" if r.stopped_early else ""
         batch = f", batches of {r.batch_size}" if r.batch_size else ""

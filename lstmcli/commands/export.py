@@ -18,7 +18,7 @@ import torch
 
 from lstmcli import __version__
 from lstmcli.commands.outputs import check_outputs
-from lstmcli.errors import CheckFailed, DataError
+from lstmcli.errors import CheckFailed, ConfigError, DataError
 from lstmcli.evaluate import Calibration
 from lstmcli.export.onnx import Deployed, Parity, Tables, compare, output_names, require_onnx, run_onnx, to_onnx
 from lstmcli.fsutil import atomic_write
@@ -55,6 +55,13 @@ def export(run_dir: Path, out: Path, levels: list[int] | None = None, data: Path
     start = time.perf_counter()
     require_onnx()
     run = load_run(run_dir)
+    combination = None if (metrics := run.metrics()) is None else metrics.combination
+    if combination is not None and combination.used:
+        raise ConfigError(
+            f"{run_dir}: its forecasts average the network's with the Theta method's, fitted to each series' whole "
+            "history, which a graph of the network's window cannot compute; to export, train it with "
+            "--set model.combine=none"
+        )
     source = data if data is not None else Path(run.meta.data.path)
     check_outputs({"--out": out}, [source])  # never over the CSV it reads, the run or another input
     if not source.is_file():

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from lstmcli.commands.trace_run import TraceRequest, trace_run
 from lstmcli.config import load_config
 from lstmcli.errors import DataError, ResourceError
+from lstmcli.evaluate import CombinationChoice
 from lstmcli.model import gates
 from lstmcli.model.forecaster import LSTMForecaster
 from lstmcli.results import Traced, TraceFacts
@@ -90,6 +91,7 @@ class RunSummary(BaseModel):
     calibration_windows: int | None = None  # validation windows behind the prediction intervals
     interval_levels: list[int] | None = None  # the levels predict --level takes
     interval_bands: bool = False  # intervals widen quantile bands (CQR) rather than the point forecast
+    combination: CombinationChoice | None = None  # model.combine: whether the forecast is averaged with Theta's
 
 
 class InspectFacts(gates.ModelFacts):
@@ -174,6 +176,7 @@ def run_summary(run: Run, metrics: Metrics | None) -> RunSummary:
             "precision": metrics.precision,
             "windows": dict(metrics.windows),
             "batch_size": metrics.batch_size,
+            "combination": metrics.combination,
         }
         if metrics.calibration:
             cal = metrics.calibration["model"]

@@ -21,7 +21,16 @@ from lstmcli.data.dates import continue_dates, format_dates, infer_frequency
 from lstmcli.data.reader import Table, read_header, read_table
 from lstmcli.data.windows import Windows
 from lstmcli.errors import ConfigError, DataError
-from lstmcli.evaluate import Calibration, IntervalSums, Scores, forecast_chunks, forecast_set, mase_scale
+from lstmcli.evaluate import (
+    Calibration,
+    IntervalSums,
+    Scores,
+    ThetaCombination,
+    combined,
+    forecast_chunks,
+    forecast_set,
+    mase_scale,
+)
 from lstmcli.model.forecaster import LSTMForecaster
 from lstmcli.results import Backtest, Forecast, Results
 from lstmcli.runs.inputs import Series, read_series
@@ -74,8 +83,9 @@ def forecast(
     if not 1 <= K <= MAX_STEPS:
         raise DataError(f"--steps must be between 1 and {MAX_STEPS:,}, got {K:,}")
     calibration = None
+    metrics = run.metrics()
     if levels:
-        calibration = _calibrations(run, run.metrics())["model"]
+        calibration = _calibrations(run, metrics)["model"]
         if K > H:
             raise DataError(
                 f"--level with --steps {K} > H = {H}: the intervals are calibrated for the H steps of one "
@@ -86,12 +96,30 @@ def forecast(
     need = 1 if cfg.series_column else max([L, *cfg.lags])
     why = f"L = {L} rows (its lookback)" if need == L else f"{need} rows (its longest lag, data.lags)"
     parts = read_series(run, data, need, f"run {run.path} needs at least {why} to forecast", series)
-    items = [_forecast_one(run, s, K, future, calibration, levels or []) for s in parts]
+    theta = _combined(metrics)
+    items = [_forecast_one(run, s, K, future, calibration, levels or [], theta) for s in parts]
     return Results(items=items, series_column=cfg.series_column)
 
 
+def _combined(metrics: Metrics | None) -> bool:
+    """Whether the run's forecast is the network's averaged with Theta's (``model.combine``)."""
+    return metrics is not None and metrics.combination is not None and metrics.combination.used
+
+
+def _theta(run: Run, series: Series, horizon: int) -> ThetaCombination:
+    """Theta's forecasts from the origins of ``series``, as training fitted them."""
+    k = len(run.cfg.data.target)
+    return ThetaCombination(series.table.values[:, :k], np.zeros(1), [series.scaler], horizon, run.cfg.data.s)
+
+
 def _forecast_one(
-    run: Run, series: Series, K: int, future: str | Path | None, calibration: Calibration | None, levels: list[int]
+    run: Run,
+    series: Series,
+    K: int,
+    future: str | Path | None,
+    calibration: Calibration | None,
+    levels: list[int],
+    theta: bool = False,
 ) -> Forecast:
     cfg = run.cfg.data
     L, H, k = cfg.lookback, cfg.horizon, len(cfg.target)
@@ -110,6 +138,10 @@ def _forecast_one(
     lags = _Lags(cfg.lags, series.scaled[:, :k], len(cfg.columns) - k - len(cfg.lag_columns)) if cfg.lags else None
     chunks, first_call = _model_calls(model, first, future_scaled, calls, H, k, f_cols, cfg.static_columns, lags)
     scaled = chunks[:K]  # (K, k)
+    if theta:  # averaged with Theta's forecast from the whole history, as in training's evaluation
+        ahead = _theta(run, series, max(K, H)).scaled(np.array([table.n_rows]))[0]  # (max(K, H), k)
+        scaled = combined(scaled, ahead[:K])
+        first_call = combined(first_call, ahead[:H], model.median)
     values = series.scaler.inverse(scaled, slice(0, k))  # (K, k) original units
     intervals = {}
     quantiles = {}
@@ -357,7 +389,7 @@ def backtest(
         f"one backtest window of run {run.path} needs {first + H} rows (max(L = {L}, s = {s}) + H = {H})",
         series,
     )
-    items = [_backtest_one(run, p, split, calibrations, levels or [], refit) for p in parts]
+    items = [_backtest_one(run, p, split, calibrations, levels or [], refit, _combined(metrics)) for p in parts]
     pooled = None
     pooled_intervals = None
     if cfg.series_column:  # pooled over the series exactly as training's evaluation pools them
@@ -383,7 +415,13 @@ def _calibrations(run: Run, metrics: Metrics | None) -> dict[str, Calibration]:
 
 
 def _backtest_one(
-    run: Run, series: Series, split: str, calibrations: dict[str, Calibration] | None, levels: list[int], refit: bool
+    run: Run,
+    series: Series,
+    split: str,
+    calibrations: dict[str, Calibration] | None,
+    levels: list[int],
+    refit: bool,
+    combine: bool = False,
 ) -> Backtest:
     cfg = run.cfg.data
     L, H, s, k = cfg.lookback, cfg.horizon, cfg.s, len(cfg.target)
@@ -399,7 +437,8 @@ def _backtest_one(
     windows = Windows(  # as train's evaluation
         torch.as_tensor(series.scaled, device=device), L, H, k, starts, run.cfg.data.future_columns
     )
-    forecasts = np.concatenate([f for _, f in forecast_chunks(model, windows, series.scaler, origins)])
+    theta = _theta(run, series, H) if combine else None
+    forecasts = np.concatenate([f for _, f in forecast_chunks(model, windows, series.scaler, origins, theta)])
     values = table.values[:, :k]
     scores = Scores(k, mase_scale(values[: rows.train_end], s), cfg.seasons[1:]).add(
         *forecast_set(values, origins, H, cfg.seasons, forecasts)
@@ -416,6 +455,7 @@ def _backtest_one(
             s,
             calibrations,
             series.id,
+            theta,
         )
     return Backtest(
         run=run.path,

@@ -43,7 +43,9 @@ from lstmcli.evaluate import (
     ForecastScores,
     IntervalSums,
     SplitScores,
+    ThetaCombination,
     calibrate,
+    choose_combination,
     evaluate_split,
     interval_scores,
 )
@@ -317,12 +319,20 @@ def finish(opened: OpenRun, result: TrainResult, seconds: float, score_test: boo
     cfg, ds, windows = p.cfg, p.ds, result.windows  # evaluated on the device it was trained on
     # Validation is scored, and the intervals calibrated, by the model that never saw it (with a
     # refit, the early-stopped one); the test split and every later forecast by the saved model.
-    calibration = calibrate(result.scored_model, windows, ds, cfg.data.s)
-    test = _test_scores(result.model, windows, ds, cfg, calibration) if score_test else None
+    combination = None
+    theta = None
+    # auto leaves a run with known-future features alone: Theta cannot see them, and the average
+    # would halve the forecast's response to them (a promotion's lift, a scenario's change)
+    if cfg.model.combine == "theta" or (cfg.model.combine == "auto" and not cfg.data.future_features):
+        theta = ThetaCombination.of(ds, cfg.data.horizon, cfg.data.s)
+        combination = choose_combination(result.scored_model, windows, ds, theta, cfg.model.combine == "theta")
+        theta = theta if combination.used else None
+    calibration = calibrate(result.scored_model, windows, ds, cfg.data.s, theta)
+    test = _test_scores(result.model, windows, ds, cfg, calibration, theta) if score_test else None
     metrics = Metrics(
         format_version=METRICS_FORMAT_VERSION,
         test=None if test is None else test[0],
-        val=evaluate_split(result.scored_model, windows, ds, "val", cfg.data.seasons),
+        val=evaluate_split(result.scored_model, windows, ds, "val", cfg.data.seasons, theta),
         windows=ds.counts(),
         best_epoch=result.state.best_epoch,
         epochs_run=result.state.epoch,
@@ -343,6 +353,7 @@ def finish(opened: OpenRun, result: TrainResult, seconds: float, score_test: boo
         filled_timestamps=ds.table.filled,
         padded_series=ds.padded_series,
         series_without_training_windows=ds.series_without_training_windows,
+        combination=combination,
     )
     weights_sha = save_model(work, result.model, p.config_sha256)
     write_json_model(work / META, run_meta(cfg, p.config_sha256, weights_sha, ds))
@@ -360,11 +371,16 @@ def finish(opened: OpenRun, result: TrainResult, seconds: float, score_test: boo
 
 
 def _test_scores(
-    model: LSTMForecaster, windows: Windows, ds: Dataset, cfg: Config, calibration: dict[str, Calibration]
+    model: LSTMForecaster,
+    windows: Windows,
+    ds: Dataset,
+    cfg: Config,
+    calibration: dict[str, Calibration],
+    theta: ThetaCombination | None,
 ) -> tuple[SplitScores, IntervalSums]:
     """The test split's point scores and its calibrated intervals' scores."""
-    uncertainty = interval_scores(model, windows, ds, "test", cfg.data.s, calibration)
-    return evaluate_split(model, windows, ds, "test", cfg.data.seasons), uncertainty
+    uncertainty = interval_scores(model, windows, ds, "test", cfg.data.s, calibration, theta)
+    return evaluate_split(model, windows, ds, "test", cfg.data.seasons, theta), uncertainty
 
 
 def score_test_split(run_dir: Path) -> Metrics:
@@ -389,8 +405,10 @@ def score_test_split(run_dir: Path) -> Metrics:
         None if starts is None else torch.as_tensor(starts),
         cfg.data.future_columns,
     )
-    calibration = stored.calibration or calibrate(run.model, windows, ds, cfg.data.s)
-    test, uncertainty = _test_scores(run.model, windows, ds, cfg, calibration)
+    combined = stored.combination is not None and stored.combination.used
+    theta = ThetaCombination.of(ds, cfg.data.horizon, cfg.data.s) if combined else None
+    calibration = stored.calibration or calibrate(run.model, windows, ds, cfg.data.s, theta)
+    test, uncertainty = _test_scores(run.model, windows, ds, cfg, calibration, theta)
     return stored.model_copy(
         update={"test": test, "intervals": uncertainty.table(), "quantiles": uncertainty.quantile_table()}
     )

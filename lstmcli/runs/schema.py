@@ -15,7 +15,7 @@ from typing import Any, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from lstmcli.errors import CheckpointError
-from lstmcli.evaluate import Calibration, IntervalTable, QuantileScores, SplitScores
+from lstmcli.evaluate import Calibration, CombinationChoice, IntervalTable, QuantileScores, SplitScores
 from lstmcli.fsutil import SMALL_FILE_BYTES, read_bytes
 
 RUN_FORMAT = "lstmcli-run"
@@ -113,6 +113,8 @@ class Metrics(_Schema):
     filled_timestamps: int = 0  # missing timestamps inserted and filled by data.missing
     padded_series: int = 0  # series too short for a full lookback (windows padded with their first row)
     series_without_training_windows: int = 0
+    # model.combine: whether the forecast is the network's averaged with Theta's (None: never considered)
+    combination: CombinationChoice | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """As JSON, without the per-target and per-series parts a single target or series lacks."""

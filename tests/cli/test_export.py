@@ -22,7 +22,8 @@ runner = CliRunner()
 
 
 def _train(d: Path, name: str, csv: str = "series.csv", **sections: dict) -> Path:
-    cfg = write_config(d / f"{name}.yaml", csv=csv, output={"dir": str(d / name)}, **sections)
+    model = {"combine": "none", **sections.pop("model", {})}  # a graph holds the network alone
+    cfg = write_config(d / f"{name}.yaml", csv=csv, output={"dir": str(d / name)}, model=model, **sections)
     result = runner.invoke(app, ["train", str(cfg), "-q"])
     assert result.exit_code == 0, result.output
     return d / name

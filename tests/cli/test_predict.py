@@ -33,6 +33,12 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
+def network_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The network alone (model.combine: none): its forecasts are its own model calls."""
+    return _train(tmp_path_factory.mktemp("net"), model={"combine": "none"})
+
+
+@pytest.fixture(scope="module")
 def feature_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Target y with one covariate x (n = 2)."""
     return _train(tmp_path_factory.mktemp("feat"), ("y", "x"), model={"n": 2}, data={"features": ["x"]})
@@ -178,7 +184,9 @@ def test_csv_shorter_than_lookback(run_dir: Path, tmp_path: Path) -> None:
     assert f"has {L - 1} row(s)" in text and f"L = {L}" in text
 
 
-def test_steps_beyond_h_feed_forecasts_back_in(run_dir: Path, tmp_path: Path) -> None:
+def test_steps_beyond_h_feed_forecasts_back_in(network_run: Path, tmp_path: Path) -> None:
+    # (a run averaged with Theta averages this with Theta's K-step forecast: tests/cli/test_combine.py)
+    run_dir = network_run
     data = _csv_of(run_dir)
     got = json.loads(_invoke(run_dir, "--data", data, "--steps", "7", "--json").stdout)
     assert got["recursive"] is True and got["steps"] == 7
