@@ -124,7 +124,8 @@ def shared(names: list[str], extra: list[str]) -> dict:
         row["init_seconds"] = run(
             ["train", str(config), "-q", "--overwrite", *forced, "--set", f"output.dir={work / 'init'}", *extra]
         )
-        row["init"] = json.loads((work / "init" / "metrics.json").read_text())["test"]
+        init = json.loads((work / "init" / "metrics.json").read_text())
+        row["init"], row["init_combination"] = init["test"], init.get("combination")
         row["shipped_seconds"] = run(
             [
                 "train",
@@ -223,7 +224,11 @@ def m3(frequencies: list[str], limit: int | None, extra: list[str], dev: bool = 
         }
         row.update(series=len(series), h=h, s=s, train_seconds=seconds)
         metrics = json.loads((work / "run" / "metrics.json").read_text())
-        row.update(intervals=metrics.get("intervals"), quantiles=metrics.get("quantiles"))
+        row.update(
+            intervals=metrics.get("intervals"),
+            quantiles=metrics.get("quantiles"),
+            combination=metrics.get("combination"),
+        )
         results[freq] = row
         print(
             f"M3{' dev' if dev else ''} {freq:9s} {len(series):5d} series  "
@@ -281,6 +286,17 @@ def _m3_forecasts(path: Path, h: int) -> dict[str, np.ndarray]:
     return {sid: np.array(v[:h]) for sid, v in out.items()}
 
 
+def machine() -> str:
+    """The CPU in words (a run repeats bit for bit on one CPU, not across CPUs): "2-vCPU AMD EPYC"."""
+    name = "unknown CPU"
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+        name = next(line.split(":", 1)[1].strip() for line in lines if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"{os.cpu_count()}-vCPU {name}"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sections", default="shared,m3")
@@ -297,7 +313,11 @@ def main() -> None:
     ap.add_argument("--dev", action="store_true", help="M3 without its held-out values: to choose defaults on")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "accuracy.json")
     a = ap.parse_args()
-    results: dict = {"date_utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "published_sMAPE": PUBLISHED_SMAPE}
+    results: dict = {
+        "date_utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "machine": machine(),
+        "published_sMAPE": PUBLISHED_SMAPE,
+    }
     if "shared" in a.sections:
         results["shared"] = shared(a.series.split(","), [f"--set={x}" for x in a.extra])
     if "m3" in a.sections:

@@ -258,7 +258,7 @@ def train_summary(summary: TrainSummary) -> None:
                 f"* {cal.windows} validation windows are too few to promise {', '.join(s + '%' for s in short)} "
                 f"({short[-1]}% needs {windows_needed(int(short[-1]) / 100)}): the radius is the largest "
                 "validation error, which promises "
-                f"{100 * cal.windows / (cal.windows + 1):.0f}%"
+                f"{math.floor(1000 * cal.windows / (cal.windows + 1)) / 10:g}%"  # rounded down: 18 promise 94.7%
             )
     out.print(f"run saved to {summary.run_dir}")
     for warning in summary.warnings:

@@ -252,3 +252,12 @@ def test_bad_quantiles_are_refused_in_one_line(tmp_path: Path, sets: list[str], 
     text = one_line_error(runner.invoke(app, args))
     assert expected in text and "c.yaml" in text
     assert not (tmp_path / "run").exists()
+
+
+def test_too_few_validation_windows_say_what_they_promise_rounded_down(tmp_path: Path) -> None:
+    write_csv(tmp_path / "series.csv", rows=120)  # 18 validation rows: 16 windows of H = 3
+    result = runner.invoke(app, ["train", str(write_config(tmp_path / "tiny.yaml"))], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "16 validation windows are too few to promise 95% (95% needs 19)" in text
+    assert "which promises 94.1%" in text  # 16 / 17 = 0.9412, never rounded up to the level it misses
