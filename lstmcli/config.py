@@ -73,8 +73,8 @@ class ModelConfig(_Section):
     combine: Literal["auto", "theta", "none"] = Field(
         "auto",
         description="average the network's forecast with the Theta method's (fitted to each window's own history): "
-        "auto does when that lowers the validation MAE and the run has no data.future_features (whose effect the "
-        "average would halve), theta always, none never",
+        "auto does when that lowers the validation MAE and the run has no data.future_features or data.holidays "
+        "(whose effect the average would halve), theta always, none never",
     )
 
     @field_validator("quantiles")

@@ -129,16 +129,26 @@ def combined(net: np.ndarray, theta: np.ndarray, median: int | None = None) -> n
     return net + (shift if median is None else shift[..., None])
 
 
-# Theta reads at most this many seasons of each window's history (and at least THETA_MIN_ROWS
-# rows): enough for its decomposition and trend, and it bounds the cost of a long series' windows.
+# Theta reads this many seasons of each window's history, at least THETA_MIN_ROWS rows and at
+# most THETA_MAX_ROWS: enough for its decomposition (two seasons) and trend, and a bound on the cost
+# of a window (its seasonality test is O(s · rows)): about 0.5 ms at s = 365, 0.05 ms at s = 12.
 THETA_SEASONS = 10
 THETA_MIN_ROWS = 100
+THETA_MAX_ROWS = 1000
 THETA_BATCH = 4096  # histories per theta_forecast call: its SES holds (batch, 100) levels
+# Forecasts kept per origin, so that an evaluation's several passes over the same windows (the
+# choice, the calibration, the scores) fit Theta once: 200,000 × H × k floats (38 MB at H·k = 24).
+THETA_MEMO = 200_000
+
+
+def theta_rows(season: int) -> int:
+    """The rows of history before an origin that Theta is fitted to, at most."""
+    return min(max(THETA_SEASONS * season, THETA_MIN_ROWS), THETA_MAX_ROWS)
 
 
 class ThetaCombination:
     """Theta's forecasts (for ``model.combine``) from window origins, in the model's units: each
-    origin's history is the rows of its own series before it (the last ``rows`` of them), in
+    origin's history is the rows of its own series before it (the last :func:`theta_rows`), in
     original units, each target alone; the forecast is then scaled as its series' scaler scales
     the targets (a log run's Theta forecast that is not positive has no scaled value: NaN)."""
 
@@ -154,7 +164,8 @@ class ThetaCombination:
         self.std = np.stack([sc.std[:k] for sc in scalers])
         self.log = np.stack([sc.log[:k] for sc in scalers])
         self.horizon, self.season = horizon, season
-        self.rows = max(THETA_SEASONS * season, THETA_MIN_ROWS)
+        self.rows = theta_rows(season)
+        self._memo: dict[int, np.ndarray] = {}  # origin -> (H, k) forecast, original units
 
     @classmethod
     def of(cls, ds: Dataset, horizon: int, season: int) -> ThetaCombination:
@@ -163,7 +174,19 @@ class ThetaCombination:
 
     def forecast(self, origins: np.ndarray) -> np.ndarray:
         """(W, H, k) Theta's forecasts from ``origins`` in original units (NaN: no history, or
-        one that is not finite)."""
+        one that is not finite), each origin fitted once."""
+        known = np.array([int(o) in self._memo for o in origins], dtype=bool)
+        out = np.empty((len(origins), self.horizon, self.values.shape[1]))
+        if known.any():
+            out[known] = np.stack([self._memo[int(o)] for o in origins[known]])
+        if not known.all():
+            fresh = self._fit(origins[~known])
+            out[~known] = fresh
+            for o, f in zip(origins[~known][: max(0, THETA_MEMO - len(self._memo))], fresh, strict=False):
+                self._memo[int(o)] = f
+        return out
+
+    def _fit(self, origins: np.ndarray) -> np.ndarray:
         H, k = self.horizon, self.values.shape[1]
         which = np.searchsorted(self.starts, origins, side="right") - 1
         length = np.minimum(origins - self.starts[which], self.rows)

@@ -77,3 +77,29 @@ def test_smape_counts_zero_over_zero_as_zero() -> None:
     origins = np.array([8, 9])
     res = Scores(1).add(*forecast_set(values, origins, 2, (4,), np.zeros((2, 2, 1)))).summary(["y"])
     assert res.model.sMAPE == 0.0 and res.model.MAE == 0.0 and res.model.relMAE is None and res.model.MASE is None
+
+
+def test_theta_is_fitted_once_per_origin_to_its_own_series_recent_rows(monkeypatch: pytest.MonkeyPatch) -> None:
+    import lstmcli.evaluate as ev
+    from lstmcli.data.dataset import Scaler
+    from lstmcli.model.theta import theta_forecast
+
+    rng = np.random.default_rng(0)
+    values = (50 + np.cumsum(rng.normal(size=1500)))[:, None]  # series A: rows 0..1199, B: 1200..1499
+    scaler = Scaler(mean=np.zeros(1), std=np.ones(1), log=np.zeros(1, dtype=bool))
+    theta = ev.ThetaCombination(values, np.array([0, 1200]), [scaler, scaler], horizon=3, season=12)
+    fits: list[int] = []
+
+    def counted(y: np.ndarray, horizon: int, season: int) -> np.ndarray:
+        fits.append(len(y))
+        return theta_forecast(y, horizon, season)
+
+    monkeypatch.setattr(ev, "theta_forecast", counted)
+    origins = np.array([1100, 1250, 1210])
+    got = theta.forecast(origins)
+    rows = ev.theta_rows(12)  # 120 rows of A before 1100; B's 50 and 10 rows, never A's
+    for i, (o, first) in enumerate(((1100, 1100 - rows), (1250, 1200), (1210, 1200))):
+        assert np.allclose(got[i, :, 0], theta_forecast(values[None, first:o, 0], 3, 12)[0])
+    assert sum(fits) == 3
+    again = theta.forecast(origins[::-1])  # the calibration and the scores ask again: no new fit
+    assert sum(fits) == 3 and np.array_equal(again, got[::-1])

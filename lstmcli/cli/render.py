@@ -201,15 +201,22 @@ def _how_it_trained(m: Metrics) -> list[str]:
 
 
 def combination_line(c: CombinationChoice | None) -> str | None:
-    """How the forecast was averaged with Theta's, and why (None when it was not)."""
-    if c is None or not c.used:
+    """Whether the forecast is the LSTM's averaged with Theta's, and why, in words that follow
+    "forecast:" (None when it was not considered)."""
+    if c is None:
         return None
-    why = "model.combine: theta"
-    if c.chosen_by == "validation" and c.network_mae and c.combined_mae is not None:
-        lower = 100 * (1 - c.combined_mae / c.network_mae)
-        why = f"its MAE on {plural(c.windows, 'validation window')} is {lower:.0f}% below the LSTM's alone"
+    change = ""
+    if c.network_mae and c.combined_mae is not None:
+        pct = 100 * (c.combined_mae / c.network_mae - 1)
+        change = (
+            f"the average's validation MAE, in standardised units over {plural(c.windows, 'window')}, is "
+            f"{abs(pct):.1f}% {'below' if pct < 0 else 'above'} the LSTM's alone"
+        )
+    if not c.used:
+        return f"the LSTM's alone, not averaged with the Theta method's ({change}; model.combine: auto)"
+    why = f"model.combine: theta{'; ' + change if change else ''}" if c.chosen_by == "config" else change
     return (
-        f"forecast: the LSTM's averaged with the Theta method's, fitted to each window's own history ({why}; "
+        f"the LSTM's averaged with the Theta method's, fitted to each window's recent history ({why}; "
         "model.combine: none turns it off)"
     )
 
@@ -217,7 +224,8 @@ def combination_line(c: CombinationChoice | None) -> str | None:
 def _notes(m: Metrics) -> list[str]:
     """The summary's lines after the test tables: the means over series, the combination with
     Theta, the timestamps filled and the series padded."""
-    lines = [series_means_line(m.test) if m.test is not None else None, combination_line(m.combination)]
+    combination = combination_line(m.combination)
+    lines = [series_means_line(m.test) if m.test is not None else None, combination and f"forecast: {combination}"]
     if m.filled_timestamps:
         lines.append(f"{m.filled_timestamps} missing timestamp(s) were inserted and filled, as data.missing says")
     if m.padded_series:
@@ -539,7 +547,7 @@ def _run(r: RunSummary) -> None:
     out.print(f"  {_base(r)}")
     combination = combination_line(r.combination)
     if combination:
-        out.print(f"  {combination.removeprefix('forecast: ')}")
+        out.print(f"  final forecast: {combination}")
     if r.best_epoch is not None:
         stop = " (early stop)" if r.stopped_early else ""
         batch = f", batches of {r.batch_size}" if r.batch_size else ""

@@ -19,7 +19,7 @@ import torch
 from lstmcli import __version__
 from lstmcli.commands.outputs import check_outputs
 from lstmcli.errors import CheckFailed, ConfigError, DataError
-from lstmcli.evaluate import Calibration
+from lstmcli.evaluate import Calibration, theta_rows
 from lstmcli.export.onnx import Deployed, Parity, Tables, compare, output_names, require_onnx, run_onnx, to_onnx
 from lstmcli.fsutil import atomic_write
 from lstmcli.runs.inputs import Series, read_series, stored_scaler
@@ -58,9 +58,9 @@ def export(run_dir: Path, out: Path, levels: list[int] | None = None, data: Path
     combination = None if (metrics := run.metrics()) is None else metrics.combination
     if combination is not None and combination.used:
         raise ConfigError(
-            f"{run_dir}: its forecasts average the network's with the Theta method's, fitted to each series' whole "
-            "history, which a graph of the network's window cannot compute; to export, train it with "
-            "--set model.combine=none"
+            f"{run_dir}: its forecasts average the network's with the Theta method's, fitted to up to "
+            f"{theta_rows(run.cfg.data.s):,} rows of history before each origin, which a graph of the network's window of "
+            f"{run.cfg.data.lookback} rows cannot compute; to export, train it with --set model.combine=none"
         )
     source = data if data is not None else Path(run.meta.data.path)
     check_outputs({"--out": out}, [source])  # never over the CSV it reads, the run or another input

@@ -138,7 +138,7 @@ def _forecast_one(
     lags = _Lags(cfg.lags, series.scaled[:, :k], len(cfg.columns) - k - len(cfg.lag_columns)) if cfg.lags else None
     chunks, first_call = _model_calls(model, first, future_scaled, calls, H, k, f_cols, cfg.static_columns, lags)
     scaled = chunks[:K]  # (K, k)
-    if theta:  # averaged with Theta's forecast from the whole history, as in training's evaluation
+    if theta:  # averaged with Theta's forecast from the recent history, as in training's evaluation
         ahead = _theta(run, series, max(K, H)).scaled(np.array([table.n_rows]))[0]  # (max(K, H), k)
         scaled = combined(scaled, ahead[:K])
         first_call = combined(first_call, ahead[:H], model.median)

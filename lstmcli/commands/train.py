@@ -321,9 +321,10 @@ def finish(opened: OpenRun, result: TrainResult, seconds: float, score_test: boo
     # refit, the early-stopped one); the test split and every later forecast by the saved model.
     combination = None
     theta = None
-    # auto leaves a run with known-future features alone: Theta cannot see them, and the average
-    # would halve the forecast's response to them (a promotion's lift, a scenario's change)
-    if cfg.model.combine == "theta" or (cfg.model.combine == "auto" and not cfg.data.future_features):
+    # auto leaves a run with known-future features or holidays alone: Theta cannot see them, and the
+    # average would halve the forecast's response to them (a promotion's lift, a holiday's drop)
+    foreseen = bool(cfg.data.future_features or cfg.data.holidays)
+    if cfg.model.combine == "theta" or (cfg.model.combine == "auto" and not foreseen):
         theta = ThetaCombination.of(ds, cfg.data.horizon, cfg.data.s)
         combination = choose_combination(result.scored_model, windows, ds, theta, cfg.model.combine == "theta")
         theta = theta if combination.used else None

@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 ALPHAS = np.linspace(0.01, 1.0, 100)  # SES smoothing levels tried
-SEASONALITY_CRITICAL = 2.705543454095404  # chi-square(1) at 90%: statsmodels' (and forecast::thetaf's) test
+SEASONALITY_CRITICAL = 2.705543454095404  # chi-square(1) at 90%, statsmodels' test (forecast::thetaf's level too)
 
 
 def theta_forecast(y: np.ndarray, horizon: int, season: int) -> np.ndarray:
@@ -74,8 +74,9 @@ def _decompose(y: np.ndarray, season: int) -> tuple[np.ndarray, np.ndarray]:
     detrended = np.where(mul[:, None], core / np.where(mul[:, None], trend, 1.0), core - trend)
     phase = np.arange(half, n - half) % season
     index = np.stack([detrended[:, phase == p].mean(axis=1) for p in range(season)], axis=1)
-    mult = np.where(mul[:, None], index / index.mean(axis=1, keepdims=True), 1.0)
-    add = np.where(mul[:, None], 0.0, index - index.mean(axis=1, keepdims=True))
+    centre = index.mean(axis=1, keepdims=True)
+    mult = np.where(mul[:, None], index / np.where(mul[:, None], centre, 1.0), 1.0)  # an additive centre may be 0
+    add = np.where(mul[:, None], 0.0, index - centre)
     return mult, add
 
 

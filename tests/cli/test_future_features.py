@@ -65,6 +65,9 @@ def _mae(run: Path) -> float:
 
 
 def test_a_known_future_flag_is_foreseen_and_a_past_only_one_is_not(runs: dict[str, Path]) -> None:
+    # by default the run with the flag known ahead is never averaged with Theta, which cannot see it
+    assert "combination" not in json.loads((runs["future"] / "metrics.json").read_text())
+    assert "combination" in json.loads((runs["past"] / "metrics.json").read_text())
     # the promotion's jump (4) dominates the error of a model that cannot see it coming
     assert _mae(runs["future"]) < 0.6 * _mae(runs["past"]), (_mae(runs["future"]), _mae(runs["past"]))
 
@@ -221,6 +224,8 @@ def test_a_holiday_run_forecasts_the_holiday_drop(tmp_path: Path) -> None:
     forecast = json.loads(result.output)
     by_date = dict(zip(forecast["index"], forecast["forecast"]["y"], strict=True))
     assert by_date["2023-12-25"] < min(v for d, v in by_date.items() if d != "2023-12-25") - 8  # Christmas
+    # never averaged with Theta by default: Theta cannot see the holiday, and would halve its drop
+    assert "combination" not in json.loads((run / "metrics.json").read_text())
     assert "US public holidays" in runner.invoke(app, ["inspect", str(run)]).output
     bad = write_config(tmp_path / "bad.yaml", data={"holidays": "XX"})
     assert "data.holidays: is not a country code" in one_line_error(runner.invoke(app, ["train", str(bad)]))

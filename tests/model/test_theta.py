@@ -75,3 +75,12 @@ def test_a_batch_is_forecast_as_each_history_alone() -> None:
 
 def test_a_history_of_fewer_than_three_rows_is_forecast_by_its_last_value() -> None:
     assert theta_forecast(np.array([[1.0, 4.0]]), 3, 12).tolist() == [[4.0, 4.0, 4.0]]
+
+
+def test_an_additive_series_whose_seasonal_index_averages_zero_forecasts_without_a_warning() -> None:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        forecast = theta_forecast(np.tile([0.0, 1.0], 25)[None], 4, 2)
+    assert np.allclose(forecast, [[0.0, 1.0, 0.0, 1.0]], atol=1e-6)
