@@ -55,8 +55,7 @@ def export(run_dir: Path, out: Path, levels: list[int] | None = None, data: Path
     start = time.perf_counter()
     require_onnx()
     run = load_run(run_dir)
-    combination = None if (metrics := run.metrics()) is None else metrics.combination
-    if combination is not None and combination.used:
+    if (metrics := run.metrics()) is not None and metrics.averaged_with_theta:
         raise ConfigError(
             f"{run_dir}: its forecasts average the network's with the Theta method's, fitted to up to "
             f"{theta_rows(run.cfg.data.s):,} rows of history before each origin, which a graph of the network's window of "

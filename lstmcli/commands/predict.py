@@ -96,14 +96,9 @@ def forecast(
     need = 1 if cfg.series_column else max([L, *cfg.lags])
     why = f"L = {L} rows (its lookback)" if need == L else f"{need} rows (its longest lag, data.lags)"
     parts = read_series(run, data, need, f"run {run.path} needs at least {why} to forecast", series)
-    theta = _combined(metrics)
+    theta = metrics is not None and metrics.averaged_with_theta
     items = [_forecast_one(run, s, K, future, calibration, levels or [], theta) for s in parts]
     return Results(items=items, series_column=cfg.series_column)
-
-
-def _combined(metrics: Metrics | None) -> bool:
-    """Whether the run's forecast is the network's averaged with Theta's (``model.combine``)."""
-    return metrics is not None and metrics.combination is not None and metrics.combination.used
 
 
 def _theta(run: Run, series: Series, horizon: int) -> ThetaCombination:
@@ -389,7 +384,8 @@ def backtest(
         f"one backtest window of run {run.path} needs {first + H} rows (max(L = {L}, s = {s}) + H = {H})",
         series,
     )
-    items = [_backtest_one(run, p, split, calibrations, levels or [], refit, _combined(metrics)) for p in parts]
+    combine = metrics is not None and metrics.averaged_with_theta
+    items = [_backtest_one(run, p, split, calibrations, levels or [], refit, combine) for p in parts]
     pooled = None
     pooled_intervals = None
     if cfg.series_column:  # pooled over the series exactly as training's evaluation pools them

@@ -406,8 +406,7 @@ def score_test_split(run_dir: Path) -> Metrics:
         None if starts is None else torch.as_tensor(starts),
         cfg.data.future_columns,
     )
-    combined = stored.combination is not None and stored.combination.used
-    theta = ThetaCombination.of(ds, cfg.data.horizon, cfg.data.s) if combined else None
+    theta = ThetaCombination.of(ds, cfg.data.horizon, cfg.data.s) if stored.averaged_with_theta else None
     calibration = stored.calibration or calibrate(run.model, windows, ds, cfg.data.s, theta)
     test, uncertainty = _test_scores(run.model, windows, ds, cfg, calibration, theta)
     return stored.model_copy(

@@ -120,6 +120,11 @@ class Metrics(_Schema):
         """As JSON, without the per-target and per-series parts a single target or series lacks."""
         return self.model_dump(mode="json", exclude_defaults=True)
 
+    @property
+    def averaged_with_theta(self) -> bool:
+        """Whether the run's forecasts are the network's averaged with Theta's (``model.combine``)."""
+        return self.combination is not None and self.combination.used
+
     @model_validator(mode="before")
     @classmethod
     def _upgrade(cls, data: Any) -> Any:
