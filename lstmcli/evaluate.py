@@ -159,10 +159,7 @@ class ThetaCombination:
         series, increasing, and ``scalers`` theirs."""
         self.values = np.asarray(values, dtype=np.float64)
         self.starts = np.asarray(starts, dtype=np.int64)
-        k = self.values.shape[1]
-        self.mean = np.stack([sc.mean[:k] for sc in scalers])  # (S, k)
-        self.std = np.stack([sc.std[:k] for sc in scalers])
-        self.log = np.stack([sc.log[:k] for sc in scalers])
+        self.scalers = scalers
         self.horizon, self.season = horizon, season
         self.rows = theta_rows(season)
         self._memo: dict[int, np.ndarray] = {}  # origin -> (H, k) forecast, original units
@@ -186,10 +183,13 @@ class ThetaCombination:
                 self._memo[int(o)] = f
         return out
 
+    def _series(self, origins: np.ndarray) -> np.ndarray:
+        """(W,) the series of each origin, as positions in ``starts``."""
+        return np.searchsorted(self.starts, origins, side="right") - 1
+
     def _fit(self, origins: np.ndarray) -> np.ndarray:
         H, k = self.horizon, self.values.shape[1]
-        which = np.searchsorted(self.starts, origins, side="right") - 1
-        length = np.minimum(origins - self.starts[which], self.rows)
+        length = np.minimum(origins - self.starts[self._series(origins)], self.rows)
         out = np.full((len(origins), H, k), np.nan)
         for n in np.unique(length[length > 0]):  # histories of one length form one batch
             sel = np.flatnonzero(length == n)
@@ -207,11 +207,13 @@ class ThetaCombination:
     def scaled(self, origins: np.ndarray) -> np.ndarray:
         """(W, H, k) Theta's forecasts from ``origins`` in the model's units (NaN where none)."""
         f = self.forecast(origins)
-        which = np.searchsorted(self.starts, origins, side="right") - 1
-        mean, std, log = (a[which][:, None, :] for a in (self.mean, self.std, self.log))
-        with np.errstate(all="ignore"):
-            t = np.where(log, np.log(np.where(log & (f > 0), f, np.nan)), f)
-            z = (t - mean) / std
+        z = np.full_like(f, np.nan)
+        which = self._series(origins)
+        order = np.argsort(which, kind="stable")
+        targets = slice(0, f.shape[-1])
+        for rows in np.split(order, np.flatnonzero(np.diff(which[order])) + 1) if len(order) else []:
+            with np.errstate(all="ignore"):  # a log run's forecast that is not positive has no log
+                z[rows] = self.scalers[which[rows[0]]].transform(f[rows], targets)
         return np.where(np.isfinite(z), z, np.nan)
 
 

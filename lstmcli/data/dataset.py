@@ -115,9 +115,11 @@ class Scaler:
     std: np.ndarray  # (n,)
     log: np.ndarray  # (n,) bool: column modelled as log(x)
 
-    def transform(self, values: np.ndarray) -> np.ndarray:
-        v = np.where(self.log, np.log(np.where(self.log, values, 1.0)), values)
-        return (v - self.mean) / self.std
+    def transform(self, values: np.ndarray, columns: slice | list[int] = slice(None)) -> np.ndarray:
+        """Into the model's units, for the selected columns (last axis of ``values``)."""
+        log = self.log[columns]
+        v = np.where(log, np.log(np.where(log, values, 1.0)), values)
+        return (v - self.mean[columns]) / self.std[columns]
 
     def to_float32(self, source: str, columns: list[str], values: np.ndarray) -> np.ndarray:
         """``transform`` into the float32 the network reads, refusing values it cannot hold (as
