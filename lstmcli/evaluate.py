@@ -556,10 +556,9 @@ def choose_combination(
     (``always``: the average, whatever the scores)."""
     per = [_spread(s.origins("val"), COMBINE_WINDOWS) for s in ds.series]
     origins = _spread(np.concatenate(per), COMBINE_WINDOWS) if per else np.zeros(0, dtype=np.int64)
+    chosen_by: Literal["validation", "config"] = "config" if always else "validation"
     if not len(origins):
-        return CombinationChoice(
-            used=always, chosen_by="config" if always else "validation", windows=0, network_mae=None, combined_mae=None
-        )
+        return CombinationChoice(used=always, chosen_by=chosen_by, windows=0, network_mae=None, combined_mae=None)
     net = forecast_scaled(model, windows, origins)
     actual = windows.targets(torch.as_tensor(origins, device=windows.series.device)).double().cpu().numpy()
     both = combined(net, theta.scaled(origins))
@@ -567,7 +566,7 @@ def choose_combination(
         alone, averaged = float(np.mean(np.abs(net - actual))), float(np.mean(np.abs(both - actual)))
     return CombinationChoice(
         used=always or averaged < alone,
-        chosen_by="config" if always else "validation",
+        chosen_by=chosen_by,
         windows=len(origins),
         network_mae=_finite(alone),
         combined_mae=_finite(averaged),

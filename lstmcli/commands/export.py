@@ -55,7 +55,8 @@ def export(run_dir: Path, out: Path, levels: list[int] | None = None, data: Path
     start = time.perf_counter()
     require_onnx()
     run = load_run(run_dir)
-    if (metrics := run.metrics()) is not None and metrics.averaged_with_theta:
+    metrics = run.metrics()
+    if metrics is not None and metrics.averaged_with_theta:
         raise ConfigError(
             f"{run_dir}: its forecasts average the network's with the Theta method's, fitted to up to "
             f"{theta_rows(run.cfg.data.s):,} rows of history before each origin, which a graph of the network's window of "
@@ -65,7 +66,7 @@ def export(run_dir: Path, out: Path, levels: list[int] | None = None, data: Path
     check_outputs({"--out": out}, [source])  # never over the CSV it reads, the run or another input
     if not source.is_file():
         raise DataError(f"{source}: the run's training CSV is not there to check the export on; pass --data CSV")
-    calibration = _calibration(run)
+    calibration = None if metrics is None or not metrics.calibration else metrics.calibration["model"]
     levels = _levels(run, calibration, levels)
     parts = read_series(run, source, 1, "")
     tables = _tables(run, calibration, levels)
@@ -94,11 +95,6 @@ def export(run_dir: Path, out: Path, levels: list[int] | None = None, data: Path
         data=str(source),
         seconds=time.perf_counter() - start,
     )
-
-
-def _calibration(run: Run) -> Calibration | None:
-    metrics = run.metrics()
-    return None if metrics is None or not metrics.calibration else metrics.calibration["model"]
 
 
 def _levels(run: Run, calibration: Calibration | None, asked: list[int] | None) -> list[int]:
